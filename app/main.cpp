@@ -1,0 +1,135 @@
+// quizflow command line: serve, migrate, check-config.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "egress/kafka_producer.h"
+#include "egress/pg_store.h"
+#include "ingress/http_server.h"
+#include "pipeline/config.h"
+#include "pipeline/engine.h"
+
+namespace {
+
+using namespace quizflow;
+
+constexpr const char* kUsage = R"(usage: quizflow <command> [--config FILE] [options]
+
+commands:
+  serve          run the engine: HTTP API, the flow graph, PostgreSQL and Kafka
+                 --port-file FILE   write the bound HTTP port to FILE once listening
+  migrate        apply pending schema migrations and exit
+  check-config   print the effective configuration (secrets masked); non-zero if invalid
+
+Configuration comes from the JSON file given with --config and the environment (environment
+wins); see docs/configuration.md for every key and its default.
+)";
+
+void setup_logging(const Config& c) {
+  spdlog::set_level(spdlog::level::from_str(c.log_level));
+  if (c.log_format == "json")
+    spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+  else
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
+}
+
+std::unique_ptr<Store> make_store(const Config& c) {
+  if (c.database_url.empty()) throw ConfigError("DATABASE_URL", "is required for this command");
+  return std::make_unique<egress::PgStore>(egress::PgOptions{c.database_url});
+}
+
+int serve(const Config& c, const std::string& port_file) {
+  // Signals are taken by sigwait below; block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  spdlog::info("quizflow starting: database {}, http {}", mask_url(c.database_url), c.http_addr);
+  auto store = make_store(c);
+  auto sink = std::make_unique<egress::KafkaProducer>(egress::KafkaOptions{
+      c.kafka_brokers, c.topic_notifications,
+      {c.topic_answers, c.topic_notifications, c.topic_dlq}, c.notify_queue_max});
+  Engine engine(c, std::move(store), std::move(sink));
+  engine.start();
+  ingress::HttpServer http(engine);
+  http.start();
+  if (!port_file.empty()) {
+    std::ofstream(port_file) << http.port() << "\n";
+  }
+  spdlog::info("quizflow serving on port {}", http.port());
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("signal {} received: draining (a second signal forces exit)", sig);
+  // A second signal while draining ends the process at once.
+  std::thread([sigs] {
+    int s2 = 0;
+    sigwait(&sigs, &s2);
+    spdlog::warn("second signal: exiting without draining");
+    _exit(1);
+  }).detach();
+  http.refuse_new_work();
+  engine.stop();  // every admitted request is answered before this returns
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let responses leave
+  http.shutdown();
+  spdlog::info("quizflow stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  const std::string cmd = args[0];
+  std::string config_path, port_file;
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) config_path = args[++i];
+    else if (args[i] == "--port-file" && i + 1 < args.size()) port_file = args[++i];
+    else {
+      std::fprintf(stderr, "quizflow: unknown argument '%s'\n%s", args[i].c_str(), kUsage);
+      return 2;
+    }
+  }
+  Config c;
+  try {
+    c = load_config(config_path);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "quizflow: invalid configuration: %s\n", e.what());
+    return 3;
+  }
+  setup_logging(c);
+  try {
+    if (cmd == "check-config") {
+      std::printf("%s\n", describe_config(c).c_str());
+      return 0;
+    }
+    if (cmd == "migrate") {
+      make_store(c)->migrate();
+      spdlog::info("migrations applied");
+      return 0;
+    }
+    if (cmd == "serve") return serve(c, port_file);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "quizflow: invalid configuration: %s\n", e.what());
+    return 3;
+  } catch (const std::exception& e) {
+    spdlog::critical("quizflow {} failed: {}", cmd, e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "quizflow: unknown command '%s'\n%s", cmd.c_str(), kUsage);
+  return 2;
+}

@@ -1,0 +1,80 @@
+#include "egress/migrations.h"
+
+namespace quizflow::egress {
+
+const std::vector<Migration>& migrations() {
+  static const std::vector<Migration> m = {
+      {1, "initial schema", R"SQL(
+CREATE TABLE quizzes (
+  quiz_id     bigint PRIMARY KEY CHECK (quiz_id > 0),
+  title       text NOT NULL,
+  opens_at    timestamptz NOT NULL,
+  closes_at   timestamptz NOT NULL CHECK (closes_at > opens_at),
+  definition  jsonb NOT NULL,           -- canonical definition, as encode_quiz() writes it
+  state       text NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed', 'finalized')),
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE questions (
+  quiz_id        bigint NOT NULL REFERENCES quizzes (quiz_id),
+  question_id    integer NOT NULL CHECK (question_id > 0),
+  option_count   integer NOT NULL CHECK (option_count BETWEEN 2 AND 10),
+  correct_option integer NOT NULL CHECK (correct_option >= 0 AND correct_option < option_count),
+  points         integer NOT NULL CHECK (points BETWEEN 1 AND 100000),
+  time_limit_ms  integer NOT NULL CHECK (time_limit_ms BETWEEN 1000 AND 600000),
+  PRIMARY KEY (quiz_id, question_id)
+);
+
+-- Every accepted answer event, superseded ones too: the log that replay rebuilds from.
+-- event_id compares bytewise (COLLATE "C"), as the engine does.
+CREATE TABLE answer_events (
+  event_id    text COLLATE "C" PRIMARY KEY,
+  quiz_id     bigint NOT NULL,
+  user_id     bigint NOT NULL,
+  question_id integer NOT NULL,
+  option_id   integer NOT NULL,
+  answered_at timestamptz NOT NULL,
+  elapsed_ms  integer NOT NULL
+);
+
+-- The answer that counts per (quiz, user, question): smallest (answered_at, event_id).
+CREATE TABLE counted_answers (
+  quiz_id     bigint NOT NULL,
+  user_id     bigint NOT NULL,
+  question_id integer NOT NULL,
+  event_id    text COLLATE "C" NOT NULL,
+  answered_at timestamptz NOT NULL,
+  option_id   integer NOT NULL,
+  correct     boolean NOT NULL,
+  points      bigint NOT NULL,
+  elapsed_ms  integer NOT NULL,
+  PRIMARY KEY (quiz_id, user_id, question_id)
+);
+
+-- Standings per quiz and player, written as absolute values by each batch.
+CREATE TABLE standings (
+  quiz_id    bigint NOT NULL,
+  user_id    bigint NOT NULL,
+  score      bigint NOT NULL,
+  correct    integer NOT NULL,
+  time_ms    bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (quiz_id, user_id)
+);
+-- Leaderboard pages in rank order read this index in order (no sort).
+CREATE INDEX standings_rank ON standings (quiz_id, score DESC, correct DESC, time_ms, user_id);
+
+-- One row per committed quiz batch: proves one transaction per batch and resolves in-doubt
+-- commits (was this batch_key committed?).
+CREATE TABLE batches (
+  batch_key    text PRIMARY KEY,
+  quiz_id      bigint NOT NULL,
+  events       integer NOT NULL,
+  committed_at timestamptz NOT NULL DEFAULT now()
+);
+)SQL"},
+  };
+  return m;
+}
+
+}  // namespace quizflow::egress

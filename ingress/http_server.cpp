@@ -1,0 +1,280 @@
+#include "ingress/http_server.h"
+
+#include <pistache/endpoint.h>
+#include <pistache/http.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "ingress/json_out.h"
+#include "pipeline/engine.h"
+#include "pipeline/time_util.h"
+
+namespace quizflow::ingress {
+namespace {
+
+using namespace Pistache;
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void send_json(Http::ResponseWriter& w, Http::Code code, const std::string& body) {
+  w.headers().add<Http::Header::ContentType>(MIME(Application, Json));
+  w.send(code, body);
+}
+
+void send_error(Http::ResponseWriter& w, Http::Code code, const std::string& err_code,
+                const std::string& message, const std::string& field = {}) {
+  send_json(w, code, error_body(err_code, message, field));
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) {
+  unsigned char diff = static_cast<unsigned char>(a.size() != b.size());
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+std::vector<std::string_view> split_path(std::string_view p) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < p.size()) {
+    while (i < p.size() && p[i] == '/') ++i;
+    size_t j = i;
+    while (j < p.size() && p[j] != '/') ++j;
+    if (j > i) out.push_back(p.substr(i, j - i));
+    i = j;
+  }
+  return out;
+}
+
+std::optional<int64_t> parse_id(std::string_view s) {
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || v < 1) return std::nullopt;
+  return v;
+}
+
+class Handler : public Http::Handler {
+ public:
+  HTTP_PROTOTYPE(Handler)
+
+  Handler(Engine& engine, std::shared_ptr<std::atomic<bool>> refusing)
+      : engine_(&engine), refusing_(std::move(refusing)) {}
+
+  void onRequest(const Http::Request& req, Http::ResponseWriter w) override {
+    try {
+      route(req, std::move(w));
+    } catch (const std::exception& e) {
+      spdlog::error("http {} {}: {}", Http::methodString(req.method()), req.resource(), e.what());
+      // The writer may have been moved; nothing more can be sent safely here.
+    }
+  }
+
+  void onTimeout(const Http::Request&, Http::ResponseWriter w) override {
+    send_error(w, Http::Code::Request_Timeout, "timeout", "request not received in time");
+  }
+
+ private:
+  bool authorized(const Http::Request& req, Http::ResponseWriter& w) {
+    const std::string& token = engine_->config().api_token;
+    if (token.empty()) return true;
+    auto h = req.headers().tryGetRaw("Authorization");
+    std::string_view given;
+    if (h) given = h->value();
+    constexpr std::string_view kBearer = "Bearer ";
+    const bool ok = given.substr(0, kBearer.size()) == kBearer &&
+                    constant_time_equal(given.substr(kBearer.size()), token);
+    if (!ok) send_error(w, Http::Code::Unauthorized, "unauthorized", "missing or bad bearer token");
+    return ok;
+  }
+
+  void route(const Http::Request& req, Http::ResponseWriter w) {
+    const auto parts = split_path(req.resource());
+    const auto method = req.method();
+    if (parts.size() == 1 && parts[0] == "health" && method == Http::Method::Get)
+      return health(w);
+    if (parts.size() == 2 && parts[0] == "monitoring" && parts[1] == "stats" &&
+        method == Http::Method::Get)
+      return send_json(w, Http::Code::Ok, stats_body(*engine_));
+    if (parts.size() >= 2 && parts[0] == "v1") {
+      if (parts[1] == "answers" && parts.size() == 2) {
+        if (method != Http::Method::Post) return not_allowed(w);
+        return post_answers(req, std::move(w));
+      }
+      if (parts[1] == "quizzes") {
+        if (parts.size() == 2) {
+          if (method != Http::Method::Post) return not_allowed(w);
+          return post_quiz(req, w);
+        }
+        const auto id = parse_id(parts[2]);
+        if (!id) return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
+        if (method != Http::Method::Get) return not_allowed(w);
+        if (parts.size() == 3) return get_quiz(*id, w);
+        if (parts.size() == 4 && parts[3] == "leaderboard") return leaderboard(req, *id, w);
+        if (parts.size() == 5 && parts[3] == "players") {
+          const auto uid = parse_id(parts[4]);
+          if (!uid)
+            return send_error(w, Http::Code::Not_Found, "not_found", "no such player", "user_id");
+          return player(*id, *uid, w);
+        }
+      }
+    }
+    send_error(w, Http::Code::Not_Found, "not_found", "no such endpoint");
+  }
+
+  void not_allowed(Http::ResponseWriter& w) {
+    send_error(w, Http::Code::Method_Not_Allowed, "method_not_allowed", "method not allowed");
+  }
+
+  bool body_fits(const Http::Request& req, Http::ResponseWriter& w) {
+    if (static_cast<int64_t>(req.body().size()) > engine_->config().http_max_body_bytes) {
+      send_error(w, Http::Code::Request_Entity_Too_Large, "too_large",
+                 "body larger than " + std::to_string(engine_->config().http_max_body_bytes) +
+                     " bytes");
+      return false;
+    }
+    return true;
+  }
+
+  void health(Http::ResponseWriter& w) {
+    const HealthReport h = engine_->health();
+    send_json(w, h.healthy ? Http::Code::Ok : Http::Code::Service_Unavailable, health_body(h));
+  }
+
+  void post_answers(const Http::Request& req, Http::ResponseWriter w) {
+    if (!authorized(req, w) || !body_fits(req, w)) return;
+    if (refusing_->load(std::memory_order_acquire)) {
+      w.headers().addRaw(Http::Header::Raw("Retry-After", "1"));
+      return send_error(w, Http::Code::Service_Unavailable, "shutting_down",
+                        "the engine is shutting down; retry");
+    }
+    auto writer = std::make_shared<Http::ResponseWriter>(std::move(w));
+    const SubmitResult res = engine_->submit(req.body(), [writer](Request& r) {
+      int status = 200;
+      std::string body = answers_body(r, status);
+      if (status == 503) writer->headers().addRaw(Http::Header::Raw("Retry-After", "1"));
+      send_json(*writer, static_cast<Http::Code>(status), body);
+    });
+    if (res == SubmitResult::admitted) return;
+    writer->headers().addRaw(Http::Header::Raw("Retry-After", "1"));
+    if (res == SubmitResult::overloaded)
+      send_error(*writer, Http::Code::Service_Unavailable, "overloaded",
+                 "the pipeline is full; retry later");
+    else
+      send_error(*writer, Http::Code::Service_Unavailable, "shutting_down",
+                 "the engine is not accepting answers; retry");
+  }
+
+  void post_quiz(const Http::Request& req, Http::ResponseWriter& w) {
+    if (!authorized(req, w) || !body_fits(req, w)) return;
+    auto d = decode_quiz(req.body());
+    if (!d.quiz) {
+      return send_error(w, d.code == "malformed_json" ? Http::Code::Bad_Request
+                                                      : Http::Code::Unprocessable_Entity,
+                        d.code, d.message, d.field);
+    }
+    SaveQuizResult res;
+    try {
+      res = engine_->create_quiz(*d.quiz);
+    } catch (const std::exception& e) {
+      spdlog::error("storing quiz {} failed: {}", d.quiz->quiz_id, e.what());
+      w.headers().addRaw(Http::Header::Raw("Retry-After", "1"));
+      return send_error(w, Http::Code::Service_Unavailable, "storage_unavailable",
+                        "the quiz could not be stored; retry");
+    }
+    if (res == SaveQuizResult::conflict)
+      return send_error(w, Http::Code::Conflict, "conflict",
+                        "a different quiz with this quiz_id exists", "quiz_id");
+    auto view = engine_->quiz(d.quiz->quiz_id);
+    send_json(w, res == SaveQuizResult::created ? Http::Code::Created : Http::Code::Ok,
+              quiz_body(view->def, view->state));
+  }
+
+  void get_quiz(int64_t id, Http::ResponseWriter& w) {
+    auto view = engine_->quiz(id);
+    if (!view) return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
+    send_json(w, Http::Code::Ok, quiz_body(view->def, view->state));
+  }
+
+  void leaderboard(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {
+    int64_t limit = 100, offset = 0;
+    for (auto [name, out, lo, hi] :
+         {std::tuple{"limit", &limit, int64_t{1}, int64_t{1000}},
+          std::tuple{"offset", &offset, int64_t{0}, int64_t{1} << 40}}) {
+      auto v = req.query().get(name);
+      if (!v) continue;
+      const std::string& s = *v;
+      int64_t x = 0;
+      auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), x);
+      if (ec != std::errc() || ptr != s.data() + s.size() || x < lo || x > hi)
+        return send_error(w, Http::Code::Bad_Request, "invalid_parameter",
+                          std::string(name) + " must be an integer from " + std::to_string(lo) +
+                              " to " + std::to_string(hi),
+                          name);
+      *out = x;
+    }
+    auto page = engine_->leaderboard(id, static_cast<size_t>(offset), static_cast<size_t>(limit));
+    if (!page) return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
+    send_json(w, Http::Code::Ok, leaderboard_body(*page));
+  }
+
+  void player(int64_t id, int64_t uid, Http::ResponseWriter& w) {
+    auto p = engine_->player(id, uid);
+    if (!p) return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
+    if (!*p)
+      return send_error(w, Http::Code::Not_Found, "not_found", "the player has no standing",
+                        "user_id");
+    send_json(w, Http::Code::Ok, player_body(id, **p));
+  }
+
+  Engine* engine_;
+  std::shared_ptr<std::atomic<bool>> refusing_;
+};
+
+}  // namespace
+
+HttpServer::HttpServer(Engine& engine) : engine_(engine) {}
+HttpServer::~HttpServer() { shutdown(); }
+
+void HttpServer::start() {
+  const Config& c = engine_.config();
+  std::string host;
+  uint16_t port = 0;
+  split_host_port(c.http_addr, "QUIZFLOW_HTTP_ADDR", host, port);
+  Address addr(host, Port(port));
+  endpoint_ = std::make_unique<Http::Endpoint>(addr);
+  auto opts = Http::Endpoint::options()
+                  .threads(c.http_threads)
+                  .flags(Tcp::Options::ReuseAddr)
+                  .maxRequestSize(static_cast<size_t>(c.http_max_body_bytes) + 16 * 1024)
+                  .maxResponseSize(16 << 20)
+                  .headerTimeout(std::chrono::milliseconds(c.http_header_timeout_ms))
+                  .bodyTimeout(std::chrono::milliseconds(c.http_body_timeout_ms))
+                  .keepaliveTimeout(std::chrono::milliseconds(c.http_keepalive_timeout_ms));
+  endpoint_->init(opts);
+  endpoint_->setHandler(Http::make_handler<Handler>(engine_, refusing_));
+  endpoint_->serveThreaded();
+  spdlog::info("http: listening on {}:{} with {} threads", host, this->port(), c.http_threads);
+}
+
+uint16_t HttpServer::port() const {
+  return endpoint_ ? static_cast<uint16_t>(endpoint_->getPort()) : 0;
+}
+
+void HttpServer::refuse_new_work() { refusing_->store(true, std::memory_order_release); }
+
+void HttpServer::shutdown() {
+  if (!endpoint_) return;
+  endpoint_->shutdown();
+  endpoint_.reset();
+}
+
+}  // namespace quizflow::ingress

@@ -1,0 +1,240 @@
+#include "ingress/json_out.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "pipeline/metrics.h"
+
+namespace quizflow::ingress {
+namespace {
+
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void str(Writer& w, const std::string& s) {
+  w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+std::string done(const rapidjson::StringBuffer& sb) { return {sb.GetString(), sb.GetSize()}; }
+
+void entry_fields(Writer& w, const stages::StandingEntry& e) {
+  w.Key("rank");
+  w.Int64(e.rank);
+  w.Key("user_id");
+  w.Int64(e.user_id);
+  w.Key("score");
+  w.Int64(e.standing.score);
+  w.Key("correct");
+  w.Int64(e.standing.correct);
+  w.Key("time_ms");
+  w.Int64(e.standing.time_ms);
+}
+
+}  // namespace
+
+std::string error_body(const std::string& code, const std::string& message,
+                       const std::string& field) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("error");
+  w.StartObject();
+  w.Key("code");
+  str(w, code);
+  w.Key("message");
+  str(w, message);
+  w.Key("field");
+  str(w, field);
+  w.EndObject();
+  w.EndObject();
+  return done(sb);
+}
+
+std::string answers_body(const Request& r, int& http_status) {
+  if (r.error) {
+    http_status = r.error->http_status;
+    return error_body(r.error->code, r.error->message, r.error->field);
+  }
+  http_status = 200;
+  int64_t accepted = 0, duplicates = 0, rejected = 0;
+  for (const auto& it : r.items) {
+    switch (it.verdict.status) {
+      case ItemStatus::accepted: ++accepted; break;
+      case ItemStatus::duplicate: ++duplicates; break;
+      default:
+        ++rejected;
+        if (it.verdict.code == "storage_unavailable") http_status = 503;
+        break;
+    }
+  }
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("accepted");
+  w.Int64(accepted);
+  w.Key("duplicates");
+  w.Int64(duplicates);
+  w.Key("rejected");
+  w.Int64(rejected);
+  w.Key("results");
+  w.StartArray();
+  for (const auto& it : r.items) {
+    w.StartObject();
+    w.Key("event_id");
+    str(w, it.event_id());
+    w.Key("status");
+    w.String(to_string(it.verdict.status));
+    if (it.verdict.status == ItemStatus::rejected) {
+      w.Key("code");
+      str(w, it.verdict.code);
+      w.Key("message");
+      str(w, it.verdict.message);
+      if (!it.verdict.field.empty()) {
+        w.Key("field");
+        str(w, it.verdict.field);
+      }
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return done(sb);
+}
+
+std::string quiz_body(const QuizDef& q, QuizState state) {
+  rapidjson::Document d;
+  const std::string def = encode_quiz(q);
+  d.Parse(def.c_str(), def.size());
+  d.AddMember("state", rapidjson::StringRef(to_string(state)), d.GetAllocator());
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  d.Accept(w);
+  return done(sb);
+}
+
+std::string leaderboard_body(const LeaderboardPage& page) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("quiz_id");
+  w.Int64(page.quiz_id);
+  w.Key("total");
+  w.Int64(page.total);
+  w.Key("entries");
+  w.StartArray();
+  for (const auto& e : page.entries) {
+    w.StartObject();
+    entry_fields(w, e);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return done(sb);
+}
+
+std::string player_body(int64_t quiz_id, const stages::StandingEntry& e) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("quiz_id");
+  w.Int64(quiz_id);
+  entry_fields(w, e);
+  w.EndObject();
+  return done(sb);
+}
+
+std::string health_body(const HealthReport& h) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("status");
+  w.String(h.healthy ? "healthy" : "unhealthy");
+  w.Key("checks");
+  w.StartObject();
+  w.Key("engine");
+  w.String(h.running ? "ok" : "not running");
+  w.Key("database");
+  str(w, h.database_ok ? std::string("ok") : h.database_error);
+  w.Key("kafka");
+  str(w, h.kafka_ok ? std::string("ok") : h.kafka_error);
+  w.EndObject();
+  w.EndObject();
+  return done(sb);
+}
+
+std::string stats_body(const Engine& engine) {
+  const PipelineMetrics& m = engine.metrics();
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("status");
+  w.String(engine.running() ? "running" : "stopped");
+  w.Key("uptime_s");
+  w.Int64(engine.uptime_s());
+  w.Key("stages");
+  w.StartObject();
+  for (size_t i = 0; i < kStageNames.size(); ++i) {
+    const StageMetrics& s = m.stages[i];
+    w.Key(kStageNames[i]);
+    w.StartObject();
+    w.Key("backlog");
+    w.Int64(s.backlog.load());
+    w.Key("in_flight");
+    w.Int64(s.in_flight.load());
+    w.Key("processed");
+    w.Int64(s.processed.load());
+    w.Key("rejected");
+    w.Int64(s.rejected.load());
+    w.Key("failed");
+    w.Int64(s.failed.load());
+    w.Key("latency_ms");
+    w.StartObject();
+    w.Key("p50");
+    w.Double(s.latency.percentile_ms(50));
+    w.Key("p99");
+    w.Double(s.latency.percentile_ms(99));
+    w.EndObject();
+    w.EndObject();
+  }
+  w.EndObject();
+  const SinkStats ks = engine.sink_stats();
+  w.Key("message_queue");
+  w.StartObject();
+  w.Key("queue_size");
+  w.Int64(ks.queue_size);
+  w.Key("total_processed");
+  w.Int64(ks.delivered);
+  w.Key("failed");
+  w.Int64(ks.failed);
+  w.Key("running");
+  w.Bool(ks.running);
+  w.Key("num_workers");
+  w.Int(1);
+  w.EndObject();
+  w.Key("batches");
+  w.StartObject();
+  w.Key("committed");
+  w.Int64(m.batches.committed.load());
+  w.Key("failed");
+  w.Int64(m.batches.failed.load());
+  w.Key("rows");
+  w.Int64(m.batches.rows.load());
+  w.Key("last_commit_ms");
+  w.Int64(m.batches.last_commit_ms.load());
+  w.Key("commit_ms");
+  w.StartObject();
+  w.Key("p50");
+  w.Double(m.batches.commit.percentile_ms(50));
+  w.Key("p99");
+  w.Double(m.batches.commit.percentile_ms(99));
+  w.EndObject();
+  w.EndObject();
+  w.Key("events_in_flight");
+  w.Int64(m.events_in_flight.load());
+  w.Key("http_overloaded");
+  w.Int64(m.http_overloaded.load());
+  w.EndObject();
+  return done(sb);
+}
+
+}  // namespace quizflow::ingress

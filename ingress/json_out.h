@@ -1,0 +1,25 @@
+// JSON response bodies of the HTTP API (spec §3, §6). Field names are part of the contract:
+// add fields, never rename them.
+#pragma once
+
+#include <string>
+
+#include "pipeline/engine.h"
+
+namespace quizflow::ingress {
+
+// {"error":{"code":…,"message":…,"field":…}}
+std::string error_body(const std::string& code, const std::string& message,
+                       const std::string& field);
+
+// POST /v1/answers: per-item results in input order, or the request-level error. Sets
+// `http_status`: 200, the request error's status, or 503 when an item could not be stored.
+std::string answers_body(const Request& r, int& http_status);
+
+std::string quiz_body(const QuizDef& q, QuizState state);
+std::string leaderboard_body(const LeaderboardPage& page);
+std::string player_body(int64_t quiz_id, const stages::StandingEntry& e);
+std::string health_body(const HealthReport& h);
+std::string stats_body(const Engine& engine);
+
+}  // namespace quizflow::ingress

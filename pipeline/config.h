@@ -1,0 +1,70 @@
+// The one typed configuration of quizflow: defaults, JSON file, environment (environment wins),
+// validated once at start-up. Every other unit only reads it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace quizflow {
+
+struct Config {
+  // PostgreSQL connection URL (DATABASE_URL). Required by serve/migrate.
+  std::string database_url;
+  // Kafka bootstrap servers (KAFKA_BROKERS). Empty: an in-process mock cluster (not durable).
+  std::string kafka_brokers;
+  std::string topic_answers = "quiz.answers";              // KAFKA_TOPIC_ANSWERS
+  std::string topic_notifications = "quiz.notifications";  // KAFKA_TOPIC_NOTIFICATIONS
+  std::string topic_dlq = "quiz.answers.dlq";              // KAFKA_TOPIC_DLQ
+  bool consume_answers = false;                            // QUIZFLOW_CONSUME_ANSWERS
+  std::string kafka_group_id = "quizflow";                 // KAFKA_GROUP_ID
+
+  // HTTP listener "host:port" (QUIZFLOW_HTTP_ADDR); port 0 picks a free port.
+  std::string http_addr = "127.0.0.1:8000";
+  int http_threads = 2;                     // QUIZFLOW_HTTP_THREADS, 1..64
+  std::string api_token;                    // QUIZFLOW_API_TOKEN; empty: no auth on writes
+  int64_t http_max_body_bytes = 1 << 20;    // QUIZFLOW_HTTP_MAX_BODY, 1 KiB..64 MiB
+  int http_max_batch = 1000;                // QUIZFLOW_HTTP_MAX_BATCH, answers per POST
+  int http_header_timeout_ms = 5000;        // QUIZFLOW_HTTP_HEADER_TIMEOUT_MS
+  int http_body_timeout_ms = 10000;         // QUIZFLOW_HTTP_BODY_TIMEOUT_MS
+  int http_keepalive_timeout_ms = 60000;    // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
+
+  int db_pool_size = 30;     // DB_POOL_SIZE (connections kept)
+  int db_max_overflow = 50;  // DB_MAX_OVERFLOW
+  int db_writers = 2;        // DB_WRITERS: batch-committing threads, one connection each
+
+  int batch_max_size = 5000;     // BATCH_MAX_SIZE: events per quiz batch
+  int batch_max_delay_ms = 5;    // BATCH_MAX_DELAY_MS: oldest event's wait before a flush
+
+  int64_t max_in_flight_events = 200000;  // QUIZFLOW_MAX_IN_FLIGHT: admitted, not yet answered
+  int64_t notify_queue_max = 1000000;     // producer queue bound (messages)
+
+  std::string log_level = "info";   // QUIZFLOW_LOG_LEVEL: trace|debug|info|warn|error
+  std::string log_format = "plain"; // QUIZFLOW_LOG_FORMAT: plain|json
+};
+
+// Thrown when a configuration value is invalid; what() names the key.
+struct ConfigError : std::exception {
+  std::string key, msg;
+  ConfigError(std::string k, std::string m) : key(std::move(k)), msg("config key " + key + ": " + std::move(m)) {}
+  const char* what() const noexcept override { return msg.c_str(); }
+};
+
+// Loads defaults, then the JSON file at `path` (if non-empty; keys are the lower-case names of
+// the environment variables, e.g. "database_url", "batch_max_size"), then the environment.
+// Throws ConfigError naming the bad key.
+Config load_config(const std::string& path);
+
+// Checks ranges and formats; throws ConfigError naming the bad key.
+void validate_config(const Config& c);
+
+// The effective configuration as JSON with secrets (password in DATABASE_URL, token) masked.
+std::string describe_config(const Config& c);
+
+// DATABASE_URL with its password replaced by "***" (safe to log).
+std::string mask_url(const std::string& url);
+
+// Splits "host:port"; throws ConfigError for `key` when malformed.
+void split_host_port(const std::string& addr, const std::string& key, std::string& host,
+                     uint16_t& port);
+
+}  // namespace quizflow

@@ -1,0 +1,353 @@
+#include "pipeline/graph.h"
+
+#include <oneapi/tbb/flow_graph.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <random>
+#include <unordered_map>
+#include <variant>
+
+#include "stages/batch.h"
+#include "stages/ingest.h"
+#include "stages/notify.h"
+#include "stages/validate.h"
+
+namespace quizflow {
+namespace flow = tbb::flow;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t since_us(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
+}
+
+// A request whose accepted candidates (indexes into items) go on to the batch stage.
+struct Validated {
+  RequestPtr request;
+  std::vector<uint32_t> accepted;
+};
+struct Tick {};
+struct QuizDone {
+  int64_t quiz_id = 0;
+};
+using BatchInput = std::variant<Validated, Tick, QuizDone>;
+
+// One quiz batch on its way through the commit and score stages.
+struct CommitJob {
+  stages::QuizBatch batch;
+  std::vector<const AnswerEvent*> unique;  // events with distinct event_ids, first occurrence
+  std::vector<int32_t> unique_of;          // per batch event: index into unique, -1 = repeat
+  std::string batch_key;
+  CommitOutcome outcome;
+  stages::Proposal proposal;
+  std::vector<size_t> counted;  // indexes into unique that became the counted answer
+  int64_t commit_us = 0;
+};
+using CommitJobPtr = std::shared_ptr<CommitJob>;
+
+struct NotifyChunk {
+  std::vector<Notification> messages;
+};
+using NotifyChunkPtr = std::shared_ptr<NotifyChunk>;
+
+using IngestNode = flow::multifunction_node<RequestPtr, std::tuple<BatchInput>>;
+using ValidateNode = flow::multifunction_node<BatchInput, std::tuple<BatchInput>>;
+using BatchNode = flow::multifunction_node<BatchInput, std::tuple<CommitJobPtr>>;
+using CommitNode = flow::async_node<CommitJobPtr, CommitJobPtr>;
+using ScoreNode = flow::multifunction_node<CommitJobPtr, std::tuple<NotifyChunkPtr, BatchInput>>;
+using NotifyNode = flow::function_node<NotifyChunkPtr, flow::continue_msg>;
+
+}  // namespace
+
+struct Graph::Impl {
+  explicit Impl(GraphDeps d)
+      : deps(d),
+        buffers(stages::BatchPolicy{static_cast<size_t>(d.config.batch_max_size),
+                                    d.config.batch_max_delay_ms}),
+        ingest(g, flow::unlimited, [this](const RequestPtr& r, IngestNode::output_ports_type& p) {
+          on_ingest(r, p);
+        }),
+        validate(g, flow::unlimited,
+                 [this](const BatchInput& in, ValidateNode::output_ports_type& p) {
+                   on_validate(in, p);
+                 }),
+        batch(g, flow::serial,
+              [this](const BatchInput& in, BatchNode::output_ports_type& p) { on_batch(in, p); }),
+        commit(g, flow::unlimited,
+               [this](const CommitJobPtr& job, CommitNode::gateway_type& gw) {
+                 on_commit(job, gw);
+               }),
+        score(g, flow::serial,
+              [this](const CommitJobPtr& job, ScoreNode::output_ports_type& p) {
+                on_score(job, p);
+              }),
+        notify(g, flow::serial, [this](const NotifyChunkPtr& c) {
+          on_notify(c);
+          return flow::continue_msg();
+        }) {
+    flow::make_edge(flow::output_port<0>(ingest), validate);
+    flow::make_edge(flow::output_port<0>(validate), batch);
+    flow::make_edge(flow::output_port<0>(batch), commit);
+    flow::make_edge(commit, score);
+    flow::make_edge(flow::output_port<0>(score), notify);
+    flow::make_edge(flow::output_port<1>(score), batch);
+
+    std::random_device rd;
+    char prefix[32];
+    std::snprintf(prefix, sizeof prefix, "%08x%08x", rd(), rd());
+    batch_prefix = prefix;
+
+    const int tick_ms = std::max(1, d.config.batch_max_delay_ms / 2);
+    ticker = std::thread([this, tick_ms] {
+      while (!stop_ticker.load(std::memory_order_acquire)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(tick_ms));
+        send_tick();
+      }
+    });
+  }
+
+  StageMetrics& m(StageIndex i) { return deps.metrics.stages[i]; }
+
+  void send_tick() {
+    if (!tick_pending.exchange(true, std::memory_order_acq_rel)) batch.try_put(BatchInput{Tick{}});
+  }
+
+  // ---- ingest: bytes -> typed events ----
+  void on_ingest(const RequestPtr& r, IngestNode::output_ports_type& p) {
+    const auto t0 = Clock::now();
+    m(kIngest).backlog.fetch_sub(1, std::memory_order_relaxed);
+    const size_t ok = stages::ingest(*r, stages::IngestLimits{
+                                             static_cast<size_t>(deps.config.http_max_batch)});
+    if (r->error) {
+      m(kIngest).rejected.fetch_add(1, std::memory_order_relaxed);
+      m(kIngest).latency.record_us(since_us(t0));
+      r->fail(*r->error);
+      return;
+    }
+    const int64_t n = static_cast<int64_t>(r->items.size());
+    // Reconcile the admission estimate with the real item count.
+    deps.metrics.events_in_flight.fetch_add(n - r->admitted, std::memory_order_relaxed);
+    r->admitted = n;
+    m(kIngest).rejected.fetch_add(n - static_cast<int64_t>(ok), std::memory_order_relaxed);
+    m(kIngest).processed.fetch_add(static_cast<int64_t>(ok), std::memory_order_relaxed);
+    m(kIngest).latency.record_us(since_us(t0));
+    if (ok == 0) {
+      r->arm(0);
+      return;
+    }
+    RequestPtr keep = r;  // arm() may complete the request; keep it alive for the hand-off
+    r->arm(ok);
+    m(kValidate).backlog.fetch_add(static_cast<int64_t>(ok), std::memory_order_relaxed);
+    std::get<0>(p).try_put(BatchInput{Validated{std::move(keep), {}}});
+  }
+
+  // ---- validate: typed events -> accepted candidates or rejections ----
+  void on_validate(const BatchInput& in, ValidateNode::output_ports_type& p) {
+    const auto t0 = Clock::now();
+    const Validated& v = std::get<Validated>(in);
+    Request& r = *v.request;
+    auto catalog = deps.catalog.snapshot();
+    Validated out{v.request, {}};
+    std::vector<std::pair<uint32_t, Verdict>> rejects;
+    int64_t candidates = 0;
+    for (uint32_t i = 0; i < r.items.size(); ++i) {
+      Item& item = r.items[i];
+      if (!item.event || item.verdict.status != ItemStatus::pending) continue;
+      ++candidates;
+      Verdict verdict = stages::validate(*item.event, *catalog);
+      if (verdict.status == ItemStatus::rejected) rejects.emplace_back(i, std::move(verdict));
+      else out.accepted.push_back(i);
+    }
+    m(kValidate).backlog.fetch_sub(candidates, std::memory_order_relaxed);
+    m(kValidate).rejected.fetch_add(static_cast<int64_t>(rejects.size()), std::memory_order_relaxed);
+    m(kValidate).processed.fetch_add(static_cast<int64_t>(out.accepted.size()),
+                                     std::memory_order_relaxed);
+    m(kValidate).latency.record_us(since_us(t0));
+    const bool forward = !out.accepted.empty();
+    if (forward) m(kBatch).backlog.fetch_add(static_cast<int64_t>(out.accepted.size()));
+    // Resolve rejections last among our writes to the request's items: resolving can complete it.
+    for (auto& [i, verdict] : rejects) r.resolve(i, std::move(verdict));
+    if (forward) std::get<0>(p).try_put(BatchInput{std::move(out)});
+  }
+
+  // ---- batch: per-quiz buffers, one transaction per quiz batch ----
+  void on_batch(const BatchInput& in, BatchNode::output_ports_type& p) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            Clock::now().time_since_epoch())
+                            .count();
+    if (const auto* v = std::get_if<Validated>(&in)) {
+      const auto n = static_cast<int64_t>(v->accepted.size());
+      m(kBatch).backlog.fetch_sub(n, std::memory_order_relaxed);
+      m(kBatch).in_flight.fetch_add(n, std::memory_order_relaxed);
+      for (uint32_t i : v->accepted) buffers.add(EventRef{v->request, i}, now);
+    } else if (const auto* d = std::get_if<QuizDone>(&in)) {
+      buffers.done(d->quiz_id);
+    } else {
+      tick_pending.store(false, std::memory_order_release);
+    }
+    for (auto& b : buffers.take_due(now, draining.load(std::memory_order_acquire))) {
+      auto job = std::make_shared<CommitJob>();
+      job->batch = std::move(b);
+      job->batch_key = batch_prefix + "-" + std::to_string(++batch_seq);
+      std::get<0>(p).try_put(job);
+    }
+    buffered.store(static_cast<int64_t>(buffers.pending_events() + buffers.in_flight_batches()),
+                   std::memory_order_release);
+  }
+
+  // ---- commit: hands the batch to a database thread; the result re-enters the graph ----
+  void on_commit(const CommitJobPtr& job, CommitNode::gateway_type& gw) {
+    gw.reserve_wait();
+    deps.commits.submit([this, job, &gw](BatchWriter& writer) {
+      run_commit(*job, writer);
+      gw.try_put(job);
+      gw.release_wait();
+    });
+  }
+
+  void run_commit(CommitJob& job, BatchWriter& writer) {
+    const auto t0 = Clock::now();
+    const int64_t quiz = job.batch.quiz_id;
+    // Duplicates inside the batch are removed first (one statement must not touch a key twice).
+    std::unordered_map<std::string_view, int32_t> first;
+    first.reserve(job.batch.events.size());
+    job.unique_of.reserve(job.batch.events.size());
+    for (const auto& ref : job.batch.events) {
+      const AnswerEvent& e = ref.event();
+      auto [it, fresh] = first.try_emplace(e.event_id, static_cast<int32_t>(job.unique.size()));
+      if (fresh) {
+        job.unique.push_back(&e);
+        job.unique_of.push_back(it->second);
+      } else {
+        job.unique_of.push_back(-1);
+      }
+    }
+    job.outcome = writer.commit(
+        quiz, job.batch_key, job.unique, [&](const std::vector<bool>& inserted) {
+          std::vector<const AnswerEvent*> fresh;
+          std::vector<size_t> fresh_index;
+          for (size_t i = 0; i < job.unique.size(); ++i) {
+            if (inserted[i]) {
+              fresh.push_back(job.unique[i]);
+              fresh_index.push_back(i);
+            }
+          }
+          job.proposal = deps.standings.read(quiz, [&](const stages::QuizStandings* s) {
+            return s ? s->propose(quiz, fresh) : stages::QuizStandings().propose(quiz, fresh);
+          });
+          job.counted.clear();
+          for (size_t k : job.proposal.newly_counted) job.counted.push_back(fresh_index[k]);
+          return DerivedRows{job.proposal.counted, job.proposal.standings};
+        });
+    job.commit_us = since_us(t0);
+  }
+
+  // ---- score: apply committed changes, answer the items, free the quiz ----
+  void on_score(const CommitJobPtr& job, ScoreNode::output_ports_type& p) {
+    const auto t0 = Clock::now();
+    const int64_t quiz = job->batch.quiz_id;
+    const auto n = static_cast<int64_t>(job->batch.events.size());
+    auto& bm = deps.metrics.batches;
+    auto chunk = std::make_shared<NotifyChunk>();
+    if (job->outcome.ok) {
+      bm.committed.fetch_add(1, std::memory_order_relaxed);
+      bm.rows.fetch_add(n, std::memory_order_relaxed);
+      bm.last_commit_ms.store(job->commit_us / 1000, std::memory_order_relaxed);
+      bm.commit.record_us(job->commit_us);
+      deps.standings.write(quiz, [&](stages::QuizStandings& s) { s.apply(job->proposal); });
+      chunk->messages.reserve(job->counted.size());
+      for (size_t k : job->counted) chunk->messages.push_back(stages::answer_result(*job->unique[k]));
+      m(kBatch).processed.fetch_add(n, std::memory_order_relaxed);
+    } else {
+      bm.failed.fetch_add(1, std::memory_order_relaxed);
+      m(kBatch).failed.fetch_add(n, std::memory_order_relaxed);
+      spdlog::error("batch {} of quiz {} failed ({} events): {}", job->batch_key, quiz, n,
+                    job->outcome.error);
+    }
+    m(kBatch).in_flight.fetch_sub(n, std::memory_order_relaxed);
+    m(kBatch).latency.record_us(job->commit_us);
+    // Free the quiz before answering, so its next batch can start.
+    std::get<1>(p).try_put(BatchInput{QuizDone{quiz}});
+    for (size_t i = 0; i < job->batch.events.size(); ++i) {
+      const EventRef& ref = job->batch.events[i];
+      const int32_t u = job->unique_of[i];
+      Verdict v;
+      if (!job->outcome.ok) {
+        v = Verdict::reject("storage_unavailable",
+                            "the answer could not be stored; retry the request", "");
+      } else if (u < 0 || !job->outcome.inserted[static_cast<size_t>(u)]) {
+        v.status = ItemStatus::duplicate;
+      } else {
+        v.status = ItemStatus::accepted;
+      }
+      ref.request->resolve(ref.index, std::move(v));
+    }
+    m(kScore).processed.fetch_add(job->outcome.ok ? n : 0, std::memory_order_relaxed);
+    m(kScore).latency.record_us(since_us(t0));
+    if (!chunk->messages.empty()) {
+      m(kNotify).backlog.fetch_add(static_cast<int64_t>(chunk->messages.size()));
+      std::get<0>(p).try_put(chunk);
+    }
+  }
+
+  // ---- notify: hand notifications to the producer ----
+  void on_notify(const NotifyChunkPtr& c) {
+    const auto t0 = Clock::now();
+    const auto n = static_cast<int64_t>(c->messages.size());
+    m(kNotify).backlog.fetch_sub(n, std::memory_order_relaxed);
+    const size_t refused = deps.sink.publish(c->messages);
+    m(kNotify).processed.fetch_add(n - static_cast<int64_t>(refused), std::memory_order_relaxed);
+    m(kNotify).failed.fetch_add(static_cast<int64_t>(refused), std::memory_order_relaxed);
+    m(kNotify).latency.record_us(since_us(t0));
+  }
+
+  GraphDeps deps;
+  flow::graph g;
+  stages::BatchBuffers buffers;  // used only by the serial batch node
+  uint64_t batch_seq = 0;        // used only by the serial batch node
+  std::string batch_prefix;
+  IngestNode ingest;
+  ValidateNode validate;
+  BatchNode batch;
+  CommitNode commit;
+  ScoreNode score;
+  NotifyNode notify;
+  std::atomic<bool> tick_pending{false};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stop_ticker{false};
+  std::atomic<int64_t> buffered{0};
+  std::thread ticker;
+  bool drained = false;
+};
+
+Graph::Graph(GraphDeps deps) : impl_(std::make_unique<Impl>(deps)) {}
+
+Graph::~Graph() { drain(); }
+
+void Graph::put(RequestPtr r) {
+  impl_->m(kIngest).backlog.fetch_add(1, std::memory_order_relaxed);
+  impl_->ingest.try_put(std::move(r));
+}
+
+void Graph::drain() {
+  if (impl_->drained) return;
+  impl_->draining.store(true, std::memory_order_release);
+  // Let queued requests reach the batch stage, then force flushes until nothing is buffered.
+  impl_->g.wait_for_all();
+  for (;;) {
+    impl_->send_tick();
+    impl_->g.wait_for_all();
+    if (impl_->buffered.load(std::memory_order_acquire) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  impl_->stop_ticker.store(true, std::memory_order_release);
+  if (impl_->ticker.joinable()) impl_->ticker.join();
+  impl_->g.wait_for_all();
+  impl_->drained = true;
+}
+
+int64_t Graph::pending_events() const { return impl_->buffered.load(std::memory_order_acquire); }
+
+}  // namespace quizflow

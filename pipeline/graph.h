@@ -1,0 +1,55 @@
+// The oneTBB flow graph of the answer path (spec §2), wired in graph.cpp and nowhere else:
+//
+//   put() -> ingest -> validate -> batch -> commit (async, CommitPool) -> score -> notify
+//                                    ^                                      |
+//                                    +------------- quiz done --------------+
+//
+// Chunks (a request's items, a quiz batch) move between nodes, never single events.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "pipeline/commit_pool.h"
+#include "pipeline/config.h"
+#include "pipeline/metrics.h"
+#include "pipeline/notifier.h"
+#include "pipeline/quiz.h"
+#include "pipeline/request.h"
+#include "stages/score.h"
+
+namespace quizflow {
+
+struct GraphDeps {
+  const Config& config;
+  Catalog& catalog;
+  stages::StandingsBook& standings;
+  CommitPool& commits;
+  NotificationSink& sink;
+  PipelineMetrics& metrics;
+};
+
+class Graph {
+ public:
+  explicit Graph(GraphDeps deps);
+  ~Graph();  // drains
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  // Hands a request to ingest. Thread-safe. The request's completion fires exactly once.
+  void put(RequestPtr r);
+
+  // Flushes every buffered batch, waits until all of them committed and the graph is idle.
+  // Call after the last put(). Idempotent.
+  void drain();
+
+  // Events buffered in the batch stage or committing.
+  int64_t pending_events() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace quizflow

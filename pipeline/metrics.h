@@ -1,0 +1,69 @@
+// Live figures of every stage (spec §2, §6). Recording is lock-free: atomics and a ring of
+// latency samples; readers take a consistent-enough snapshot.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace quizflow {
+
+// The last kSize samples of a latency, in microseconds. Writers never block.
+class LatencyWindow {
+ public:
+  static constexpr size_t kSize = 2048;
+  void record_us(int64_t us) {
+    const uint64_t i = next_.fetch_add(1, std::memory_order_relaxed);
+    samples_[i % kSize].store(us, std::memory_order_relaxed);
+  }
+  // Percentile (0-100) in milliseconds over the samples held; 0 when none.
+  double percentile_ms(double pct) const {
+    const uint64_t n = std::min<uint64_t>(next_.load(std::memory_order_relaxed), kSize);
+    if (n == 0) return 0.0;
+    std::vector<int64_t> v(n);
+    for (uint64_t i = 0; i < n; ++i) v[i] = samples_[i].load(std::memory_order_relaxed);
+    const size_t k = std::min<size_t>(n - 1, static_cast<size_t>(pct / 100.0 * static_cast<double>(n)));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return static_cast<double>(v[k]) / 1000.0;
+  }
+
+ private:
+  std::atomic<uint64_t> next_{0};
+  std::array<std::atomic<int64_t>, kSize> samples_{};
+};
+
+// Counters of one stage. Units are events (answers), not chunks.
+struct StageMetrics {
+  std::atomic<int64_t> backlog{0};    // handed to the stage, not yet started
+  std::atomic<int64_t> in_flight{0};  // being processed (for batch: buffered or committing)
+  std::atomic<int64_t> processed{0};  // passed on
+  std::atomic<int64_t> rejected{0};   // ended here with a rejection
+  std::atomic<int64_t> failed{0};     // ended here by a failure (storage, transport)
+  LatencyWindow latency;              // per chunk: time spent in the stage
+};
+
+struct BatchMetrics {
+  std::atomic<int64_t> committed{0};  // transactions committed
+  std::atomic<int64_t> failed{0};     // transactions that failed
+  std::atomic<int64_t> rows{0};       // events written in committed batches
+  std::atomic<int64_t> last_commit_ms{0};
+  LatencyWindow commit;               // commit time per batch
+};
+
+// The names of the stages, in flow order; the index into PipelineMetrics::stages.
+inline constexpr std::array<const char*, 5> kStageNames = {"ingest", "validate", "batch", "score",
+                                                           "notify"};
+enum StageIndex : size_t { kIngest = 0, kValidate, kBatch, kScore, kNotify };
+
+struct PipelineMetrics {
+  std::array<StageMetrics, kStageNames.size()> stages;
+  BatchMetrics batches;
+  std::atomic<int64_t> http_requests{0};
+  std::atomic<int64_t> http_overloaded{0};  // answered 503 at the door
+  std::atomic<int64_t> events_in_flight{0}; // admitted, not yet answered
+};
+
+}  // namespace quizflow

@@ -1,0 +1,83 @@
+// Quiz definitions (spec §4) and the read-mostly catalog the validate stage checks against.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace quizflow {
+
+struct Question {
+  int32_t question_id = 0;
+  int32_t option_count = 0;
+  int32_t correct_option = 0;
+  int64_t points = 1000;
+  int64_t time_limit_ms = 20000;
+  bool operator==(const Question&) const = default;
+};
+
+struct RewardTier {
+  int64_t rank_from = 0;
+  int64_t rank_to = 0;
+  std::string reward;
+  bool operator==(const RewardTier&) const = default;
+};
+
+struct QuizDef {
+  int64_t quiz_id = 0;
+  std::string title;
+  int64_t opens_at_ms = 0;
+  int64_t closes_at_ms = 0;
+  std::vector<Question> questions;  // sorted by question_id
+  std::vector<RewardTier> rewards;  // sorted by rank_from
+  bool operator==(const QuizDef&) const = default;
+
+  const Question* find_question(int32_t question_id) const;
+};
+
+// Result of decoding a quiz definition: the quiz, or an error with code/message/field.
+struct QuizDecodeResult {
+  std::optional<QuizDef> quiz;
+  std::string code;  // "malformed_json" or "schema"
+  std::string message;
+  std::string field;
+};
+
+// Decodes a POST /v1/quizzes body with the rules of spec §4 (unknown fields rejected).
+QuizDecodeResult decode_quiz(std::string_view json);
+
+// Canonical JSON of a quiz definition (timestamps as RFC 3339 UTC with ms).
+std::string encode_quiz(const QuizDef& q);
+
+enum class QuizState : uint8_t { open, closed, finalized };
+const char* to_string(QuizState s);
+
+// Immutable catalog snapshot; replaced as a whole when a quiz is added. Thread-safe to read.
+struct CatalogSnapshot {
+  std::map<int64_t, std::shared_ptr<const QuizDef>> quizzes;
+  std::map<int64_t, QuizState> states;  // absent: open (or closed by time, see state_of)
+  const QuizDef* find(int64_t quiz_id) const;
+  // open/closed by the clock and close requests; finalized once finalization ran.
+  QuizState state_of(const QuizDef& q, int64_t now_ms) const;
+};
+
+// Holder of the current snapshot. Readers take a shared_ptr copy (one short lock per chunk, not
+// per event); writers copy-on-write.
+class Catalog {
+ public:
+  std::shared_ptr<const CatalogSnapshot> snapshot() const;
+  void put(const QuizDef& quiz);
+  void set_state(int64_t quiz_id, QuizState s);
+  void replace_all(std::vector<QuizDef> quizzes);
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const CatalogSnapshot> snap_ = std::make_shared<CatalogSnapshot>();
+};
+
+}  // namespace quizflow

@@ -1,0 +1,73 @@
+#include "stages/batch.h"
+
+#include <algorithm>
+
+namespace quizflow::stages {
+
+void BatchBuffers::add(EventRef ev, int64_t now_ms) {
+  const int64_t quiz = ev.event().quiz_id;
+  Buffer& b = buffers_[quiz];
+  b.events.push_back(std::move(ev));
+  b.arrived_ms.push_back(now_ms);
+  nonempty_.insert(quiz);
+  ++pending_events_;
+}
+
+std::vector<QuizBatch> BatchBuffers::take_due(int64_t now_ms, bool force) {
+  std::vector<QuizBatch> out;
+  for (auto it = nonempty_.begin(); it != nonempty_.end();) {
+    const int64_t quiz = *it;
+    Buffer& b = buffers_[quiz];
+    const bool due = force || b.closing || b.events.size() >= policy_.max_size ||
+                     now_ms - b.arrived_ms.front() >= policy_.max_delay_ms;
+    if (b.in_flight || !due) {
+      ++it;
+      continue;
+    }
+    const size_t n = std::min(b.events.size(), policy_.max_size);
+    QuizBatch batch;
+    batch.quiz_id = quiz;
+    batch.events.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      batch.events.push_back(std::move(b.events.front()));
+      b.events.pop_front();
+      b.arrived_ms.pop_front();
+    }
+    pending_events_ -= n;
+    b.in_flight = true;
+    ++in_flight_;
+    out.push_back(std::move(batch));
+    if (b.events.empty()) {
+      b.closing = false;
+      it = nonempty_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+void BatchBuffers::done(int64_t quiz_id) {
+  auto it = buffers_.find(quiz_id);
+  if (it == buffers_.end() || !it->second.in_flight) return;
+  it->second.in_flight = false;
+  --in_flight_;
+  if (it->second.events.empty() && !it->second.closing) buffers_.erase(it);
+}
+
+void BatchBuffers::close(int64_t quiz_id) {
+  Buffer& b = buffers_[quiz_id];
+  b.closing = true;
+  if (!b.events.empty()) nonempty_.insert(quiz_id);
+}
+
+int64_t BatchBuffers::oldest_wait_ms(int64_t now_ms) const {
+  int64_t oldest = 0;
+  for (int64_t quiz : nonempty_) {
+    const auto& b = buffers_.at(quiz);
+    if (!b.arrived_ms.empty()) oldest = std::max(oldest, now_ms - b.arrived_ms.front());
+  }
+  return oldest;
+}
+
+}  // namespace quizflow::stages

@@ -1,0 +1,65 @@
+// batch stage: per-quiz buffers and the flush policy (spec §2). Plain state, no threads: the
+// pipeline owns one BatchBuffers and calls it from a single serial graph node.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "pipeline/request.h"
+
+namespace quizflow::stages {
+
+struct BatchPolicy {
+  size_t max_size = 5000;    // flush when a quiz's buffer holds this many events
+  int64_t max_delay_ms = 5;  // ... or when its oldest event has waited this long
+};
+
+// Events of one quiz taken for one transaction, in arrival order.
+struct QuizBatch {
+  int64_t quiz_id = 0;
+  std::vector<EventRef> events;
+};
+
+// Not thread-safe: used from one thread at a time. At most one batch per quiz is in flight:
+// while it commits, new events of that quiz keep filling the buffer (group commit).
+class BatchBuffers {
+ public:
+  explicit BatchBuffers(BatchPolicy policy) : policy_(policy) {}
+
+  void add(EventRef ev, int64_t now_ms);
+
+  // Takes the batches due at `now_ms`: for every quiz with no batch in flight whose buffer
+  // reached max_size, whose oldest event waited max_delay_ms, or that is closing (or every
+  // pending quiz when `force`), up to max_size events. Marks those quizzes in flight.
+  std::vector<QuizBatch> take_due(int64_t now_ms, bool force = false);
+
+  // The in-flight batch of `quiz_id` finished (committed or failed).
+  void done(int64_t quiz_id);
+
+  // Flush `quiz_id` at the next take_due regardless of size and delay.
+  void close(int64_t quiz_id);
+
+  size_t pending_events() const { return pending_events_; }
+  size_t in_flight_batches() const { return in_flight_; }
+  // Milliseconds the oldest pending event has waited (0 when none).
+  int64_t oldest_wait_ms(int64_t now_ms) const;
+
+ private:
+  struct Buffer {
+    std::deque<EventRef> events;
+    std::deque<int64_t> arrived_ms;  // parallel to events
+    bool in_flight = false;
+    bool closing = false;
+  };
+
+  BatchPolicy policy_;
+  std::unordered_map<int64_t, Buffer> buffers_;
+  std::unordered_set<int64_t> nonempty_;  // quizzes with pending events
+  size_t pending_events_ = 0;
+  size_t in_flight_ = 0;
+};
+
+}  // namespace quizflow::stages

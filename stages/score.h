@@ -1,0 +1,126 @@
+// score stage: the standings of each quiz (spec §4), kept in memory as state derived from the
+// counted answers, and the changes a committed batch makes to them.
+#pragma once
+
+#include <ext/pb_ds/assoc_container.hpp>
+#include <ext/pb_ds/tree_policy.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pipeline/events.h"
+#include "pipeline/store.h"
+
+namespace quizflow::stages {
+
+struct Standing {
+  int64_t score = 0;
+  int64_t correct = 0;
+  int64_t time_ms = 0;
+  bool operator==(const Standing&) const = default;
+};
+
+// Sort key of the standings order: score desc, correct desc, time_ms asc, user_id asc.
+struct RankKey {
+  int64_t score, correct, time_ms, user_id;
+  bool operator<(const RankKey& o) const {
+    if (score != o.score) return score > o.score;
+    if (correct != o.correct) return correct > o.correct;
+    if (time_ms != o.time_ms) return time_ms < o.time_ms;
+    return user_id < o.user_id;
+  }
+};
+
+struct StandingEntry {
+  int64_t rank = 0;  // 1-based
+  int64_t user_id = 0;
+  Standing standing;
+};
+
+// What one batch changes: counted answers that now count, players' new absolute standings, and
+// which of the batch's events became the counted answer.
+struct Proposal {
+  int64_t quiz_id = 0;
+  std::vector<CountedRow> counted;
+  std::vector<StandingRow> standings;
+  std::vector<size_t> newly_counted;  // indexes into the proposed events
+};
+
+// One quiz's standings. Not thread-safe (StandingsBook guards it).
+class QuizStandings {
+ public:
+  // The effect of `events` (events new to the event log, any order, may repeat a key): for each
+  // (user, question) the counted answer is the one with the smallest (answered_at, event_id)
+  // among those already counted and these. Does not change state.
+  Proposal propose(int64_t quiz_id, const std::vector<const AnswerEvent*>& events) const;
+
+  // Applies a committed proposal.
+  void apply(const Proposal& p);
+
+  // Rebuild: adds a counted answer loaded from storage (no previous answer for its key).
+  void load(const CountedRow& row);
+
+  size_t players() const { return standings_.size(); }
+  std::vector<StandingEntry> page(size_t offset, size_t limit) const;
+  std::optional<StandingEntry> find(int64_t user_id) const;
+
+ private:
+  struct Counted {
+    int64_t answered_at_ms = 0;
+    std::string event_id;
+    int64_t points = 0;
+    bool correct = false;
+    int64_t elapsed_ms = 0;
+    int64_t option_id = 0;
+  };
+  using Key = std::pair<int64_t, int32_t>;  // (user_id, question_id)
+  using OrderTree =
+      __gnu_pbds::tree<RankKey, __gnu_pbds::null_type, std::less<RankKey>,
+                       __gnu_pbds::rb_tree_tag, __gnu_pbds::tree_order_statistics_node_update>;
+
+  void set_standing(int64_t user_id, const Standing& s);
+
+  std::map<Key, Counted> counted_;
+  std::unordered_map<int64_t, Standing> standings_;
+  OrderTree order_;
+};
+
+// Thread-safe registry of per-quiz standings: a reader-writer lock per quiz.
+class StandingsBook {
+ public:
+  // Runs f(const QuizStandings*) under the quiz's shared lock; nullptr when the quiz has none.
+  template <typename F>
+  auto read(int64_t quiz_id, F&& f) const {
+    std::shared_ptr<Slot> slot = find(quiz_id);
+    if (!slot) return f(static_cast<const QuizStandings*>(nullptr));
+    std::shared_lock lock(slot->mu);
+    return f(static_cast<const QuizStandings*>(&slot->standings));
+  }
+  // Runs f(QuizStandings&) under the quiz's exclusive lock, creating it when missing.
+  template <typename F>
+  auto write(int64_t quiz_id, F&& f) {
+    std::shared_ptr<Slot> slot = get_or_create(quiz_id);
+    std::unique_lock lock(slot->mu);
+    return f(slot->standings);
+  }
+
+ private:
+  struct Slot {
+    std::shared_mutex mu;
+    QuizStandings standings;
+  };
+  std::shared_ptr<Slot> find(int64_t quiz_id) const;
+  std::shared_ptr<Slot> get_or_create(int64_t quiz_id);
+
+  mutable std::shared_mutex mu_;
+  std::unordered_map<int64_t, std::shared_ptr<Slot>> slots_;
+};
+
+}  // namespace quizflow::stages
