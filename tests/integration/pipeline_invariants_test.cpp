@@ -1,0 +1,251 @@
+// Invariants of spec §5 against the real PostgreSQL: order- and batching-independence,
+// idempotence, one transaction per quiz batch, durable acknowledgement, rebuild on restart.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+
+#include "egress/pg_store.h"
+#include "integration/workload.h"
+#include "support/test_db.h"
+
+namespace quizflow::testing {
+namespace {
+
+struct Tally {
+  std::atomic<int64_t> accepted{0}, duplicates{0}, rejected{0}, request_errors{0};
+};
+
+std::unique_ptr<Engine> make_engine(const TestDatabase& db, Config c,
+                                    CountingSink** sink_out = nullptr) {
+  auto sink = std::make_unique<CountingSink>();
+  if (sink_out) *sink_out = sink.get();
+  auto e = std::make_unique<Engine>(std::move(c),
+                                    std::make_unique<egress::PgStore>(egress::PgOptions{db.url()}),
+                                    std::move(sink));
+  e->start();
+  return e;
+}
+
+void create_quizzes(Engine& e, const Workload& w) {
+  for (const auto& q : w.quizzes) ASSERT_NE(e.create_quiz(q), SaveQuizResult::conflict);
+}
+
+// Sends the answers in `order`, in requests of random sizes up to max_request, from `threads`
+// concurrent senders.
+void send(Engine& e, const std::vector<const SentAnswer*>& order, size_t max_request,
+          int threads, uint32_t seed, Tally& tally) {
+  std::vector<std::vector<const SentAnswer*>> requests;
+  std::mt19937 rng(seed);
+  for (size_t i = 0; i < order.size();) {
+    const size_t n = std::uniform_int_distribution<size_t>(1, max_request)(rng);
+    requests.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i),
+                          order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), i + n)));
+    i += n;
+  }
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (size_t r; (r = next.fetch_add(1)) < requests.size();) {
+        std::string body;
+        if (requests[r].size() == 1 && r % 2 == 0) {
+          body = requests[r][0]->json;  // single-answer form
+        } else {
+          body = "{\"answers\":[";
+          for (size_t k = 0; k < requests[r].size(); ++k) {
+            if (k) body += ',';
+            body += requests[r][k]->json;
+          }
+          body += "]}";
+        }
+        const Answered a = submit_and_wait(e, body);
+        if (a.error) {
+          tally.request_errors++;
+          continue;
+        }
+        for (const auto& item : a.items) {
+          switch (item.verdict.status) {
+            case ItemStatus::accepted: tally.accepted++; break;
+            case ItemStatus::duplicate: tally.duplicates++; break;
+            case ItemStatus::rejected: tally.rejected++; break;
+            default: ADD_FAILURE() << "item left pending"; break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+}
+
+std::vector<std::vector<std::string>> db_standings(const TestDatabase& db) {
+  return db.query(
+      "SELECT quiz_id, user_id, score, correct, time_ms FROM standings "
+      "ORDER BY quiz_id, score DESC, correct DESC, time_ms, user_id");
+}
+
+std::vector<std::vector<std::string>> expected_rows(const Workload& w) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& s : expected_standings(w))
+    out.push_back({std::to_string(s.quiz_id), std::to_string(s.user_id), std::to_string(s.score),
+                   std::to_string(s.correct), std::to_string(s.time_ms)});
+  return out;
+}
+
+int64_t xact_commits(const TestDatabase& db) {
+  return db.scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()");
+}
+
+TEST(PipelineInvariants, AnyOrderAndBatchingGivesTheIndependentlyComputedStandings) {
+  const Workload w = make_workload(20261127, 9000, 1000, 700);
+  ASSERT_GE(w.answers.size(), 10000u);
+  const auto expected = expected_rows(w);
+
+  // Run A: workload order, small requests, 4 concurrent senders, batches of up to 500.
+  TestDatabase db_a;
+  Tally ta;
+  int64_t commits_a = 0, batches_a = 0;
+  {
+    auto e = make_engine(db_a, test_config(db_a.url()));
+    create_quizzes(*e, w);
+    std::vector<const SentAnswer*> order;
+    for (const auto& a : w.answers) order.push_back(&a);
+    const int64_t before = xact_commits(db_a);
+    send(*e, order, 40, 4, 1, ta);
+    e->stop();
+    batches_a = e->metrics().batches.committed.load();
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));  // closed backends flush stats
+    commits_a = xact_commits(db_a) - before;
+  }
+  EXPECT_EQ(ta.request_errors.load(), 0);
+  EXPECT_EQ(ta.accepted.load(), static_cast<int64_t>(w.distinct_valid));
+  EXPECT_EQ(ta.duplicates.load(), static_cast<int64_t>(w.resends));
+  EXPECT_EQ(ta.rejected.load(), static_cast<int64_t>(w.invalid));
+  EXPECT_EQ(db_a.scalar("SELECT count(*) FROM answer_events"),
+            static_cast<int64_t>(w.distinct_valid));
+  EXPECT_EQ(db_a.scalar("SELECT count(*) FROM batches"), batches_a);
+  const auto standings_a = db_standings(db_a);
+  EXPECT_EQ(standings_a, expected);
+
+  // One transaction per quiz batch: commits are about one per batch, far fewer than answers.
+  const auto answers = static_cast<int64_t>(w.distinct_valid + w.resends);
+  EXPECT_LE(batches_a, answers / 10) << "batches should hold many answers each";
+  EXPECT_LE(commits_a, batches_a + 60) << "commits beyond one per batch (pings, loads, DDL)";
+  EXPECT_GE(commits_a, batches_a);
+  std::printf("run A: %lld answers, %lld batches, %lld commits (%.4f commits/answer)\n",
+              static_cast<long long>(answers), static_cast<long long>(batches_a),
+              static_cast<long long>(commits_a),
+              static_cast<double>(commits_a) / static_cast<double>(answers));
+
+  // Run B: reversed-and-shuffled order, large requests, one sender, batches of up to 37.
+  TestDatabase db_b;
+  Tally tb;
+  {
+    Config c = test_config(db_b.url());
+    c.batch_max_size = 37;
+    c.batch_max_delay_ms = 0;
+    c.db_writers = 1;
+    auto e = make_engine(db_b, c);
+    create_quizzes(*e, w);
+    std::vector<const SentAnswer*> order;
+    for (const auto& a : w.answers) order.push_back(&a);
+    std::reverse(order.begin(), order.end());
+    std::shuffle(order.begin(), order.end(), std::mt19937(99));
+    send(*e, order, 300, 1, 2, tb);
+    // Live standings (in memory) equal the database's.
+    for (const auto& q : w.quizzes) {
+      auto page = e->leaderboard(q.quiz_id, 0, 1000);
+      ASSERT_TRUE(page);
+      std::vector<std::vector<std::string>> live;
+      for (const auto& en : page->entries)
+        live.push_back({std::to_string(q.quiz_id), std::to_string(en.user_id),
+                        std::to_string(en.standing.score), std::to_string(en.standing.correct),
+                        std::to_string(en.standing.time_ms)});
+      std::vector<std::vector<std::string>> want;
+      for (const auto& r : expected)
+        if (r[0] == std::to_string(q.quiz_id)) want.push_back(r);
+      EXPECT_EQ(live, want) << "quiz " << q.quiz_id;
+      for (size_t i = 0; i < page->entries.size(); ++i)
+        EXPECT_EQ(page->entries[i].rank, static_cast<int64_t>(i + 1));
+    }
+  }
+  EXPECT_EQ(tb.accepted.load(), static_cast<int64_t>(w.distinct_valid));
+  EXPECT_EQ(db_standings(db_b), standings_a);
+  EXPECT_EQ(db_a.query("SELECT quiz_id, user_id, question_id, event_id FROM counted_answers "
+                       "ORDER BY 1, 2, 3"),
+            db_b.query("SELECT quiz_id, user_id, question_id, event_id FROM counted_answers "
+                       "ORDER BY 1, 2, 3"));
+
+  // Idempotent: everything sent again to A changes nothing; no item is accepted twice.
+  {
+    auto e = make_engine(db_a, test_config(db_a.url()));
+    Tally again;
+    std::vector<const SentAnswer*> order;
+    for (const auto& a : w.answers) order.push_back(&a);
+    send(*e, order, 100, 2, 3, again);
+    EXPECT_EQ(again.accepted.load(), 0);
+    EXPECT_EQ(again.duplicates.load(), static_cast<int64_t>(w.distinct_valid + w.resends));
+    EXPECT_EQ(again.rejected.load(), static_cast<int64_t>(w.invalid));
+  }
+  EXPECT_EQ(db_standings(db_a), standings_a);
+  EXPECT_EQ(db_a.scalar("SELECT count(*) FROM answer_events"),
+            static_cast<int64_t>(w.distinct_valid));
+}
+
+TEST(PipelineInvariants, AcceptedAnswerIsInTheDatabaseWhenItsResponseArrives) {
+  const Workload w = make_workload(7, 600, 0, 0, 200);
+  TestDatabase db;
+  auto e = make_engine(db, test_config(db.url()));
+  create_quizzes(*e, w);
+  for (size_t i = 0; i < w.answers.size(); i += 3) {
+    std::string body = "{\"answers\":[";
+    std::string ids;
+    for (size_t k = i; k < std::min(i + 3, w.answers.size()); ++k) {
+      if (k > i) {
+        body += ',';
+        ids += ',';
+      }
+      body += w.answers[k].json;
+      ids += "'" + w.answers[k].event_id + "'";
+    }
+    body += "]}";
+    const Answered a = submit_and_wait(*e, body);
+    int64_t accepted = 0;
+    for (const auto& it : a.items) accepted += it.verdict.status == ItemStatus::accepted;
+    ASSERT_GT(accepted, 0);
+    // Checked from another connection right after the response: the rows must be there.
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE event_id IN (" + ids + ")"),
+              accepted);
+  }
+}
+
+TEST(PipelineInvariants, RestartRebuildsTheSameStandingsFromStorage) {
+  const Workload w = make_workload(11, 3000, 200, 100, 300);
+  TestDatabase db;
+  std::vector<LeaderboardPage> before;
+  {
+    auto e = make_engine(db, test_config(db.url()));
+    create_quizzes(*e, w);
+    std::vector<const SentAnswer*> order;
+    for (const auto& a : w.answers) order.push_back(&a);
+    Tally t;
+    send(*e, order, 50, 2, 4, t);
+    for (const auto& q : w.quizzes) before.push_back(*e->leaderboard(q.quiz_id, 0, 1000));
+  }
+  auto e = make_engine(db, test_config(db.url()));
+  for (size_t i = 0; i < w.quizzes.size(); ++i) {
+    auto after = e->leaderboard(w.quizzes[i].quiz_id, 0, 1000);
+    ASSERT_TRUE(after);
+    ASSERT_EQ(after->total, before[i].total);
+    ASSERT_EQ(after->entries.size(), before[i].entries.size());
+    for (size_t k = 0; k < after->entries.size(); ++k) {
+      EXPECT_EQ(after->entries[k].user_id, before[i].entries[k].user_id);
+      EXPECT_EQ(after->entries[k].standing, before[i].entries[k].standing);
+    }
+    EXPECT_GT(after->total, 0);
+  }
+}
+
+}  // namespace
+}  // namespace quizflow::testing
