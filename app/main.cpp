@@ -55,9 +55,11 @@ int serve(const Config& c, const std::string& port_file) {
 
   spdlog::info("quizflow starting: database {}, http {}", mask_url(c.database_url), c.http_addr);
   auto store = make_store(c);
-  auto sink = std::make_unique<egress::KafkaProducer>(egress::KafkaOptions{
-      c.kafka_brokers, c.topic_notifications,
-      {c.topic_answers, c.topic_notifications, c.topic_dlq}, c.notify_queue_max});
+  auto sink = std::make_unique<egress::KafkaProducer>(
+      egress::KafkaOptions{c.kafka_brokers,
+                           c.topic_notifications,
+                           {c.topic_answers, c.topic_notifications, c.topic_dlq},
+                           c.notify_queue_max});
   Engine engine(c, std::move(store), std::move(sink));
   engine.start();
   ingress::HttpServer http(engine);
@@ -97,8 +99,10 @@ int main(int argc, char** argv) {
   const std::string cmd = args[0];
   std::string config_path, port_file;
   for (size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--config" && i + 1 < args.size()) config_path = args[++i];
-    else if (args[i] == "--port-file" && i + 1 < args.size()) port_file = args[++i];
+    if (args[i] == "--config" && i + 1 < args.size())
+      config_path = args[++i];
+    else if (args[i] == "--port-file" && i + 1 < args.size())
+      port_file = args[++i];
     else {
       std::fprintf(stderr, "quizflow: unknown argument '%s'\n%s", args[i].c_str(), kUsage);
       return 2;

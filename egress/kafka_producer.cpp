@@ -57,8 +57,9 @@ KafkaProducer::KafkaProducer(KafkaOptions options) : options_(std::move(options)
       std::to_string(std::min<int64_t>(options_.queue_max, 10000000)));
   set(conf, "message.timeout.ms", "300000");
   rd_kafka_conf_set_opaque(conf, this);
-  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m,
-                                       void* opaque) { on_delivery(rk, m, opaque); });
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
+    on_delivery(rk, m, opaque);
+  });
   rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
   if (!rk_) throw std::runtime_error(std::string("kafka producer: ") + err);
   poller_ = std::thread([this] {
@@ -82,10 +83,9 @@ size_t KafkaProducer::publish(std::vector<Notification>& batch) {
   for (auto& n : batch) {
     for (int attempt = 0;; ++attempt) {
       const rd_kafka_resp_err_t e = rd_kafka_producev(
-          rk_, RD_KAFKA_V_TOPIC(options_.topic.c_str()),
-          RD_KAFKA_V_KEY(n.key.data(), n.key.size()),
-          RD_KAFKA_V_VALUE(n.value.data(), n.value.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_END);
+          rk_, RD_KAFKA_V_TOPIC(options_.topic.c_str()), RD_KAFKA_V_KEY(n.key.data(), n.key.size()),
+          RD_KAFKA_V_VALUE(n.value.data(), n.value.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
       if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
       if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && attempt < 50) {
         rd_kafka_poll(rk_, 10);  // the queue is bounded: wait briefly for deliveries

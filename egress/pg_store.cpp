@@ -83,8 +83,8 @@ CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
     {
       pqxx::stream_to s(tx, "qf_stage_events");
       for (const AnswerEvent* e : events) {
-        s << std::make_tuple(e->event_id, e->quiz_id, e->user_id, e->question_id,
-                             e->option_id, format_rfc3339_ms(e->answered_at_ms), e->elapsed_ms);
+        s << std::make_tuple(e->event_id, e->quiz_id, e->user_id, e->question_id, e->option_id,
+                             format_rfc3339_ms(e->answered_at_ms), e->elapsed_ms);
       }
       s.complete();
     }
@@ -244,13 +244,12 @@ ON CONFLICT (quiz_id) DO NOTHING RETURNING quiz_id)SQL",
                                     quiz.quiz_id, quiz.title, format_rfc3339_ms(quiz.opens_at_ms),
                                     format_rfc3339_ms(quiz.closes_at_ms), def);
     if (ins.empty()) {
-      const auto cur = tx.exec_params("SELECT definition::text FROM quizzes WHERE quiz_id = $1",
-                                      quiz.quiz_id);
+      const auto cur =
+          tx.exec_params("SELECT definition::text FROM quizzes WHERE quiz_id = $1", quiz.quiz_id);
       tx.commit();
       if (cur.empty()) return SaveQuizResult::conflict;
       auto stored = decode_quiz(std::string_view(cur[0][0].c_str(), cur[0][0].size()));
-      return stored.quiz && *stored.quiz == quiz ? SaveQuizResult::same
-                                                 : SaveQuizResult::conflict;
+      return stored.quiz && *stored.quiz == quiz ? SaveQuizResult::same : SaveQuizResult::conflict;
     }
     tx.exec_params(R"SQL(
 INSERT INTO questions (quiz_id, question_id, option_count, correct_option, points, time_limit_ms)

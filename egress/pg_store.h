@@ -10,8 +10,8 @@
 namespace quizflow::egress {
 
 struct PgOptions {
-  std::string url;                    // DATABASE_URL; never logged unmasked
-  int statement_timeout_ms = 30000;   // per statement, set on every connection
+  std::string url;                   // DATABASE_URL; never logged unmasked
+  int statement_timeout_ms = 30000;  // per statement, set on every connection
 };
 
 class PgStore final : public Store {

@@ -99,8 +99,7 @@ class Handler : public Http::Handler {
   void route(const Http::Request& req, Http::ResponseWriter w) {
     const auto parts = split_path(req.resource());
     const auto method = req.method();
-    if (parts.size() == 1 && parts[0] == "health" && method == Http::Method::Get)
-      return health(w);
+    if (parts.size() == 1 && parts[0] == "health" && method == Http::Method::Get) return health(w);
     if (parts.size() == 2 && parts[0] == "monitoring" && parts[1] == "stats" &&
         method == Http::Method::Get)
       return send_json(w, Http::Code::Ok, stats_body(*engine_));
@@ -115,7 +114,8 @@ class Handler : public Http::Handler {
           return post_quiz(req, w);
         }
         const auto id = parse_id(parts[2]);
-        if (!id) return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
+        if (!id)
+          return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
         if (method != Http::Method::Get) return not_allowed(w);
         if (parts.size() == 3) return get_quiz(*id, w);
         if (parts.size() == 4 && parts[3] == "leaderboard") return leaderboard(req, *id, w);
@@ -136,9 +136,9 @@ class Handler : public Http::Handler {
 
   bool body_fits(const Http::Request& req, Http::ResponseWriter& w) {
     if (static_cast<int64_t>(req.body().size()) > engine_->config().http_max_body_bytes) {
-      send_error(w, Http::Code::Request_Entity_Too_Large, "too_large",
-                 "body larger than " + std::to_string(engine_->config().http_max_body_bytes) +
-                     " bytes");
+      send_error(
+          w, Http::Code::Request_Entity_Too_Large, "too_large",
+          "body larger than " + std::to_string(engine_->config().http_max_body_bytes) + " bytes");
       return false;
     }
     return true;
@@ -177,9 +177,10 @@ class Handler : public Http::Handler {
     if (!authorized(req, w) || !body_fits(req, w)) return;
     auto d = decode_quiz(req.body());
     if (!d.quiz) {
-      return send_error(w, d.code == "malformed_json" ? Http::Code::Bad_Request
-                                                      : Http::Code::Unprocessable_Entity,
-                        d.code, d.message, d.field);
+      return send_error(
+          w,
+          d.code == "malformed_json" ? Http::Code::Bad_Request : Http::Code::Unprocessable_Entity,
+          d.code, d.message, d.field);
     }
     SaveQuizResult res;
     try {
@@ -206,9 +207,8 @@ class Handler : public Http::Handler {
 
   void leaderboard(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {
     int64_t limit = 100, offset = 0;
-    for (auto [name, out, lo, hi] :
-         {std::tuple{"limit", &limit, int64_t{1}, int64_t{1000}},
-          std::tuple{"offset", &offset, int64_t{0}, int64_t{1} << 40}}) {
+    for (auto [name, out, lo, hi] : {std::tuple{"limit", &limit, int64_t{1}, int64_t{1000}},
+                                     std::tuple{"offset", &offset, int64_t{0}, int64_t{1} << 40}}) {
       auto v = req.query().get(name);
       if (!v) continue;
       const std::string& s = *v;

@@ -59,8 +59,12 @@ std::string answers_body(const Request& r, int& http_status) {
   int64_t accepted = 0, duplicates = 0, rejected = 0;
   for (const auto& it : r.items) {
     switch (it.verdict.status) {
-      case ItemStatus::accepted: ++accepted; break;
-      case ItemStatus::duplicate: ++duplicates; break;
+      case ItemStatus::accepted:
+        ++accepted;
+        break;
+      case ItemStatus::duplicate:
+        ++duplicates;
+        break;
       default:
         ++rejected;
         if (it.verdict.code == "storage_unavailable") http_status = 503;

@@ -38,8 +38,8 @@ class CommitPool {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;  // guarded by mu_
-  bool stopping_ = false; // guarded by mu_
+  std::deque<Job> jobs_;   // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
   std::vector<std::unique_ptr<BatchWriter>> writers_;
   std::vector<std::thread> threads_;
 };

@@ -96,8 +96,8 @@ std::string lower(const char* s) {
 
 void range(const char* key, int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi)
-    throw ConfigError(key, "must be between " + std::to_string(lo) + " and " +
-                               std::to_string(hi) + ", got " + std::to_string(v));
+    throw ConfigError(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                               ", got " + std::to_string(v));
 }
 
 }  // namespace
@@ -133,10 +133,14 @@ Config load_config(const std::string& path) {
         if (lower(k.env) == name) found = &k;
       if (!found) throw ConfigError(name, "unknown key in the config file");
       std::string v;
-      if (m->value.IsString()) v = m->value.GetString();
-      else if (m->value.IsBool()) v = m->value.GetBool() ? "true" : "false";
-      else if (m->value.IsInt64()) v = std::to_string(m->value.GetInt64());
-      else throw ConfigError(name, "must be a string, number or boolean");
+      if (m->value.IsString())
+        v = m->value.GetString();
+      else if (m->value.IsBool())
+        v = m->value.GetBool() ? "true" : "false";
+      else if (m->value.IsInt64())
+        v = std::to_string(m->value.GetInt64());
+      else
+        throw ConfigError(name, "must be a string, number or boolean");
       found->set_str(c, v);
     }
   }
@@ -165,7 +169,8 @@ void validate_config(const Config& c) {
   range("QUIZFLOW_MAX_IN_FLIGHT", c.max_in_flight_events, 1, 100000000);
   range("QUIZFLOW_NOTIFY_QUEUE_MAX", c.notify_queue_max, 1, 100000000);
   for (const auto* t : {&c.topic_answers, &c.topic_notifications, &c.topic_dlq}) {
-    if (t->empty() || t->size() > 249) throw ConfigError("KAFKA_TOPIC_*", "topic names must be 1-249 characters");
+    if (t->empty() || t->size() > 249)
+      throw ConfigError("KAFKA_TOPIC_*", "topic names must be 1-249 characters");
   }
   if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" &&
       c.log_level != "warn" && c.log_level != "error")

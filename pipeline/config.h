@@ -20,32 +20,33 @@ struct Config {
 
   // HTTP listener "host:port" (QUIZFLOW_HTTP_ADDR); port 0 picks a free port.
   std::string http_addr = "127.0.0.1:8000";
-  int http_threads = 2;                     // QUIZFLOW_HTTP_THREADS, 1..64
-  std::string api_token;                    // QUIZFLOW_API_TOKEN; empty: no auth on writes
-  int64_t http_max_body_bytes = 1 << 20;    // QUIZFLOW_HTTP_MAX_BODY, 1 KiB..64 MiB
-  int http_max_batch = 1000;                // QUIZFLOW_HTTP_MAX_BATCH, answers per POST
-  int http_header_timeout_ms = 5000;        // QUIZFLOW_HTTP_HEADER_TIMEOUT_MS
-  int http_body_timeout_ms = 10000;         // QUIZFLOW_HTTP_BODY_TIMEOUT_MS
-  int http_keepalive_timeout_ms = 60000;    // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
+  int http_threads = 2;                   // QUIZFLOW_HTTP_THREADS, 1..64
+  std::string api_token;                  // QUIZFLOW_API_TOKEN; empty: no auth on writes
+  int64_t http_max_body_bytes = 1 << 20;  // QUIZFLOW_HTTP_MAX_BODY, 1 KiB..64 MiB
+  int http_max_batch = 1000;              // QUIZFLOW_HTTP_MAX_BATCH, answers per POST
+  int http_header_timeout_ms = 5000;      // QUIZFLOW_HTTP_HEADER_TIMEOUT_MS
+  int http_body_timeout_ms = 10000;       // QUIZFLOW_HTTP_BODY_TIMEOUT_MS
+  int http_keepalive_timeout_ms = 60000;  // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
 
   int db_pool_size = 30;     // DB_POOL_SIZE (connections kept)
   int db_max_overflow = 50;  // DB_MAX_OVERFLOW
   int db_writers = 2;        // DB_WRITERS: batch-committing threads, one connection each
 
-  int batch_max_size = 5000;     // BATCH_MAX_SIZE: events per quiz batch
-  int batch_max_delay_ms = 5;    // BATCH_MAX_DELAY_MS: oldest event's wait before a flush
+  int batch_max_size = 5000;   // BATCH_MAX_SIZE: events per quiz batch
+  int batch_max_delay_ms = 5;  // BATCH_MAX_DELAY_MS: oldest event's wait before a flush
 
   int64_t max_in_flight_events = 200000;  // QUIZFLOW_MAX_IN_FLIGHT: admitted, not yet answered
   int64_t notify_queue_max = 1000000;     // producer queue bound (messages)
 
-  std::string log_level = "info";   // QUIZFLOW_LOG_LEVEL: trace|debug|info|warn|error
-  std::string log_format = "plain"; // QUIZFLOW_LOG_FORMAT: plain|json
+  std::string log_level = "info";    // QUIZFLOW_LOG_LEVEL: trace|debug|info|warn|error
+  std::string log_format = "plain";  // QUIZFLOW_LOG_FORMAT: plain|json
 };
 
 // Thrown when a configuration value is invalid; what() names the key.
 struct ConfigError : std::exception {
   std::string key, msg;
-  ConfigError(std::string k, std::string m) : key(std::move(k)), msg("config key " + key + ": " + std::move(m)) {}
+  ConfigError(std::string k, std::string m)
+      : key(std::move(k)), msg("config key " + key + ": " + std::move(m)) {}
   const char* what() const noexcept override { return msg.c_str(); }
 };
 

@@ -58,10 +58,9 @@ void Engine::stop() {
   if (monitor_.joinable()) monitor_.join();
   graph_.reset();
   commits_.reset();
-  spdlog::info("engine drained in {} ms",
-               std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::steady_clock::now() - t0)
-                   .count());
+  spdlog::info("engine drained in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::steady_clock::now() - t0)
+                                              .count());
 }
 
 SubmitResult Engine::submit(std::string body, Request::DoneFn done) {

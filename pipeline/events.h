@@ -13,9 +13,9 @@ struct AnswerEvent {
   int64_t quiz_id = 0;
   int64_t user_id = 0;
   int32_t question_id = 0;
-  int64_t option_id = 0;  // range-checked by validate (option_out_of_range)
+  int64_t option_id = 0;       // range-checked by validate (option_out_of_range)
   int64_t answered_at_ms = 0;  // milliseconds since the Unix epoch, UTC
-  int64_t elapsed_ms = 0;  // range-checked by validate (elapsed_out_of_range)
+  int64_t elapsed_ms = 0;      // range-checked by validate (elapsed_out_of_range)
   // Derived by validate:
   bool correct = false;
   int64_t points = 0;

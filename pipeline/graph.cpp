@@ -66,23 +66,20 @@ struct Graph::Impl {
       : deps(d),
         buffers(stages::BatchPolicy{static_cast<size_t>(d.config.batch_max_size),
                                     d.config.batch_max_delay_ms}),
-        ingest(g, flow::unlimited, [this](const RequestPtr& r, IngestNode::output_ports_type& p) {
-          on_ingest(r, p);
-        }),
+        ingest(g, flow::unlimited,
+               [this](const RequestPtr& r, IngestNode::output_ports_type& p) { on_ingest(r, p); }),
         validate(g, flow::unlimited,
                  [this](const BatchInput& in, ValidateNode::output_ports_type& p) {
                    on_validate(in, p);
                  }),
         batch(g, flow::serial,
               [this](const BatchInput& in, BatchNode::output_ports_type& p) { on_batch(in, p); }),
-        commit(g, flow::unlimited,
-               [this](const CommitJobPtr& job, CommitNode::gateway_type& gw) {
-                 on_commit(job, gw);
-               }),
-        score(g, flow::serial,
-              [this](const CommitJobPtr& job, ScoreNode::output_ports_type& p) {
-                on_score(job, p);
-              }),
+        commit(
+            g, flow::unlimited,
+            [this](const CommitJobPtr& job, CommitNode::gateway_type& gw) { on_commit(job, gw); }),
+        score(
+            g, flow::serial,
+            [this](const CommitJobPtr& job, ScoreNode::output_ports_type& p) { on_score(job, p); }),
         notify(g, flow::serial, [this](const NotifyChunkPtr& c) {
           on_notify(c);
           return flow::continue_msg();
@@ -118,8 +115,8 @@ struct Graph::Impl {
   void on_ingest(const RequestPtr& r, IngestNode::output_ports_type& p) {
     const auto t0 = Clock::now();
     m(kIngest).backlog.fetch_sub(1, std::memory_order_relaxed);
-    const size_t ok = stages::ingest(*r, stages::IngestLimits{
-                                             static_cast<size_t>(deps.config.http_max_batch)});
+    const size_t ok =
+        stages::ingest(*r, stages::IngestLimits{static_cast<size_t>(deps.config.http_max_batch)});
     if (r->error) {
       m(kIngest).rejected.fetch_add(1, std::memory_order_relaxed);
       m(kIngest).latency.record_us(since_us(t0));
@@ -157,11 +154,14 @@ struct Graph::Impl {
       if (!item.event || item.verdict.status != ItemStatus::pending) continue;
       ++candidates;
       Verdict verdict = stages::validate(*item.event, *catalog);
-      if (verdict.status == ItemStatus::rejected) rejects.emplace_back(i, std::move(verdict));
-      else out.accepted.push_back(i);
+      if (verdict.status == ItemStatus::rejected)
+        rejects.emplace_back(i, std::move(verdict));
+      else
+        out.accepted.push_back(i);
     }
     m(kValidate).backlog.fetch_sub(candidates, std::memory_order_relaxed);
-    m(kValidate).rejected.fetch_add(static_cast<int64_t>(rejects.size()), std::memory_order_relaxed);
+    m(kValidate).rejected.fetch_add(static_cast<int64_t>(rejects.size()),
+                                    std::memory_order_relaxed);
     m(kValidate).processed.fetch_add(static_cast<int64_t>(out.accepted.size()),
                                      std::memory_order_relaxed);
     m(kValidate).latency.record_us(since_us(t0));
@@ -174,9 +174,9 @@ struct Graph::Impl {
 
   // ---- batch: per-quiz buffers, one transaction per quiz batch ----
   void on_batch(const BatchInput& in, BatchNode::output_ports_type& p) {
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            Clock::now().time_since_epoch())
-                            .count();
+    const int64_t now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+            .count();
     if (const auto* v = std::get_if<Validated>(&in)) {
       const auto n = static_cast<int64_t>(v->accepted.size());
       m(kBatch).backlog.fetch_sub(n, std::memory_order_relaxed);
@@ -224,8 +224,8 @@ struct Graph::Impl {
         job.unique_of.push_back(-1);
       }
     }
-    job.outcome = writer.commit(
-        quiz, job.batch_key, job.unique, [&](const std::vector<bool>& inserted) {
+    job.outcome =
+        writer.commit(quiz, job.batch_key, job.unique, [&](const std::vector<bool>& inserted) {
           std::vector<const AnswerEvent*> fresh;
           std::vector<size_t> fresh_index;
           for (size_t i = 0; i < job.unique.size(); ++i) {
@@ -258,7 +258,8 @@ struct Graph::Impl {
       bm.commit.record_us(job->commit_us);
       deps.standings.write(quiz, [&](stages::QuizStandings& s) { s.apply(job->proposal); });
       chunk->messages.reserve(job->counted.size());
-      for (size_t k : job->counted) chunk->messages.push_back(stages::answer_result(*job->unique[k]));
+      for (size_t k : job->counted)
+        chunk->messages.push_back(stages::answer_result(*job->unique[k]));
       m(kBatch).processed.fetch_add(n, std::memory_order_relaxed);
     } else {
       bm.failed.fetch_add(1, std::memory_order_relaxed);

@@ -25,7 +25,8 @@ class LatencyWindow {
     if (n == 0) return 0.0;
     std::vector<int64_t> v(n);
     for (uint64_t i = 0; i < n; ++i) v[i] = samples_[i].load(std::memory_order_relaxed);
-    const size_t k = std::min<size_t>(n - 1, static_cast<size_t>(pct / 100.0 * static_cast<double>(n)));
+    const size_t k =
+        std::min<size_t>(n - 1, static_cast<size_t>(pct / 100.0 * static_cast<double>(n)));
     std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
     return static_cast<double>(v[k]) / 1000.0;
   }
@@ -50,7 +51,7 @@ struct BatchMetrics {
   std::atomic<int64_t> failed{0};     // transactions that failed
   std::atomic<int64_t> rows{0};       // events written in committed batches
   std::atomic<int64_t> last_commit_ms{0};
-  LatencyWindow commit;               // commit time per batch
+  LatencyWindow commit;  // commit time per batch
 };
 
 // The names of the stages, in flow order; the index into PipelineMetrics::stages.
@@ -62,8 +63,8 @@ struct PipelineMetrics {
   std::array<StageMetrics, kStageNames.size()> stages;
   BatchMetrics batches;
   std::atomic<int64_t> http_requests{0};
-  std::atomic<int64_t> http_overloaded{0};  // answered 503 at the door
-  std::atomic<int64_t> events_in_flight{0}; // admitted, not yet answered
+  std::atomic<int64_t> http_overloaded{0};   // answered 503 at the door
+  std::atomic<int64_t> events_in_flight{0};  // admitted, not yet answered
 };
 
 }  // namespace quizflow

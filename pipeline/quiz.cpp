@@ -13,17 +13,19 @@
 namespace quizflow {
 
 const Question* QuizDef::find_question(int32_t question_id) const {
-  auto it = std::lower_bound(
-      questions.begin(), questions.end(), question_id,
-      [](const Question& q, int32_t id) { return q.question_id < id; });
+  auto it = std::lower_bound(questions.begin(), questions.end(), question_id,
+                             [](const Question& q, int32_t id) { return q.question_id < id; });
   return it != questions.end() && it->question_id == question_id ? &*it : nullptr;
 }
 
 const char* to_string(QuizState s) {
   switch (s) {
-    case QuizState::open: return "open";
-    case QuizState::closed: return "closed";
-    case QuizState::finalized: return "finalized";
+    case QuizState::open:
+      return "open";
+    case QuizState::closed:
+      return "closed";
+    case QuizState::finalized:
+      return "finalized";
   }
   return "open";
 }
@@ -135,8 +137,8 @@ bool decode_into(const rapidjson::Value& d, QuizDef& q, Err& err) {
       err = {"must be an object", "questions[" + std::to_string(i) + "]"};
       return false;
     }
-    if (!check_known(e, {"question_id", "option_count", "correct_option", "points",
-                         "time_limit_ms"},
+    if (!check_known(e,
+                     {"question_id", "option_count", "correct_option", "points", "time_limit_ms"},
                      path, err))
       return false;
     Question qu;

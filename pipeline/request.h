@@ -25,7 +25,7 @@ struct RequestError {
 struct Item {
   std::optional<AnswerEvent> event;  // set by ingest when the item decoded
   Verdict verdict;                   // pending until a stage decides
-  std::string echo_id;  // event_id echoed in the result when the item did not decode
+  std::string echo_id;               // event_id echoed in the result when the item did not decode
 
   const std::string& event_id() const { return event ? event->event_id : echo_id; }
 };

@@ -70,7 +70,7 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual void migrate() = 0;  // applies pending schema migrations; throws on failure
-  virtual std::unique_ptr<BatchWriter> open_writer() = 0;  // throws when it cannot connect
+  virtual std::unique_ptr<BatchWriter> open_writer() = 0;     // throws when it cannot connect
   virtual SaveQuizResult save_quiz(const QuizDef& quiz) = 0;  // throws on storage failure
   virtual std::vector<QuizDef> load_quizzes() = 0;
   virtual std::vector<CountedRow> load_counted() = 0;  // every quiz's counted answers

@@ -96,8 +96,8 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
   }
   if (p != s.size()) return std::nullopt;
   if (year < 1 || month < 1 || month > 12 || day < 1 ||
-      static_cast<unsigned>(day) > days_in_month(year, static_cast<unsigned>(month)) ||
-      hour > 23 || minute > 59 || second > 59)
+      static_cast<unsigned>(day) > days_in_month(year, static_cast<unsigned>(month)) || hour > 23 ||
+      minute > 59 || second > 59)
     return std::nullopt;
   const int64_t days =
       days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));

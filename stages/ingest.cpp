@@ -27,9 +27,9 @@ struct FieldName {
   const char* name;
   Field bit;
 };
-constexpr FieldName kFields[] = {{"event_id", kEventId},       {"quiz_id", kQuizId},
-                                 {"user_id", kUserId},         {"question_id", kQuestionId},
-                                 {"option_id", kOptionId},     {"answered_at", kAnsweredAt},
+constexpr FieldName kFields[] = {{"event_id", kEventId},   {"quiz_id", kQuizId},
+                                 {"user_id", kUserId},     {"question_id", kQuestionId},
+                                 {"option_id", kOptionId}, {"answered_at", kAnsweredAt},
                                  {"elapsed_ms", kElapsed}};
 
 bool valid_event_id(const char* s, size_t n) {
@@ -164,7 +164,8 @@ Item decode_answer_json(std::string_view json) {
   d.Parse<kParseFlags>(json.data(), json.size());
   if (d.HasParseError()) {
     Item item;
-    item.verdict = Verdict::reject("malformed_json", rapidjson::GetParseError_En(d.GetParseError()));
+    item.verdict =
+        Verdict::reject("malformed_json", rapidjson::GetParseError_En(d.GetParseError()));
     return item;
   }
   return decode_value(d);

@@ -47,9 +47,9 @@ Proposal QuizStandings::propose(int64_t quiz_id,
     s.score += e.points;
     s.correct += e.correct ? 1 : 0;
     s.time_ms += e.elapsed_ms;
-    p.counted.push_back(CountedRow{quiz_id, e.user_id, e.question_id, e.event_id,
-                                   e.answered_at_ms, static_cast<int32_t>(e.option_id), e.correct,
-                                   e.points, e.elapsed_ms});
+    p.counted.push_back(CountedRow{quiz_id, e.user_id, e.question_id, e.event_id, e.answered_at_ms,
+                                   static_cast<int32_t>(e.option_id), e.correct, e.points,
+                                   e.elapsed_ms});
     p.newly_counted.push_back(idx);
   }
   p.standings.reserve(touched.size());
@@ -72,7 +72,8 @@ void QuizStandings::apply(const Proposal& p) {
     counted_[{r.user_id, r.question_id}] =
         Counted{r.answered_at_ms, r.event_id, r.points, r.correct, r.elapsed_ms, r.option_id};
   }
-  for (const auto& s : p.standings) set_standing(s.user_id, Standing{s.score, s.correct, s.time_ms});
+  for (const auto& s : p.standings)
+    set_standing(s.user_id, Standing{s.score, s.correct, s.time_ms});
 }
 
 void QuizStandings::load(const CountedRow& r) {
@@ -85,7 +86,8 @@ void QuizStandings::load(const CountedRow& r) {
     s.correct -= old->second.correct ? 1 : 0;
     s.time_ms -= old->second.elapsed_ms;
   }
-  counted_[key] = Counted{r.answered_at_ms, r.event_id, r.points, r.correct, r.elapsed_ms, r.option_id};
+  counted_[key] =
+      Counted{r.answered_at_ms, r.event_id, r.points, r.correct, r.elapsed_ms, r.option_id};
   s.score += r.points;
   s.correct += r.correct ? 1 : 0;
   s.time_ms += r.elapsed_ms;

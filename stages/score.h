@@ -2,10 +2,9 @@
 // counted answers, and the changes a committed batch makes to them.
 #pragma once
 
+#include <cstdint>
 #include <ext/pb_ds/assoc_container.hpp>
 #include <ext/pb_ds/tree_policy.hpp>
-
-#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -82,8 +81,8 @@ class QuizStandings {
   };
   using Key = std::pair<int64_t, int32_t>;  // (user_id, question_id)
   using OrderTree =
-      __gnu_pbds::tree<RankKey, __gnu_pbds::null_type, std::less<RankKey>,
-                       __gnu_pbds::rb_tree_tag, __gnu_pbds::tree_order_statistics_node_update>;
+      __gnu_pbds::tree<RankKey, __gnu_pbds::null_type, std::less<RankKey>, __gnu_pbds::rb_tree_tag,
+                       __gnu_pbds::tree_order_statistics_node_update>;
 
   void set_standing(int64_t user_id, const Standing& s);
 

@@ -34,14 +34,15 @@ void create_quizzes(Engine& e, const Workload& w) {
 
 // Sends the answers in `order`, in requests of random sizes up to max_request, from `threads`
 // concurrent senders.
-void send(Engine& e, const std::vector<const SentAnswer*>& order, size_t max_request,
-          int threads, uint32_t seed, Tally& tally) {
+void send(Engine& e, const std::vector<const SentAnswer*>& order, size_t max_request, int threads,
+          uint32_t seed, Tally& tally) {
   std::vector<std::vector<const SentAnswer*>> requests;
   std::mt19937 rng(seed);
   for (size_t i = 0; i < order.size();) {
     const size_t n = std::uniform_int_distribution<size_t>(1, max_request)(rng);
-    requests.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(i),
-                          order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), i + n)));
+    requests.emplace_back(
+        order.begin() + static_cast<std::ptrdiff_t>(i),
+        order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), i + n)));
     i += n;
   }
   std::atomic<size_t> next{0};
@@ -67,10 +68,18 @@ void send(Engine& e, const std::vector<const SentAnswer*>& order, size_t max_req
         }
         for (const auto& item : a.items) {
           switch (item.verdict.status) {
-            case ItemStatus::accepted: tally.accepted++; break;
-            case ItemStatus::duplicate: tally.duplicates++; break;
-            case ItemStatus::rejected: tally.rejected++; break;
-            default: ADD_FAILURE() << "item left pending"; break;
+            case ItemStatus::accepted:
+              tally.accepted++;
+              break;
+            case ItemStatus::duplicate:
+              tally.duplicates++;
+              break;
+            case ItemStatus::rejected:
+              tally.rejected++;
+              break;
+            default:
+              ADD_FAILURE() << "item left pending";
+              break;
           }
         }
       }

@@ -20,8 +20,8 @@ struct SentAnswer {
   std::string event_id;
   int64_t quiz_id = 0, user_id = 0, question_id = 0, option_id = 0, answered_at_ms = 0,
           elapsed_ms = 0;
-  bool valid = false;      // passes schema and catalog rules
-  bool resend = false;     // an identical copy of an earlier answer
+  bool valid = false;   // passes schema and catalog rules
+  bool resend = false;  // an identical copy of an earlier answer
 };
 
 struct ExpectedStanding {
@@ -105,13 +105,26 @@ inline Workload make_workload(uint32_t seed, size_t valid_events, size_t resends
                                      [&](const QuizDef& d) { return d.quiz_id == a.quiz_id; });
     const Question& qu = *q.find_question(static_cast<int32_t>(a.question_id));
     switch (i % 7) {
-      case 0: a.quiz_id = 999999; break;                              // unknown_quiz
-      case 1: a.question_id = 77; break;                              // unknown_question
-      case 2: a.option_id = qu.option_count; break;                   // option_out_of_range
-      case 3: a.elapsed_ms = qu.time_limit_ms + 1; break;             // elapsed_out_of_range
-      case 4: a.answered_at_ms = closes; break;                       // quiz_not_open
-      case 5: a.option_id = -1; break;                                // option_out_of_range
-      case 6: break;                                                  // schema (below)
+      case 0:
+        a.quiz_id = 999999;
+        break;  // unknown_quiz
+      case 1:
+        a.question_id = 77;
+        break;  // unknown_question
+      case 2:
+        a.option_id = qu.option_count;
+        break;  // option_out_of_range
+      case 3:
+        a.elapsed_ms = qu.time_limit_ms + 1;
+        break;  // elapsed_out_of_range
+      case 4:
+        a.answered_at_ms = closes;
+        break;  // quiz_not_open
+      case 5:
+        a.option_id = -1;
+        break;  // option_out_of_range
+      case 6:
+        break;  // schema (below)
     }
     a.json = answer_json(a);
     if (i % 7 == 6) a.json = "{\"event_id\":\"" + a.event_id + "\",\"quiz_id\":\"x\"}";
@@ -140,8 +153,9 @@ inline std::vector<ExpectedStanding> expected_standings(const Workload& w) {
     const QuizDef& q = *std::find_if(w.quizzes.begin(), w.quizzes.end(),
                                      [&](const QuizDef& d) { return d.quiz_id == a->quiz_id; });
     const Question& qu = *q.find_question(static_cast<int32_t>(a->question_id));
-    auto& s = per_player.try_emplace({a->quiz_id, a->user_id},
-                                     ExpectedStanding{a->quiz_id, a->user_id, 0, 0, 0})
+    auto& s = per_player
+                  .try_emplace({a->quiz_id, a->user_id},
+                               ExpectedStanding{a->quiz_id, a->user_id, 0, 0, 0})
                   .first->second;
     if (a->option_id == qu.correct_option) {
       // floor(points * elapsed / (2 * limit)) on non-negative integers.

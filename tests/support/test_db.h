@@ -12,7 +12,7 @@ namespace quizflow::testing {
 
 class TestDatabase {
  public:
-  TestDatabase();  // creates qf_test_<random>; fails the test when DATABASE_URL is unset
+  TestDatabase();   // creates qf_test_<random>; fails the test when DATABASE_URL is unset
   ~TestDatabase();  // drops it
   TestDatabase(const TestDatabase&) = delete;
   TestDatabase& operator=(const TestDatabase&) = delete;

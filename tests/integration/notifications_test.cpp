@@ -1,0 +1,83 @@
+// answer_result notifications reach Kafka (librdkafka's mock cluster): one per counted answer,
+// keyed by user_id, with a deterministic notification_id; duplicates produce none.
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+
+#include <map>
+#include <set>
+
+#include "egress/kafka_producer.h"
+#include "egress/pg_store.h"
+#include "integration/workload.h"
+#include "support/test_db.h"
+
+namespace quizflow::testing {
+namespace {
+
+TEST(Notifications, OneAnswerResultPerCountedAnswerOnTheMockCluster) {
+  TestDatabase db;
+  Config c = test_config(db.url());
+  c.topic_notifications = "test.notifications";
+  auto producer = std::make_unique<egress::KafkaProducer>(
+      egress::KafkaOptions{"", c.topic_notifications, {c.topic_notifications}, 100000});
+  const std::string bootstrap = producer->bootstrap();
+  Engine e(c, std::make_unique<egress::PgStore>(egress::PgOptions{db.url()}), std::move(producer));
+  e.start();
+
+  QuizDef q;
+  q.quiz_id = 5;
+  q.title = "notify";
+  q.opens_at_ms = *parse_rfc3339_ms("2026-01-01T00:00:00Z");
+  q.closes_at_ms = *parse_rfc3339_ms("2027-01-01T00:00:00Z");
+  for (int k = 1; k <= 4; ++k) q.questions.push_back(Question{k, 4, k % 4, 1000, 20000});
+  ASSERT_EQ(e.create_quiz(q), SaveQuizResult::created);
+
+  std::map<std::string, SentAnswer> sent;  // by event_id
+  std::string body = "{\"answers\":[";
+  for (int64_t user = 1; user <= 50; ++user) {
+    for (int64_t question = 1; question <= 4; ++question) {
+      SentAnswer a;
+      a.event_id = "n-" + std::to_string(user) + "-" + std::to_string(question);
+      a.quiz_id = 5;
+      a.user_id = user;
+      a.question_id = question;
+      a.option_id = (user + question) % 4;
+      a.answered_at_ms = q.opens_at_ms + user * 1000;
+      a.elapsed_ms = user * 100;
+      a.json = answer_json(a);
+      if (!sent.empty()) body += ',';
+      body += a.json;
+      sent[a.event_id] = a;
+    }
+  }
+  body += "]}";
+  const Answered first = submit_and_wait(e, body);
+  for (const auto& it : first.items) ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
+  const Answered again = submit_and_wait(e, body);  // all duplicates: no new notifications
+  for (const auto& it : again.items) ASSERT_EQ(it.verdict.status, ItemStatus::duplicate);
+
+  const auto msgs = consume_all(bootstrap, c.topic_notifications, 201, 8000);
+  ASSERT_EQ(msgs.size(), 200u);
+  std::set<std::string> ids;
+  for (const auto& [key, value] : msgs) {
+    rapidjson::Document d;
+    d.Parse(value.c_str());
+    ASSERT_FALSE(d.HasParseError()) << value;
+    ASSERT_STREQ(d["type"].GetString(), "answer_result");
+    const std::string event_id = d["event_id"].GetString();
+    ASSERT_TRUE(sent.count(event_id)) << event_id;
+    const SentAnswer& a = sent[event_id];
+    EXPECT_EQ(key, std::to_string(a.user_id));
+    EXPECT_EQ(std::string(d["notification_id"].GetString()), "answer_result:" + event_id);
+    const bool correct = a.option_id == a.question_id % 4;
+    EXPECT_EQ(d["correct"].GetBool(), correct);
+    EXPECT_EQ(d["points"].GetInt64(), correct ? 1000 - (1000 * a.elapsed_ms) / 40000 : 0);
+    ids.insert(event_id);
+  }
+  EXPECT_EQ(ids.size(), 200u);
+  e.stop();
+  EXPECT_EQ(e.sink_stats().delivered, 200);
+}
+
+}  // namespace
+}  // namespace quizflow::testing
