@@ -86,9 +86,10 @@ class Handler : public Http::Handler {
   bool authorized(const Http::Request& req, Http::ResponseWriter& w) {
     const std::string& token = engine_->config().api_token;
     if (token.empty()) return true;
-    auto h = req.headers().tryGetRaw("Authorization");
-    std::string_view given;
-    if (h) given = h->value();
+    // Pistache parses Authorization into a typed header (tryGetRaw never finds it).
+    auto h = req.headers().tryGet<Http::Header::Authorization>();
+    const std::string given_value = h ? h->value() : std::string();
+    const std::string_view given = given_value;
     constexpr std::string_view kBearer = "Bearer ";
     const bool ok = given.substr(0, kBearer.size()) == kBearer &&
                     constant_time_equal(given.substr(kBearer.size()), token);

@@ -253,7 +253,9 @@ struct Graph::Impl {
     auto chunk = std::make_shared<NotifyChunk>();
     if (job->outcome.ok) {
       bm.committed.fetch_add(1, std::memory_order_relaxed);
-      bm.rows.fetch_add(n, std::memory_order_relaxed);
+      int64_t fresh = 0;
+      for (bool b : job->outcome.inserted) fresh += b ? 1 : 0;
+      bm.rows.fetch_add(fresh, std::memory_order_relaxed);  // new rows in the event log
       bm.last_commit_ms.store(job->commit_us / 1000, std::memory_order_relaxed);
       bm.commit.record_us(job->commit_us);
       deps.standings.write(quiz, [&](stages::QuizStandings& s) { s.apply(job->proposal); });

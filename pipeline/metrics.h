@@ -49,7 +49,7 @@ struct StageMetrics {
 struct BatchMetrics {
   std::atomic<int64_t> committed{0};  // transactions committed
   std::atomic<int64_t> failed{0};     // transactions that failed
-  std::atomic<int64_t> rows{0};       // events written in committed batches
+  std::atomic<int64_t> rows{0};       // answers newly stored by committed batches
   std::atomic<int64_t> last_commit_ms{0};
   LatencyWindow commit;  // commit time per batch
 };

@@ -1,0 +1,795 @@
+// End-to-end: the built quizflow binary (QUIZFLOW_BIN) against the PostgreSQL in DATABASE_URL,
+// driven over HTTP only (spec §3, §4). Each server's output goes to a file in a temporary
+// directory and is printed when a test fails.
+//
+// Quiz ids are derived from the clock (ms × 100 + a counter), so runs sharing one database do not
+// clash. The tests of the suite HttpE2E share one server and run in the order written; the last
+// one stops it with SIGTERM.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "tools/http_client.h"
+
+extern char** environ;
+
+namespace {
+
+using quizflow::tools::HttpClient;
+using quizflow::tools::HttpResponse;
+using namespace std::chrono_literals;
+
+constexpr const char* kToken = "secret-token-123";
+
+int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string rfc3339(int64_t ms) {
+  const time_t secs = static_cast<time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A `quizflow serve` child process with its output in a file.
+class ServerProcess {
+ public:
+  // `env` entries override the inherited environment; a nullopt value removes the variable.
+  using Env = std::vector<std::pair<std::string, std::optional<std::string>>>;
+
+  ServerProcess(std::string bin, const std::string& dir, const std::string& name, Env env)
+      : bin_(std::move(bin)),
+        port_file_(dir + "/" + name + ".port"),
+        log_file_(dir + "/" + name + ".log"),
+        env_(std::move(env)) {}
+
+  ~ServerProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int st = 0;
+      ::waitpid(pid_, &st, 0);
+    }
+  }
+
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  // Starts the process and waits until it listens and /health answers 200. Returns an empty
+  // string on success, otherwise what went wrong.
+  std::string start() {
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string kv = *e;
+      const std::string key = kv.substr(0, kv.find('='));
+      if (std::none_of(env_.begin(), env_.end(), [&](const auto& o) { return o.first == key; }))
+        env_strings.push_back(kv);
+    }
+    for (const auto& [k, v] : env_)
+      if (v) env_strings.push_back(k + "=" + *v);
+    std::vector<char*> envp;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> args = {bin_, "serve", "--port-file", port_file_};
+    std::vector<char*> argv;
+    for (auto& s : args) argv.push_back(s.data());
+    argv.push_back(nullptr);
+
+    std::filesystem::remove(port_file_);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    const int rc = posix_spawn(&pid_, bin_.c_str(), &fa, nullptr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+      pid_ = -1;
+      return "cannot start " + bin_ + ": " + std::strerror(rc);
+    }
+
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (port_ == 0) {
+      if (std::string why = exited_early(); !why.empty()) return why;
+      const std::string text = read_file(port_file_);
+      if (!text.empty() && text.back() == '\n') port_ = static_cast<uint16_t>(std::stoi(text));
+      if (port_ != 0) break;
+      if (std::chrono::steady_clock::now() > deadline)
+        return "no port in " + port_file_ + " after 30 s";
+      std::this_thread::sleep_for(20ms);
+    }
+    std::string last;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (std::string why = exited_early(); !why.empty()) return why;
+      try {
+        HttpClient c("127.0.0.1", port_, 2s);
+        const HttpResponse r = c.request("GET", "/health");
+        if (r.status == 200) return {};
+        last = "HTTP " + std::to_string(r.status) + " " + r.body;
+      } catch (const std::exception& e) {
+        last = e.what();
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    return "GET /health never answered 200 within 30 s; last: " + last;
+  }
+
+  // SIGTERM, then waits up to `limit`. Returns the exit code, or nullopt (with `error`) when the
+  // process did not exit in time (it is then killed) or ended by a signal.
+  std::optional<int> terminate(std::chrono::milliseconds limit, std::string& error) {
+    if (pid_ <= 0) {
+      error = "not running";
+      return std::nullopt;
+    }
+    ::kill(pid_, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    int st = 0;
+    for (;;) {
+      const pid_t r = ::waitpid(pid_, &st, WNOHANG);
+      if (r == pid_) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &st, 0);
+        pid_ = -1;
+        error = "did not exit within " + std::to_string(limit.count()) + " ms of SIGTERM";
+        return std::nullopt;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    pid_ = -1;
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    error = "ended by signal " + std::to_string(WTERMSIG(st));
+    return std::nullopt;
+  }
+
+  bool running() const { return pid_ > 0; }
+  uint16_t port() const { return port_; }
+  std::string log() const { return read_file(log_file_); }
+  const std::string& log_path() const { return log_file_; }
+
+ private:
+  std::string exited_early() {
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) != pid_) return {};
+    pid_ = -1;
+    return "the server exited during start-up (" +
+           (WIFEXITED(st) ? "exit code " + std::to_string(WEXITSTATUS(st))
+                          : "signal " + std::to_string(WTERMSIG(st))) +
+           ")";
+  }
+
+  std::string bin_, port_file_, log_file_;
+  Env env_;
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+};
+
+void print_log(const ServerProcess& s) {
+  std::string text = s.log();
+  constexpr size_t kMax = 32 * 1024;
+  if (text.size() > kMax) text = "[…]\n" + text.substr(text.size() - kMax);
+  std::fprintf(stderr, "---- server output (%s) ----\n%s---- end of server output ----\n",
+               s.log_path().c_str(), text.c_str());
+}
+
+rapidjson::Document parse(const HttpResponse& r) {
+  rapidjson::Document d;
+  d.Parse(r.body.c_str(), r.body.size());
+  return d;
+}
+
+// A short description for assertion messages.
+std::string show(const HttpResponse& r) {
+  return "HTTP " + std::to_string(r.status) + " body: " + r.body.substr(0, 2000);
+}
+
+std::string str_member(const rapidjson::Value& v, const char* name) {
+  if (!v.IsObject()) return "<not an object>";
+  auto it = v.FindMember(name);
+  if (it == v.MemberEnd()) return "<missing>";
+  if (!it->value.IsString()) return "<not a string>";
+  return it->value.GetString();
+}
+
+int64_t int_member(const rapidjson::Value& v, const char* name) {
+  if (!v.IsObject()) return INT64_MIN;
+  auto it = v.FindMember(name);
+  return it != v.MemberEnd() && it->value.IsInt64() ? it->value.GetInt64() : INT64_MIN;
+}
+
+// The error body of §3: {"error":{"code":…,"message":…,"field":…}}.
+std::string error_code(const HttpResponse& r) {
+  auto d = parse(r);
+  if (d.HasParseError() || !d.IsObject() || !d.HasMember("error")) return "<no error object>";
+  return str_member(d["error"], "code");
+}
+
+struct QuestionSpec {
+  int question_id;
+  int option_count;
+  int correct_option;
+  int64_t points;
+  int64_t time_limit_ms;
+};
+
+std::string quiz_json(int64_t quiz_id, const std::string& title, int64_t opens_at,
+                      int64_t closes_at, const std::vector<QuestionSpec>& qs,
+                      bool with_rewards = true) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("quiz_id");
+  w.Int64(quiz_id);
+  w.Key("title");
+  w.String(title.c_str());
+  w.Key("opens_at");
+  w.String(rfc3339(opens_at).c_str());
+  w.Key("closes_at");
+  w.String(rfc3339(closes_at).c_str());
+  w.Key("questions");
+  w.StartArray();
+  for (const auto& q : qs) {
+    w.StartObject();
+    w.Key("question_id");
+    w.Int(q.question_id);
+    w.Key("option_count");
+    w.Int(q.option_count);
+    w.Key("correct_option");
+    w.Int(q.correct_option);
+    w.Key("points");
+    w.Int64(q.points);
+    w.Key("time_limit_ms");
+    w.Int64(q.time_limit_ms);
+    w.EndObject();
+  }
+  w.EndArray();
+  if (with_rewards) {
+    w.Key("rewards");
+    w.StartArray();
+    w.StartObject();
+    w.Key("rank_from");
+    w.Int(1);
+    w.Key("rank_to");
+    w.Int(1);
+    w.Key("reward");
+    w.String("gold");
+    w.EndObject();
+    w.StartObject();
+    w.Key("rank_from");
+    w.Int(2);
+    w.Key("rank_to");
+    w.Int(3);
+    w.Key("reward");
+    w.String("silver");
+    w.EndObject();
+    w.EndArray();
+  }
+  w.EndObject();
+  return sb.GetString();
+}
+
+const std::vector<QuestionSpec> kQuestions = {
+    {1, 4, 2, 1000, 20000},
+    {2, 3, 0, 500, 10000},
+    {3, 2, 1, 1, 1000},
+};
+
+struct AnswerSpec {
+  std::string event_id;
+  int64_t quiz_id;
+  int64_t user_id;
+  int question_id;
+  int option_id;
+  int64_t answered_at_ms;
+  int64_t elapsed_ms;
+};
+
+std::string answer_json(const AnswerSpec& a) {
+  rapidjson::StringBuffer sb;
+  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+  w.StartObject();
+  w.Key("event_id");
+  w.String(a.event_id.c_str());
+  w.Key("quiz_id");
+  w.Int64(a.quiz_id);
+  w.Key("user_id");
+  w.Int64(a.user_id);
+  w.Key("question_id");
+  w.Int(a.question_id);
+  w.Key("option_id");
+  w.Int(a.option_id);
+  w.Key("answered_at");
+  w.String(rfc3339(a.answered_at_ms).c_str());
+  w.Key("elapsed_ms");
+  w.Int64(a.elapsed_ms);
+  w.EndObject();
+  return sb.GetString();
+}
+
+std::string batch_json(const std::vector<std::string>& items) {
+  std::string s = R"({"answers":[)";
+  for (size_t i = 0; i < items.size(); ++i) s += (i ? "," : "") + items[i];
+  return s + "]}";
+}
+
+class HttpE2E : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const char* bin = std::getenv("QUIZFLOW_BIN");
+    const char* db = std::getenv("DATABASE_URL");
+    if (bin == nullptr || *bin == '\0') {
+      setup_error_ =
+          "QUIZFLOW_BIN is not set: point it at the built quizflow binary, e.g. "
+          "QUIZFLOW_BIN=$PWD/build/quizflow";
+      return;
+    }
+    if (db == nullptr || *db == '\0') {
+      setup_error_ = "DATABASE_URL is not set: the e2e tests need a PostgreSQL to run against";
+      return;
+    }
+    bin_ = bin;
+    std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") +
+                       "/quizflow-e2e-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      setup_error_ = "mkdtemp failed: " + std::string(std::strerror(errno));
+      return;
+    }
+    dir_ = tmpl;
+    id_base_ = wall_ms() * 100;
+    server_ =
+        std::make_unique<ServerProcess>(bin_, dir_, "main",
+                                        ServerProcess::Env{{"QUIZFLOW_HTTP_ADDR", "127.0.0.1:0"},
+                                                           {"QUIZFLOW_HTTP_MAX_BODY", "65536"},
+                                                           {"QUIZFLOW_API_TOKEN", std::nullopt}});
+    if (std::string err = server_->start(); !err.empty()) {
+      setup_error_ = "starting " + bin_ + ": " + err + "\n" + server_->log();
+      server_.reset();
+    }
+  }
+
+  static void TearDownTestSuite() {
+    server_.reset();  // kills the process if a test left it running
+    if (!dir_.empty() && !any_failure_)
+      std::filesystem::remove_all(dir_);
+    else if (!dir_.empty())
+      std::fprintf(stderr, "server logs kept in %s\n", dir_.c_str());
+  }
+
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
+
+  void TearDown() override {
+    if (!HasFailure()) return;
+    any_failure_ = true;
+    if (server_) print_log(*server_);
+  }
+
+  static int64_t next_quiz_id() { return id_base_ + counter_++; }
+
+  HttpClient client() const { return HttpClient("127.0.0.1", server_->port()); }
+
+  // Creates a quiz open from a minute ago for an hour; asserts 201.
+  int64_t create_quiz(HttpClient& c) {
+    const int64_t id = next_quiz_id();
+    const int64_t now = wall_ms();
+    const HttpResponse r = c.request(
+        "POST", "/v1/quizzes",
+        quiz_json(id, "e2e quiz " + std::to_string(id), now - 60'000, now + 3'600'000, kQuestions));
+    EXPECT_EQ(r.status, 201) << show(r);
+    return id;
+  }
+
+  static inline std::string setup_error_, bin_, dir_;
+  static inline std::unique_ptr<ServerProcess> server_;
+  static inline int64_t id_base_ = 0;
+  static inline int counter_ = 0;
+  static inline bool any_failure_ = false;
+};
+
+TEST_F(HttpE2E, QuizCreateIsIdempotentConflictsAndValidates) {
+  HttpClient c = client();
+  const int64_t id = next_quiz_id();
+  const int64_t now = wall_ms();
+  const std::string body = quiz_json(id, "capitals", now - 60'000, now + 3'600'000, kQuestions);
+
+  HttpResponse r = c.request("POST", "/v1/quizzes", body);
+  ASSERT_EQ(r.status, 201) << show(r);
+  ASSERT_NE(r.header("content-type"), nullptr);
+  EXPECT_NE(r.header("content-type")->find("application/json"), std::string::npos);
+  auto d = parse(r);
+  ASSERT_FALSE(d.HasParseError()) << show(r);
+  EXPECT_EQ(int_member(d, "quiz_id"), id) << show(r);
+  EXPECT_EQ(str_member(d, "state"), "open") << show(r);
+
+  r = c.request("POST", "/v1/quizzes", body);
+  EXPECT_EQ(r.status, 200) << "the same quiz again: " << show(r);
+
+  r = c.request("POST", "/v1/quizzes",
+                quiz_json(id, "capitals, harder", now - 60'000, now + 3'600'000, kQuestions));
+  EXPECT_EQ(r.status, 409) << "a different quiz with the same id: " << show(r);
+  EXPECT_EQ(error_code(r), "conflict") << show(r);
+
+  // option_count 11 is out of range (2-10).
+  r = c.request(
+      "POST", "/v1/quizzes",
+      quiz_json(next_quiz_id(), "bad", now - 60'000, now + 3'600'000, {{1, 11, 0, 1000, 20000}}));
+  EXPECT_EQ(r.status, 422) << show(r);
+  d = parse(r);
+  ASSERT_TRUE(!d.HasParseError() && d.IsObject() && d.HasMember("error")) << show(r);
+  EXPECT_EQ(str_member(d["error"], "code"), "schema") << show(r);
+  EXPECT_EQ(str_member(d["error"], "field"), "questions[0].option_count") << show(r);
+
+  r = c.request("POST", "/v1/quizzes", "{\"quiz_id\": 1,");
+  EXPECT_EQ(r.status, 400) << show(r);
+  EXPECT_EQ(error_code(r), "malformed_json") << show(r);
+
+  r = c.request("GET", "/v1/quizzes/" + std::to_string(id));
+  ASSERT_EQ(r.status, 200) << show(r);
+  d = parse(r);
+  EXPECT_EQ(int_member(d, "quiz_id"), id) << show(r);
+  EXPECT_EQ(str_member(d, "title"), "capitals") << show(r);
+  EXPECT_EQ(str_member(d, "state"), "open") << show(r);
+  ASSERT_TRUE(d.HasMember("questions") && d["questions"].IsArray()) << show(r);
+  EXPECT_EQ(d["questions"].Size(), kQuestions.size()) << show(r);
+
+  const int64_t unknown = next_quiz_id();  // never created
+  r = c.request("GET", "/v1/quizzes/" + std::to_string(unknown));
+  EXPECT_EQ(r.status, 404) << show(r);
+  EXPECT_EQ(error_code(r), "not_found") << show(r);
+}
+
+TEST_F(HttpE2E, SingleAnswerIsAcceptedWithTheBodyOfSpec3) {
+  HttpClient c = client();
+  const int64_t quiz = create_quiz(c);
+  const std::string eid = "e2e-" + std::to_string(quiz) + "-single";
+  const HttpResponse r =
+      c.request("POST", "/v1/answers", answer_json({eid, quiz, 1, 1, 2, wall_ms(), 1500}));
+  ASSERT_EQ(r.status, 200) << show(r);
+  ASSERT_NE(r.header("content-type"), nullptr);
+  EXPECT_NE(r.header("content-type")->find("application/json"), std::string::npos);
+  auto d = parse(r);
+  ASSERT_FALSE(d.HasParseError()) << show(r);
+  ASSERT_TRUE(d.IsObject()) << show(r);
+  // {"accepted":n,"duplicates":n,"rejected":n,"results":[{"event_id":"…","status":"…"}]}
+  EXPECT_EQ(int_member(d, "accepted"), 1) << show(r);
+  EXPECT_EQ(int_member(d, "duplicates"), 0) << show(r);
+  EXPECT_EQ(int_member(d, "rejected"), 0) << show(r);
+  ASSERT_TRUE(d.HasMember("results") && d["results"].IsArray()) << show(r);
+  ASSERT_EQ(d["results"].Size(), 1u) << show(r);
+  const auto& item = d["results"][0];
+  ASSERT_TRUE(item.IsObject()) << show(r);
+  EXPECT_EQ(str_member(item, "event_id"), eid) << show(r);
+  EXPECT_EQ(str_member(item, "status"), "accepted") << show(r);
+}
+
+TEST_F(HttpE2E, BatchGivesPerItemResultsInInputOrder) {
+  HttpClient c = client();
+  const int64_t quiz = create_quiz(c);
+  const std::string prefix = "e2e-" + std::to_string(quiz) + "-";
+  const int64_t now = wall_ms();
+  HttpResponse r =
+      c.request("POST", "/v1/answers", answer_json({prefix + "first", quiz, 1, 1, 2, now, 100}));
+  ASSERT_EQ(r.status, 200) << show(r);
+
+  const std::vector<std::string> items = {
+      answer_json({prefix + "valid", quiz, 2, 1, 0, now, 200}),
+      answer_json({prefix + "first", quiz, 1, 1, 2, now, 100}),             // duplicate event_id
+      answer_json({prefix + "noquiz", next_quiz_id(), 3, 1, 0, now, 300}),  // never created
+      R"({"event_id":")" + prefix + R"(schema","quiz_id":)" + std::to_string(quiz) +
+          R"(,"user_id":"seven","question_id":1,"option_id":0,"answered_at":")" + rfc3339(now) +
+          R"(","elapsed_ms":10})",
+  };
+  r = c.request("POST", "/v1/answers", batch_json(items));
+  ASSERT_EQ(r.status, 200) << show(r);
+  auto d = parse(r);
+  ASSERT_TRUE(!d.HasParseError() && d.IsObject()) << show(r);
+  EXPECT_EQ(int_member(d, "accepted"), 1) << show(r);
+  EXPECT_EQ(int_member(d, "duplicates"), 1) << show(r);
+  EXPECT_EQ(int_member(d, "rejected"), 2) << show(r);
+  ASSERT_TRUE(d.HasMember("results") && d["results"].IsArray()) << show(r);
+  ASSERT_EQ(d["results"].Size(), 4u) << show(r);
+  const auto& res = d["results"];
+  EXPECT_EQ(str_member(res[0], "event_id"), prefix + "valid") << show(r);
+  EXPECT_EQ(str_member(res[0], "status"), "accepted") << show(r);
+  EXPECT_EQ(str_member(res[1], "event_id"), prefix + "first") << show(r);
+  EXPECT_EQ(str_member(res[1], "status"), "duplicate") << show(r);
+  EXPECT_EQ(str_member(res[2], "event_id"), prefix + "noquiz") << show(r);
+  EXPECT_EQ(str_member(res[2], "status"), "rejected") << show(r);
+  EXPECT_EQ(str_member(res[2], "code"), "unknown_quiz") << show(r);
+  EXPECT_FALSE(str_member(res[2], "message").empty()) << show(r);
+  EXPECT_EQ(str_member(res[3], "status"), "rejected") << show(r);
+  EXPECT_EQ(str_member(res[3], "code"), "schema") << show(r);
+  EXPECT_EQ(str_member(res[3], "field"), "user_id") << show(r);
+  EXPECT_FALSE(str_member(res[3], "message").empty()) << show(r);
+}
+
+TEST_F(HttpE2E, SameEventIdTwiceInOneBatchIsOneAcceptedOneDuplicate) {
+  HttpClient c = client();
+  const int64_t quiz = create_quiz(c);
+  const std::string a =
+      answer_json({"e2e-" + std::to_string(quiz) + "-twice", quiz, 5, 2, 0, wall_ms(), 1000});
+  const HttpResponse r = c.request("POST", "/v1/answers", batch_json({a, a}));
+  ASSERT_EQ(r.status, 200) << show(r);
+  auto d = parse(r);
+  ASSERT_TRUE(!d.HasParseError() && d.IsObject() && d.HasMember("results") &&
+              d["results"].IsArray() && d["results"].Size() == 2)
+      << show(r);
+  EXPECT_EQ(str_member(d["results"][0], "status"), "accepted") << show(r);
+  EXPECT_EQ(str_member(d["results"][1], "status"), "duplicate") << show(r);
+}
+
+TEST_F(HttpE2E, MalformedJsonIs400) {
+  HttpClient c = client();
+  HttpResponse r = c.request("POST", "/v1/answers", "{\"event_id\": \"x\",");
+  EXPECT_EQ(r.status, 400) << show(r);
+  EXPECT_EQ(error_code(r), "malformed_json") << show(r);
+  ASSERT_NE(r.header("content-type"), nullptr);
+  EXPECT_NE(r.header("content-type")->find("application/json"), std::string::npos);
+
+  r = c.request("POST", "/v1/answers", "[1,2,3]");
+  EXPECT_EQ(r.status, 400) << "a JSON array is not an answer object: " << show(r);
+
+  r = c.request("POST", "/v1/answers", R"({"answers":{"not":"an array"}})");
+  EXPECT_EQ(r.status, 400) << show(r);
+}
+
+TEST_F(HttpE2E, BodyOverTheLimitIs413) {
+  // The server runs with QUIZFLOW_HTTP_MAX_BODY=65536.
+  {
+    HttpClient c = client();
+    const std::string body = R"({"event_id":")" + std::string(100 * 1024, 'x') + "\"}";
+    const HttpResponse r = c.request("POST", "/v1/answers", body);
+    EXPECT_EQ(r.status, 413) << "100 KB body: " << show(r);
+  }
+  {
+    HttpClient c = client();
+    const std::string body = R"({"event_id":")" + std::string(70 * 1024, 'x') + "\"}";
+    const HttpResponse r = c.request("POST", "/v1/answers", body);
+    EXPECT_EQ(r.status, 413) << "70 KB body: " << show(r);
+    EXPECT_EQ(error_code(r), "too_large") << show(r);
+  }
+  HttpClient c = client();
+  const HttpResponse r = c.request("GET", "/health");
+  EXPECT_EQ(r.status, 200) << "still healthy after oversized bodies: " << show(r);
+}
+
+struct Standing {
+  int64_t user_id = 0, score = 0, correct = 0, time_ms = 0;
+};
+
+TEST_F(HttpE2E, LeaderboardAndPlayerFollowTheScoringRules) {
+  HttpClient c = client();
+  const int64_t quiz = create_quiz(c);
+  const int64_t now = wall_ms();
+  int n = 0;
+  auto ans = [&](int64_t user, int question, int option, int64_t elapsed, int64_t at_offset = 0) {
+    return AnswerSpec{"e2e-" + std::to_string(quiz) + "-" + std::to_string(++n),
+                      quiz,
+                      user,
+                      question,
+                      option,
+                      now + at_offset,
+                      elapsed};
+  };
+  // q1: 4 options, correct 2, 1000 points, 20 s; q2: 3 options, correct 0, 500 points, 10 s;
+  // q3: 2 options, correct 1, 1 point, 1 s. Chosen to exercise every tie-break.
+  const AnswerSpec late_wrong = ans(8, 1, 0, 500);  // superseded by an earlier answered_at below
+  const std::vector<AnswerSpec> batch = {
+      ans(1, 1, 2, 0),
+      ans(1, 2, 0, 10000),  // 1000 + 250
+      ans(2, 1, 2, 40),
+      ans(2, 3, 0, 0),  // 999 + 0: 999, one correct
+      ans(3, 1, 2, 80),
+      ans(3, 3, 1, 0),    // 998 + 1: 999, two correct -> above user 2
+      ans(4, 1, 0, 100),  // 0, time 100
+      ans(5, 1, 0, 200),  // 0, time 200
+      ans(6, 1, 1, 100),  // 0, time 100: tie with user 4 -> by user_id
+      ans(7, 2, 0, 3333),
+      ans(7, 1, 2, 19999),          // 417 + 501
+      ans(8, 1, 2, 1000, -10'000),  // earlier answered_at: this one counts
+  };
+  HttpResponse r = c.request("POST", "/v1/answers", answer_json(late_wrong));
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(int_member(parse(r), "accepted"), 1) << show(r);
+  std::vector<std::string> items;
+  for (const auto& a : batch) items.push_back(answer_json(a));
+  r = c.request("POST", "/v1/answers", batch_json(items));
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(int_member(parse(r), "accepted"), static_cast<int64_t>(batch.size())) << show(r);
+
+  // Expected standings by the rules of §4.
+  std::map<std::pair<int64_t, int>, const AnswerSpec*> counted;
+  std::vector<AnswerSpec> all = batch;
+  all.push_back(late_wrong);
+  for (const auto& a : all) {
+    auto& slot = counted[{a.user_id, a.question_id}];
+    if (slot == nullptr ||
+        std::pair(a.answered_at_ms, a.event_id) < std::pair(slot->answered_at_ms, slot->event_id))
+      slot = &a;
+  }
+  std::map<int64_t, Standing> by_user;
+  for (const auto& [key, a] : counted) {
+    const QuestionSpec& q = kQuestions[static_cast<size_t>(a->question_id - 1)];
+    Standing& s = by_user[a->user_id];
+    s.user_id = a->user_id;
+    if (a->option_id == q.correct_option) {
+      s.score += q.points - (q.points * a->elapsed_ms) / (2 * q.time_limit_ms);
+      s.correct += 1;
+    }
+    s.time_ms += a->elapsed_ms;
+  }
+  std::vector<Standing> expected;
+  for (const auto& [u, s] : by_user) expected.push_back(s);
+  std::sort(expected.begin(), expected.end(), [](const Standing& a, const Standing& b) {
+    if (a.score != b.score) return a.score > b.score;
+    if (a.correct != b.correct) return a.correct > b.correct;
+    if (a.time_ms != b.time_ms) return a.time_ms < b.time_ms;
+    return a.user_id < b.user_id;
+  });
+  // The hand-computed order, as a check on the computation above.
+  std::vector<int64_t> order;
+  for (const auto& s : expected) order.push_back(s.user_id);
+  ASSERT_EQ(order, (std::vector<int64_t>{1, 3, 2, 8, 7, 4, 6, 5}));
+
+  const std::string base = "/v1/quizzes/" + std::to_string(quiz);
+  r = c.request("GET", base + "/leaderboard?limit=100");
+  ASSERT_EQ(r.status, 200) << show(r);
+  auto d = parse(r);
+  ASSERT_TRUE(!d.HasParseError() && d.IsObject() && d.HasMember("entries") &&
+              d["entries"].IsArray())
+      << show(r);
+  EXPECT_EQ(int_member(d, "quiz_id"), quiz) << show(r);
+  EXPECT_EQ(int_member(d, "total"), static_cast<int64_t>(expected.size())) << show(r);
+  ASSERT_EQ(d["entries"].Size(), expected.size()) << show(r);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const auto& e = d["entries"][static_cast<rapidjson::SizeType>(i)];
+    SCOPED_TRACE("leaderboard entry " + std::to_string(i));
+    EXPECT_EQ(int_member(e, "rank"), static_cast<int64_t>(i + 1)) << show(r);
+    EXPECT_EQ(int_member(e, "user_id"), expected[i].user_id) << show(r);
+    EXPECT_EQ(int_member(e, "score"), expected[i].score) << show(r);
+    EXPECT_EQ(int_member(e, "correct"), expected[i].correct) << show(r);
+    EXPECT_EQ(int_member(e, "time_ms"), expected[i].time_ms) << show(r);
+  }
+
+  r = c.request("GET", base + "/leaderboard?limit=3&offset=2");
+  ASSERT_EQ(r.status, 200) << show(r);
+  d = parse(r);
+  ASSERT_TRUE(!d.HasParseError() && d.IsObject() && d.HasMember("entries") &&
+              d["entries"].IsArray() && d["entries"].Size() == 3)
+      << show(r);
+  for (rapidjson::SizeType i = 0; i < 3; ++i) {
+    EXPECT_EQ(int_member(d["entries"][i], "rank"), static_cast<int64_t>(i) + 3) << show(r);
+    EXPECT_EQ(int_member(d["entries"][i], "user_id"), expected[i + 2].user_id) << show(r);
+  }
+
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const Standing& s = expected[i];
+    r = c.request("GET", base + "/players/" + std::to_string(s.user_id));
+    ASSERT_EQ(r.status, 200) << show(r);
+    d = parse(r);
+    SCOPED_TRACE("player " + std::to_string(s.user_id));
+    EXPECT_EQ(int_member(d, "quiz_id"), quiz) << show(r);
+    EXPECT_EQ(int_member(d, "user_id"), s.user_id) << show(r);
+    EXPECT_EQ(int_member(d, "rank"), static_cast<int64_t>(i + 1)) << show(r);
+    EXPECT_EQ(int_member(d, "score"), s.score) << show(r);
+    EXPECT_EQ(int_member(d, "correct"), s.correct) << show(r);
+    EXPECT_EQ(int_member(d, "time_ms"), s.time_ms) << show(r);
+  }
+
+  r = c.request("GET", base + "/players/999");
+  EXPECT_EQ(r.status, 404) << "a player without answers: " << show(r);
+  const std::string unknown = "/v1/quizzes/" + std::to_string(next_quiz_id());
+  r = c.request("GET", unknown + "/leaderboard");
+  EXPECT_EQ(r.status, 404) << show(r);
+  r = c.request("GET", unknown + "/players/1");
+  EXPECT_EQ(r.status, 404) << show(r);
+}
+
+TEST_F(HttpE2E, ApiTokenGuardsWritesAndIsNeverLogged) {
+  ServerProcess guarded(bin_, dir_, "token",
+                        {{"QUIZFLOW_HTTP_ADDR", "127.0.0.1:0"}, {"QUIZFLOW_API_TOKEN", kToken}});
+  const std::string err = guarded.start();
+  ASSERT_TRUE(err.empty()) << err << "\n" << guarded.log();
+  bool stopped = false;
+  {
+    HttpClient c("127.0.0.1", guarded.port());
+    const HttpClient::Headers good = {{"Authorization", std::string("Bearer ") + kToken}};
+    const HttpClient::Headers wrong = {{"Authorization", "Bearer wrong-token-456"}};
+    const HttpClient::Headers prefix = {{"Authorization", "Bearer secret-token-12"}};
+    const HttpClient::Headers bare = {{"Authorization", kToken}};
+
+    const int64_t quiz = next_quiz_id();
+    const int64_t now = wall_ms();
+    const std::string qbody = quiz_json(quiz, "guarded", now - 60'000, now + 3'600'000, kQuestions);
+    HttpResponse r = c.request("POST", "/v1/quizzes", qbody);
+    EXPECT_EQ(r.status, 401) << "quiz without a token: " << show(r);
+    EXPECT_EQ(error_code(r), "unauthorized") << show(r);
+    r = c.request("POST", "/v1/quizzes", qbody, good);
+    EXPECT_EQ(r.status, 201) << show(r);
+
+    const std::string eid = "e2e-" + std::to_string(quiz) + "-token";
+    const std::string abody = answer_json({eid, quiz, 1, 1, 2, wall_ms(), 100});
+    r = c.request("POST", "/v1/answers", abody);
+    EXPECT_EQ(r.status, 401) << "answer without a token: " << show(r);
+    EXPECT_EQ(error_code(r), "unauthorized") << show(r);
+    r = c.request("POST", "/v1/answers", abody, wrong);
+    EXPECT_EQ(r.status, 401) << "answer with a wrong token: " << show(r);
+    r = c.request("POST", "/v1/answers", abody, prefix);
+    EXPECT_EQ(r.status, 401) << "answer with a prefix of the token: " << show(r);
+    r = c.request("POST", "/v1/answers", abody, bare);
+    EXPECT_EQ(r.status, 401) << "token without 'Bearer ': " << show(r);
+    r = c.request("POST", "/v1/answers", abody, good);
+    EXPECT_EQ(r.status, 200) << show(r);
+    EXPECT_EQ(int_member(parse(r), "accepted"), 1) << show(r);
+
+    r = c.request("GET", "/v1/quizzes/" + std::to_string(quiz));
+    EXPECT_EQ(r.status, 200) << "reads need no token: " << show(r);
+
+    std::string why;
+    const auto code = guarded.terminate(20s, why);
+    stopped = true;
+    EXPECT_EQ(code, std::optional<int>(0)) << why;
+  }
+  ASSERT_TRUE(stopped);
+  const std::string log = guarded.log();
+  EXPECT_EQ(log.find(kToken), std::string::npos) << "the token appears in the server output";
+  if (HasFailure()) print_log(guarded);
+}
+
+// Runs last (tests run in the order written): stops the shared server.
+TEST_F(HttpE2E, SigtermDrainsAndExitsZeroWithin20s) {
+  // The server has just stored an answer; SIGTERM must drain and end with exit code 0.
+  HttpClient c = client();
+  const int64_t quiz = create_quiz(c);
+  const HttpResponse r = c.request(
+      "POST", "/v1/answers",
+      answer_json({"e2e-" + std::to_string(quiz) + "-last", quiz, 1, 1, 2, wall_ms(), 100}));
+  EXPECT_EQ(r.status, 200) << show(r);
+  std::string why;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto code = server_->terminate(20s, why);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  EXPECT_EQ(code, std::optional<int>(0)) << why;
+  std::fprintf(stderr, "server exited %d ms after SIGTERM\n", static_cast<int>(took.count()));
+  const std::string log = server_->log();
+  EXPECT_NE(log.find("quizflow stopped"), std::string::npos) << "no orderly shutdown in the log";
+}
+
+}  // namespace
