@@ -271,6 +271,8 @@ struct Graph::Impl {
     }
     m(kBatch).in_flight.fetch_sub(n, std::memory_order_relaxed);
     m(kBatch).latency.record_us(job->commit_us);
+    // Counted before the answers go out, so a client reading stats after its response sees them.
+    m(kScore).processed.fetch_add(job->outcome.ok ? n : 0, std::memory_order_relaxed);
     // Free the quiz before answering, so its next batch can start.
     std::get<1>(p).try_put(BatchInput{QuizDone{quiz}});
     for (size_t i = 0; i < job->batch.events.size(); ++i) {
@@ -287,7 +289,6 @@ struct Graph::Impl {
       }
       ref.request->resolve(ref.index, std::move(v));
     }
-    m(kScore).processed.fetch_add(job->outcome.ok ? n : 0, std::memory_order_relaxed);
     m(kScore).latency.record_us(since_us(t0));
     if (!chunk->messages.empty()) {
       m(kNotify).backlog.fetch_add(static_cast<int64_t>(chunk->messages.size()));
