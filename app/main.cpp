@@ -42,7 +42,7 @@ void setup_logging(const Config& c) {
 
 std::unique_ptr<Store> make_store(const Config& c) {
   if (c.database_url.empty()) throw ConfigError("DATABASE_URL", "is required for this command");
-  return std::make_unique<egress::PgStore>(egress::PgOptions{c.database_url});
+  return std::make_unique<egress::PgStore>(egress::pool_options(c));
 }
 
 int serve(const Config& c, const std::string& port_file) {

@@ -3,213 +3,35 @@
 #include <spdlog/spdlog.h>
 
 #include <pqxx/pqxx>
-#include <thread>
-#include <unordered_map>
 
+#include "egress/batch_writer.h"
 #include "egress/migrations.h"
+#include "egress/pg_conn.h"
 #include "pipeline/time_util.h"
 
 namespace quizflow::egress {
-namespace {
 
-// Error text safe to log: pqxx messages carry no password, but keep them to one line.
-std::string one_line(const std::string& s) {
-  std::string r = s;
-  for (auto& c : r)
-    if (c == '\n' || c == '\r') c = ' ';
-  while (!r.empty() && r.back() == ' ') r.pop_back();
-  return r;
-}
-
-std::unique_ptr<pqxx::connection> connect(const PgOptions& options);
-
-class PgBatchWriter final : public BatchWriter {
- public:
-  explicit PgBatchWriter(PgOptions options) : options_(std::move(options)) { reconnect(); }
-
-  CommitOutcome commit(int64_t quiz_id, const std::string& batch_key,
-                       const std::vector<const AnswerEvent*>& events,
-                       const DeriveFn& derive) override {
-    CommitOutcome out;
-    for (int attempt = 1; attempt <= 3; ++attempt) {
-      bool commit_sent = false;
-      try {
-        if (!conn_ || !conn_->is_open()) reconnect();
-        run(*conn_, quiz_id, batch_key, events, derive, out, commit_sent);
-        out.ok = true;
-        return out;
-      } catch (const pqxx::in_doubt_error& e) {
-        return resolve_in_doubt(batch_key, e.what(), out);
-      } catch (const pqxx::broken_connection& e) {
-        conn_.reset();
-        if (commit_sent) return resolve_in_doubt(batch_key, e.what(), out);
-        out.error = "connection lost: " + one_line(e.what());
-        spdlog::warn("batch {}: {} (attempt {})", batch_key, out.error, attempt);
-      } catch (const std::exception& e) {
-        out.error = one_line(e.what());
-        spdlog::error("batch {}: {}", batch_key, out.error);
-        conn_.reset();  // the transaction is gone; start clean
-        out.ok = false;
-        return out;
-      }
-    }
-    out.ok = false;
-    return out;
-  }
-
- private:
-  void reconnect() {
-    conn_ = connect(options_);
-    // Per-connection staging tables, emptied at every commit.
-    pqxx::nontransaction tx(*conn_);
-    tx.exec(R"SQL(
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_events (
-  event_id text COLLATE "C", quiz_id bigint, user_id bigint, question_id integer,
-  option_id integer, answered_at timestamptz, elapsed_ms integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_counted (
-  quiz_id bigint, user_id bigint, question_id integer, event_id text COLLATE "C",
-  answered_at timestamptz, option_id integer, correct boolean, points bigint,
-  elapsed_ms integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
-  quiz_id bigint, user_id bigint, score bigint, correct integer, time_ms bigint)
-  ON COMMIT DELETE ROWS;
-)SQL");
-  }
-
-  void run(pqxx::connection& c, int64_t quiz_id, const std::string& batch_key,
-           const std::vector<const AnswerEvent*>& events, const DeriveFn& derive,
-           CommitOutcome& out, bool& commit_sent) {
-    pqxx::work tx(c);
-    {
-      pqxx::stream_to s(tx, "qf_stage_events");
-      for (const AnswerEvent* e : events) {
-        s << std::make_tuple(e->event_id, e->quiz_id, e->user_id, e->question_id, e->option_id,
-                             format_rfc3339_ms(e->answered_at_ms), e->elapsed_ms);
-      }
-      s.complete();
-    }
-    const pqxx::result ins = tx.exec(R"SQL(
-INSERT INTO answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at,
-                           elapsed_ms)
-SELECT event_id, quiz_id, user_id, question_id, option_id, answered_at, elapsed_ms
-FROM qf_stage_events ORDER BY event_id
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id)SQL");
-    out.inserted.assign(events.size(), false);
-    {
-      std::unordered_map<std::string_view, size_t> index;
-      index.reserve(events.size());
-      for (size_t i = 0; i < events.size(); ++i) index.emplace(events[i]->event_id, i);
-      for (const auto& row : ins) {
-        auto it = index.find(std::string_view(row[0].c_str(), row[0].size()));
-        if (it != index.end()) out.inserted[it->second] = true;
-      }
-    }
-    const DerivedRows rows = derive(out.inserted);
-    if (!rows.counted.empty()) {
-      {
-        pqxx::stream_to s(tx, "qf_stage_counted");
-        for (const auto& r : rows.counted) {
-          s << std::make_tuple(r.quiz_id, r.user_id, r.question_id, r.event_id,
-                               format_rfc3339_ms(r.answered_at_ms), r.option_id, r.correct,
-                               r.points, r.elapsed_ms);
-        }
-        s.complete();
-      }
-      tx.exec(R"SQL(
-INSERT INTO counted_answers AS c (quiz_id, user_id, question_id, event_id, answered_at,
-                                  option_id, correct, points, elapsed_ms)
-SELECT quiz_id, user_id, question_id, event_id, answered_at, option_id, correct, points,
-       elapsed_ms
-FROM qf_stage_counted ORDER BY quiz_id, user_id, question_id
-ON CONFLICT (quiz_id, user_id, question_id) DO UPDATE SET
-  event_id = EXCLUDED.event_id, answered_at = EXCLUDED.answered_at,
-  option_id = EXCLUDED.option_id, correct = EXCLUDED.correct, points = EXCLUDED.points,
-  elapsed_ms = EXCLUDED.elapsed_ms)SQL");
-    }
-    if (!rows.standings.empty()) {
-      {
-        pqxx::stream_to s(tx, "qf_stage_standings");
-        for (const auto& r : rows.standings)
-          s << std::make_tuple(r.quiz_id, r.user_id, r.score, r.correct, r.time_ms);
-        s.complete();
-      }
-      tx.exec(R"SQL(
-INSERT INTO standings AS s (quiz_id, user_id, score, correct, time_ms)
-SELECT quiz_id, user_id, score, correct, time_ms
-FROM qf_stage_standings ORDER BY quiz_id, user_id
-ON CONFLICT (quiz_id, user_id) DO UPDATE SET
-  score = EXCLUDED.score, correct = EXCLUDED.correct, time_ms = EXCLUDED.time_ms,
-  updated_at = now())SQL");
-    }
-    tx.exec_params("INSERT INTO batches (batch_key, quiz_id, events) VALUES ($1, $2, $3)",
-                   batch_key, quiz_id, static_cast<int64_t>(events.size()));
-    commit_sent = true;
-    tx.commit();
-  }
-
-  // The commit's outcome is unknown: it counts as committed only if its batch row is there.
-  CommitOutcome& resolve_in_doubt(const std::string& batch_key, const std::string& why,
-                                  CommitOutcome& out) {
-    conn_.reset();
-    spdlog::warn("batch {}: commit outcome unknown ({}); checking", batch_key, one_line(why));
-    for (int attempt = 0; attempt < 20; ++attempt) {
-      try {
-        reconnect();
-        pqxx::read_transaction tx(*conn_);
-        const auto r = tx.exec_params("SELECT 1 FROM batches WHERE batch_key = $1", batch_key);
-        out.ok = !r.empty();
-        if (!out.ok) out.error = "commit did not happen: " + one_line(why);
-        return out;
-      } catch (const std::exception& e) {
-        conn_.reset();
-        std::this_thread::sleep_for(std::chrono::milliseconds(250));
-      }
-    }
-    out.ok = false;
-    out.error = "commit outcome unknown and the database is unreachable: " + one_line(why);
-    return out;
-  }
-
-  PgOptions options_;
-  std::unique_ptr<pqxx::connection> conn_;
-};
-
-// Opens a connection with the session settings quizflow relies on. Throws pqxx errors.
-std::unique_ptr<pqxx::connection> connect(const PgOptions& options) {
-  auto c = std::make_unique<pqxx::connection>(options.url);
-  pqxx::nontransaction tx(*c);
-  tx.exec("SET statement_timeout = " + std::to_string(options.statement_timeout_ms));
-  tx.exec("SET synchronous_commit = on");
-  return c;
-}
-
-}  // namespace
-
-struct PgStore::Admin {
-  std::unique_ptr<pqxx::connection> conn;
-};
-
-PgStore::PgStore(PgOptions options)
-    : options_(std::move(options)), admin_(std::make_unique<Admin>()) {}
+PgStore::PgStore(PoolOptions options) : pool_(std::make_shared<PgPool>(std::move(options))) {}
 PgStore::~PgStore() = default;
 
 template <typename F>
-auto PgStore::with_admin(F&& f) {
-  std::lock_guard lock(admin_mu_);
+auto PgStore::with_conn(F&& f) {
   for (int attempt = 0;; ++attempt) {
+    auto lease = pool_->checkout();
     try {
-      if (!admin_->conn || !admin_->conn->is_open()) admin_->conn = connect(options_);
-      return f(*admin_->conn);
+      return f(*lease.conn().c);
     } catch (const pqxx::broken_connection&) {
-      admin_->conn.reset();
+      lease.discard();
       if (attempt >= 1) throw;
+    } catch (...) {
+      lease.discard();  // unknown state: never hand it to the next user
+      throw;
     }
   }
 }
 
 void PgStore::migrate() {
-  with_admin([](pqxx::connection& c) {
+  with_conn([](pqxx::connection& c) {
     pqxx::work tx(c);
     tx.exec("SELECT pg_advisory_xact_lock(7240811)");  // one migrator at a time
     tx.exec(R"SQL(CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -230,12 +52,12 @@ void PgStore::migrate() {
 }
 
 std::unique_ptr<BatchWriter> PgStore::open_writer() {
-  return std::make_unique<PgBatchWriter>(options_);
+  return std::make_unique<PgBatchWriter>(pool_);
 }
 
 SaveQuizResult PgStore::save_quiz(const QuizDef& quiz) {
   const std::string def = encode_quiz(quiz);
-  return with_admin([&](pqxx::connection& c) {
+  return with_conn([&](pqxx::connection& c) {
     pqxx::work tx(c);
     const auto ins = tx.exec_params(R"SQL(
 INSERT INTO quizzes (quiz_id, title, opens_at, closes_at, definition)
@@ -263,7 +85,7 @@ FROM jsonb_array_elements($2::jsonb -> 'questions') AS q)SQL",
 }
 
 std::vector<QuizDef> PgStore::load_quizzes() {
-  return with_admin([](pqxx::connection& c) {
+  return with_conn([](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     std::vector<QuizDef> out;
     for (const auto& row : tx.exec("SELECT quiz_id, definition::text FROM quizzes")) {
@@ -280,7 +102,7 @@ std::vector<QuizDef> PgStore::load_quizzes() {
 }
 
 std::vector<CountedRow> PgStore::load_counted() {
-  return with_admin([](pqxx::connection& c) {
+  return with_conn([](pqxx::connection& c) {
     pqxx::read_transaction tx(c);
     std::vector<CountedRow> out;
     for (const auto& row : tx.exec(R"SQL(
@@ -305,7 +127,7 @@ FROM counted_answers)SQL")) {
 
 bool PgStore::ping(std::string& why) {
   try {
-    with_admin([](pqxx::connection& c) {
+    with_conn([](pqxx::connection& c) {
       pqxx::nontransaction tx(c);
       tx.exec("SELECT 1");
       return 0;

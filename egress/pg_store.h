@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 
+#include "egress/pg_pool.h"
 #include "pipeline/store.h"
 
 namespace quizflow::egress {
@@ -16,7 +17,8 @@ struct PgOptions {
 
 class PgStore final : public Store {
  public:
-  explicit PgStore(PgOptions options);
+  // Connections come from one pool shared by the batch writers and the admin calls.
+  explicit PgStore(PoolOptions options);
   ~PgStore() override;
 
   void migrate() override;
@@ -25,16 +27,15 @@ class PgStore final : public Store {
   std::vector<QuizDef> load_quizzes() override;
   std::vector<CountedRow> load_counted() override;
   bool ping(std::string& why) override;
+  PoolStats pool_stats() const override { return pool_->stats(); }
 
  private:
-  // Runs f(connection&) on the admin connection, reconnecting once when it broke.
+  // Runs f(pqxx::connection&) on a pooled connection; retried once on a fresh connection when
+  // the first one turned out broken.
   template <typename F>
-  auto with_admin(F&& f);
+  auto with_conn(F&& f);
 
-  struct Admin;  // the admin connection (pqxx stays out of this header)
-  PgOptions options_;
-  std::mutex admin_mu_;
-  std::unique_ptr<Admin> admin_;  // guarded by admin_mu_
+  std::shared_ptr<PgPool> pool_;
 };
 
 }  // namespace quizflow::egress

@@ -78,6 +78,10 @@ const std::vector<Key>& keys() {
       int_key("DB_POOL_SIZE", &Config::db_pool_size),
       int_key("DB_MAX_OVERFLOW", &Config::db_max_overflow),
       int_key("DB_WRITERS", &Config::db_writers),
+      int_key("DB_CHECKOUT_TIMEOUT_MS", &Config::db_checkout_timeout_ms),
+      int_key("DB_STATEMENT_TIMEOUT_MS", &Config::db_statement_timeout_ms),
+      int_key("QUIZFLOW_SLOW_COMMIT_MS", &Config::slow_commit_ms),
+      int_key("QUIZFLOW_DRAIN_TIMEOUT_MS", &Config::drain_timeout_ms),
       int_key("BATCH_MAX_SIZE", &Config::batch_max_size),
       int_key("BATCH_MAX_DELAY_MS", &Config::batch_max_delay_ms),
       int_key("QUIZFLOW_MAX_IN_FLIGHT", &Config::max_in_flight_events),
@@ -164,6 +168,12 @@ void validate_config(const Config& c) {
   range("DB_POOL_SIZE", c.db_pool_size, 1, 1000);
   range("DB_MAX_OVERFLOW", c.db_max_overflow, 0, 1000);
   range("DB_WRITERS", c.db_writers, 1, 64);
+  range("DB_CHECKOUT_TIMEOUT_MS", c.db_checkout_timeout_ms, 1, 600000);
+  range("DB_STATEMENT_TIMEOUT_MS", c.db_statement_timeout_ms, 100, 3600000);
+  range("QUIZFLOW_SLOW_COMMIT_MS", c.slow_commit_ms, 1, 3600000);
+  range("QUIZFLOW_DRAIN_TIMEOUT_MS", c.drain_timeout_ms, 100, 3600000);
+  if (c.db_writers > c.db_pool_size + c.db_max_overflow)
+    throw ConfigError("DB_WRITERS", "must not exceed DB_POOL_SIZE + DB_MAX_OVERFLOW");
   range("BATCH_MAX_SIZE", c.batch_max_size, 1, 1000000);
   range("BATCH_MAX_DELAY_MS", c.batch_max_delay_ms, 0, 60000);
   range("QUIZFLOW_MAX_IN_FLIGHT", c.max_in_flight_events, 1, 100000000);

@@ -28,15 +28,20 @@ struct Config {
   int http_body_timeout_ms = 10000;       // QUIZFLOW_HTTP_BODY_TIMEOUT_MS
   int http_keepalive_timeout_ms = 60000;  // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
 
-  int db_pool_size = 30;     // DB_POOL_SIZE (connections kept)
-  int db_max_overflow = 50;  // DB_MAX_OVERFLOW
-  int db_writers = 2;        // DB_WRITERS: batch-committing threads, one connection each
+  int db_pool_size = 30;                // DB_POOL_SIZE (connections kept)
+  int db_max_overflow = 50;             // DB_MAX_OVERFLOW
+  int db_writers = 2;                   // DB_WRITERS: batch-committing threads
+  int db_checkout_timeout_ms = 5000;    // DB_CHECKOUT_TIMEOUT_MS: wait for a pooled connection
+  int db_statement_timeout_ms = 30000;  // DB_STATEMENT_TIMEOUT_MS: per statement
+  int slow_commit_ms = 1000;            // QUIZFLOW_SLOW_COMMIT_MS: log batches slower than this
 
   int batch_max_size = 5000;   // BATCH_MAX_SIZE: events per quiz batch
   int batch_max_delay_ms = 5;  // BATCH_MAX_DELAY_MS: oldest event's wait before a flush
 
   int64_t max_in_flight_events = 200000;  // QUIZFLOW_MAX_IN_FLIGHT: admitted, not yet answered
   int64_t notify_queue_max = 1000000;     // producer queue bound (messages)
+
+  int drain_timeout_ms = 20000;  // QUIZFLOW_DRAIN_TIMEOUT_MS: longest graceful shutdown
 
   std::string log_level = "info";    // QUIZFLOW_LOG_LEVEL: trace|debug|info|warn|error
   std::string log_format = "plain";  // QUIZFLOW_LOG_FORMAT: plain|json

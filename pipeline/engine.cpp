@@ -137,6 +137,8 @@ HealthReport Engine::health() const {
 
 SinkStats Engine::sink_stats() const { return sink_->stats(); }
 
+PoolStats Engine::pool_stats() const { return store_->pool_stats(); }
+
 int64_t Engine::uptime_s() const { return running() ? (now_ms() - started_ms_) / 1000 : 0; }
 
 void Engine::monitor_loop() {

@@ -79,6 +79,7 @@ class Engine {
   HealthReport health() const;  // cached by a monitor thread; never blocks on I/O
   const PipelineMetrics& metrics() const { return metrics_; }
   SinkStats sink_stats() const;
+  PoolStats pool_stats() const;
   const Config& config() const { return config_; }
   bool running() const { return running_.load(std::memory_order_acquire); }
   int64_t uptime_s() const;

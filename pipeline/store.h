@@ -63,6 +63,19 @@ class BatchWriter {
                                const DeriveFn& derive) = 0;
 };
 
+// Connection pool figures (spec §6 database_pool).
+struct PoolStats {
+  int64_t pool_size = 0, max_overflow = 0;
+  int64_t checked_out = 0;  // in use now
+  int64_t overflow = 0;     // open beyond pool_size
+  int64_t total = 0;        // open connections, idle or in use
+  int64_t idle = 0;
+  int64_t wait_count = 0;                         // checkouts that had to wait
+  int64_t timeouts = 0;                           // checkouts that gave up (the request got 503)
+  int64_t opened = 0, closed = 0, discarded = 0;  // discarded: broken connections dropped
+  double wait_ms_p99 = 0;
+};
+
 enum class SaveQuizResult { created, same, conflict };
 
 // Thread-safe: admin operations serialize on an internal connection.
@@ -75,6 +88,7 @@ class Store {
   virtual std::vector<QuizDef> load_quizzes() = 0;
   virtual std::vector<CountedRow> load_counted() = 0;  // every quiz's counted answers
   virtual bool ping(std::string& why) = 0;             // false + reason when unreachable
+  virtual PoolStats pool_stats() const = 0;
 };
 
 }  // namespace quizflow

@@ -21,7 +21,8 @@ TEST(Notifications, OneAnswerResultPerCountedAnswerOnTheMockCluster) {
   auto producer = std::make_unique<egress::KafkaProducer>(
       egress::KafkaOptions{"", c.topic_notifications, {c.topic_notifications}, 100000});
   const std::string bootstrap = producer->bootstrap();
-  Engine e(c, std::make_unique<egress::PgStore>(egress::PgOptions{db.url()}), std::move(producer));
+  Engine e(c, std::make_unique<egress::PgStore>(egress::PoolOptions{db.url()}),
+           std::move(producer));
   e.start();
 
   QuizDef q;

@@ -21,9 +21,9 @@ std::unique_ptr<Engine> make_engine(const TestDatabase& db, Config c,
                                     CountingSink** sink_out = nullptr) {
   auto sink = std::make_unique<CountingSink>();
   if (sink_out) *sink_out = sink.get();
-  auto e = std::make_unique<Engine>(std::move(c),
-                                    std::make_unique<egress::PgStore>(egress::PgOptions{db.url()}),
-                                    std::move(sink));
+  auto e = std::make_unique<Engine>(
+      std::move(c), std::make_unique<egress::PgStore>(egress::PoolOptions{db.url()}),
+      std::move(sink));
   e->start();
   return e;
 }
@@ -124,6 +124,7 @@ TEST(PipelineInvariants, AnyOrderAndBatchingGivesTheIndependentlyComputedStandin
     send(*e, order, 40, 4, 1, ta);
     e->stop();
     batches_a = e->metrics().batches.committed.load();
+    e.reset();  // closes its connections: their backends flush their statistics on exit
     std::this_thread::sleep_for(std::chrono::milliseconds(700));  // closed backends flush stats
     commits_a = xact_commits(db_a) - before;
   }

@@ -1,0 +1,141 @@
+#include "egress/pg_pool.h"
+
+#include <spdlog/spdlog.h>
+
+#include <pqxx/pqxx>
+
+#include "egress/pg_conn.h"
+
+namespace quizflow::egress {
+
+PoolOptions pool_options(const Config& c) {
+  return PoolOptions{c.database_url, c.db_pool_size, c.db_max_overflow, c.db_checkout_timeout_ms,
+                     c.db_statement_timeout_ms};
+}
+
+PgPool::Lease::Lease(PgPool* pool, std::unique_ptr<Conn> conn)
+    : pool_(pool), conn_(std::move(conn)) {}
+
+PgPool::Lease::Lease(Lease&& other) noexcept
+    : pool_(other.pool_), conn_(std::move(other.conn_)), discard_(other.discard_) {}
+
+PgPool::Lease::~Lease() {
+  if (pool_ && conn_) pool_->give_back(std::move(conn_), discard_);
+}
+
+PgPool::PgPool(PoolOptions options) : options_(std::move(options)) {}
+
+PgPool::~PgPool() {
+  std::lock_guard lock(mu_);
+  idle_.clear();
+}
+
+std::unique_ptr<PgPool::Conn> PgPool::open() {
+  auto conn = std::make_unique<Conn>();
+  conn->c = std::make_unique<pqxx::connection>(options_.url);
+  pqxx::nontransaction tx(*conn->c);
+  tx.exec("SET statement_timeout = " + std::to_string(options_.statement_timeout_ms));
+  tx.exec("SET synchronous_commit = on");
+  return conn;
+}
+
+PgPool::Lease PgPool::checkout() {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto deadline = t0 + std::chrono::milliseconds(options_.checkout_timeout_ms);
+  const int limit = options_.pool_size + options_.max_overflow;
+  std::unique_lock lock(mu_);
+  bool waited = false;
+  std::unique_ptr<Conn> conn;
+  for (;;) {
+    if (!idle_.empty()) {
+      conn = std::move(idle_.back());  // most recently used first: keeps few connections warm
+      idle_.pop_back();
+      ++checked_out_;
+      break;
+    }
+    if (total_ < limit) {
+      ++total_;
+      ++checked_out_;
+      lock.unlock();
+      try {
+        conn = open();
+      } catch (...) {
+        lock.lock();
+        --total_;
+        --checked_out_;
+        cv_.notify_one();
+        throw;
+      }
+      lock.lock();
+      ++opened_;
+      if (total_ > options_.pool_size)
+        spdlog::debug("db pool: overflow connection opened ({} of {} + {})", total_,
+                      options_.pool_size, options_.max_overflow);
+      break;
+    }
+    if (!waited) {
+      waited = true;
+      ++wait_count_;
+    }
+    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
+        total_ >= limit) {
+      ++timeouts_;
+      const int64_t n = timeouts_;
+      lock.unlock();
+      wait_.record_us(std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count());
+      spdlog::warn("db pool exhausted: no connection within {} ms ({} in use; timeouts so far {})",
+                   options_.checkout_timeout_ms, limit, n);
+      throw PoolTimeout("no database connection available within " +
+                        std::to_string(options_.checkout_timeout_ms) + " ms");
+    }
+  }
+  lock.unlock();
+  if (waited)
+    wait_.record_us(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
+  else
+    wait_.record_us(0);
+  return Lease(this, std::move(conn));
+}
+
+void PgPool::give_back(std::unique_ptr<Conn> conn, bool discard) {
+  std::unique_ptr<Conn> closing;
+  {
+    std::lock_guard lock(mu_);
+    --checked_out_;
+    const bool broken = discard || !conn->c || !conn->c->is_open();
+    if (broken || static_cast<int>(idle_.size()) >= options_.pool_size) {
+      --total_;
+      ++closed_;
+      if (broken) ++discarded_;
+      closing = std::move(conn);
+    } else {
+      idle_.push_back(std::move(conn));
+    }
+  }
+  cv_.notify_one();
+  // `closing` closes its connection here, outside the lock.
+}
+
+PoolStats PgPool::stats() const {
+  std::lock_guard lock(mu_);
+  PoolStats s;
+  s.pool_size = options_.pool_size;
+  s.max_overflow = options_.max_overflow;
+  s.checked_out = checked_out_;
+  s.total = total_;
+  s.overflow = std::max(0, total_ - options_.pool_size);
+  s.idle = static_cast<int64_t>(idle_.size());
+  s.wait_count = wait_count_;
+  s.timeouts = timeouts_;
+  s.opened = opened_;
+  s.closed = closed_;
+  s.discarded = discarded_;
+  s.wait_ms_p99 = wait_.percentile_ms(99);
+  return s;
+}
+
+}  // namespace quizflow::egress
