@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -43,7 +44,10 @@ template <typename T>
 Key int_key(const char* env, T Config::*field) {
   return Key{env,
              [env, field](Config& c, const std::string& v) {
-               c.*field = static_cast<T>(parse_int(env, v));
+               const int64_t x = parse_int(env, v);
+               if (x < std::numeric_limits<T>::min() || x > std::numeric_limits<T>::max())
+                 throw ConfigError(env, "out of range: " + v);
+               c.*field = static_cast<T>(x);
              },
              [field](const Config& c) { return std::to_string(c.*field); }};
 }
@@ -178,9 +182,10 @@ void validate_config(const Config& c) {
   range("BATCH_MAX_DELAY_MS", c.batch_max_delay_ms, 0, 60000);
   range("QUIZFLOW_MAX_IN_FLIGHT", c.max_in_flight_events, 1, 100000000);
   range("QUIZFLOW_NOTIFY_QUEUE_MAX", c.notify_queue_max, 1, 100000000);
-  for (const auto* t : {&c.topic_answers, &c.topic_notifications, &c.topic_dlq}) {
-    if (t->empty() || t->size() > 249)
-      throw ConfigError("KAFKA_TOPIC_*", "topic names must be 1-249 characters");
+  for (const auto& [key, t] : {std::pair{"KAFKA_TOPIC_ANSWERS", &c.topic_answers},
+                               std::pair{"KAFKA_TOPIC_NOTIFICATIONS", &c.topic_notifications},
+                               std::pair{"KAFKA_TOPIC_DLQ", &c.topic_dlq}}) {
+    if (t->empty() || t->size() > 249) throw ConfigError(key, "must be 1-249 characters");
   }
   if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" &&
       c.log_level != "warn" && c.log_level != "error")
@@ -193,21 +198,42 @@ void validate_config(const Config& c) {
 }
 
 std::string mask_url(const std::string& url) {
-  // postgresql://user:password@host/db -> postgresql://user:***@host/db
-  const auto scheme = url.find("://");
-  if (scheme != std::string::npos) {
-    const auto at = url.find('@', scheme + 3);
-    if (at == std::string::npos) return url;
-    const auto colon = url.find(':', scheme + 3);
-    if (colon == std::string::npos || colon > at) return url;
-    return url.substr(0, colon + 1) + "***" + url.substr(at);
-  }
-  // key=value form: mask password=...
   std::string out = url;
-  const auto p = out.find("password=");
-  if (p != std::string::npos) {
-    auto end = out.find(' ', p);
-    out.replace(p + 9, (end == std::string::npos ? out.size() : end) - (p + 9), "***");
+  // URL form: postgresql://user:password@host/db -> postgresql://user:***@host/db
+  const auto scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const auto at = out.find('@', scheme + 3);
+    const auto slash = out.find('/', scheme + 3);
+    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
+      const auto colon = out.find(':', scheme + 3);
+      if (colon != std::string::npos && colon < at)
+        out = out.substr(0, colon + 1) + "***" + out.substr(at);
+    }
+  }
+  // Every "password = value" (key=value strings and ?password= query parameters); the value
+  // is a quoted string with \' escapes, or runs to the next space or '&'.
+  auto lower = [](char ch) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  };
+  for (size_t i = 0; i + 8 <= out.size(); ++i) {
+    bool match = true;
+    for (size_t k = 0; k < 8 && match; ++k) match = lower(out[i + k]) == "password"[k];
+    if (!match) continue;
+    size_t j = i + 8;
+    while (j < out.size() && out[j] == ' ') ++j;
+    if (j >= out.size() || out[j] != '=') continue;
+    ++j;
+    while (j < out.size() && out[j] == ' ') ++j;
+    size_t end = j;
+    if (end < out.size() && out[end] == '\'') {
+      ++end;
+      while (end < out.size() && out[end] != '\'') end += out[end] == '\\' ? 2 : 1;
+      end = std::min(out.size(), end + 1);
+    } else {
+      while (end < out.size() && out[end] != ' ' && out[end] != '&') ++end;
+    }
+    out.replace(j, end - j, "***");
+    i = j + 2;
   }
   return out;
 }

@@ -27,6 +27,7 @@ int64_t since_us(Clock::time_point t) {
 struct Validated {
   RequestPtr request;
   std::vector<uint32_t> accepted;
+  Clock::time_point enqueued = Clock::now();
 };
 struct Tick {};
 struct QuizDone {
@@ -36,6 +37,7 @@ using BatchInput = std::variant<Validated, Tick, QuizDone>;
 
 // One quiz batch on its way through the commit and score stages.
 struct CommitJob {
+  Clock::time_point enqueued = Clock::now();
   stages::QuizBatch batch;
   std::vector<const AnswerEvent*> unique;  // events with distinct event_ids, first occurrence
   std::vector<int32_t> unique_of;          // per batch event: index into unique, -1 = repeat
@@ -49,6 +51,7 @@ using CommitJobPtr = std::shared_ptr<CommitJob>;
 
 struct NotifyChunk {
   std::vector<Notification> messages;
+  Clock::time_point enqueued = Clock::now();
 };
 using NotifyChunkPtr = std::shared_ptr<NotifyChunk>;
 
@@ -58,6 +61,23 @@ using BatchNode = flow::multifunction_node<BatchInput, std::tuple<CommitJobPtr>>
 using CommitNode = flow::async_node<CommitJobPtr, CommitJobPtr>;
 using ScoreNode = flow::multifunction_node<CommitJobPtr, std::tuple<NotifyChunkPtr, BatchInput>>;
 using NotifyNode = flow::function_node<NotifyChunkPtr, flow::continue_msg>;
+
+// Marks a chunk in flight in a stage for the scope's life and records how long it waited.
+class StageScope {
+ public:
+  StageScope(StageMetrics& m, Clock::time_point enqueued, Clock::time_point started) : m_(m) {
+    m_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    m_.oldest_wait_us.store(
+        std::chrono::duration_cast<std::chrono::microseconds>(started - enqueued).count(),
+        std::memory_order_relaxed);
+  }
+  ~StageScope() { m_.in_flight.fetch_sub(1, std::memory_order_relaxed); }
+  StageScope(const StageScope&) = delete;
+  StageScope& operator=(const StageScope&) = delete;
+
+ private:
+  StageMetrics& m_;
+};
 
 }  // namespace
 
@@ -114,6 +134,7 @@ struct Graph::Impl {
   // ---- ingest: bytes -> typed events ----
   void on_ingest(const RequestPtr& r, IngestNode::output_ports_type& p) {
     const auto t0 = Clock::now();
+    StageScope scope(m(kIngest), r->received, t0);
     m(kIngest).backlog.fetch_sub(1, std::memory_order_relaxed);
     const size_t ok =
         stages::ingest(*r, stages::IngestLimits{static_cast<size_t>(deps.config.http_max_batch)});
@@ -144,6 +165,7 @@ struct Graph::Impl {
   void on_validate(const BatchInput& in, ValidateNode::output_ports_type& p) {
     const auto t0 = Clock::now();
     const Validated& v = std::get<Validated>(in);
+    StageScope scope(m(kValidate), v.enqueued, t0);
     Request& r = *v.request;
     auto catalog = deps.catalog.snapshot();
     Validated out{v.request, {}};
@@ -179,6 +201,7 @@ struct Graph::Impl {
             .count();
     if (const auto* v = std::get_if<Validated>(&in)) {
       const auto n = static_cast<int64_t>(v->accepted.size());
+      deps.metrics.stages[kValidate].oldest_wait_us.store(0, std::memory_order_relaxed);
       m(kBatch).backlog.fetch_sub(n, std::memory_order_relaxed);
       m(kBatch).in_flight.fetch_add(n, std::memory_order_relaxed);
       for (uint32_t i : v->accepted) buffers.add(EventRef{v->request, i}, now);
@@ -195,6 +218,13 @@ struct Graph::Impl {
     }
     buffered.store(static_cast<int64_t>(buffers.pending_events() + buffers.in_flight_batches()),
                    std::memory_order_release);
+    m(kBatch).oldest_wait_us.store(buffers.oldest_wait_ms(now) * 1000, std::memory_order_relaxed);
+    if (now - largest_at_ms >= 100) {  // a snapshot for operators, ten times a second
+      largest_at_ms = now;
+      auto top = buffers.largest(5);
+      std::lock_guard lock(largest_mu);
+      largest = std::move(top);
+    }
   }
 
   // ---- commit: hands the batch to a database thread; the result re-enters the graph ----
@@ -247,8 +277,12 @@ struct Graph::Impl {
   // ---- score: apply committed changes, answer the items, free the quiz ----
   void on_score(const CommitJobPtr& job, ScoreNode::output_ports_type& p) {
     const auto t0 = Clock::now();
+    StageScope scope(m(kScore), job->enqueued, t0);
     const int64_t quiz = job->batch.quiz_id;
     const auto n = static_cast<int64_t>(job->batch.events.size());
+    if (job->commit_us / 1000 >= deps.config.slow_commit_ms)
+      spdlog::warn("slow commit: batch {} of quiz {} ({} events) took {} ms", job->batch_key, quiz,
+                   n, job->commit_us / 1000);
     auto& bm = deps.metrics.batches;
     auto chunk = std::make_shared<NotifyChunk>();
     if (job->outcome.ok) {
@@ -299,6 +333,7 @@ struct Graph::Impl {
   // ---- notify: hand notifications to the producer ----
   void on_notify(const NotifyChunkPtr& c) {
     const auto t0 = Clock::now();
+    StageScope scope(m(kNotify), c->enqueued, t0);
     const auto n = static_cast<int64_t>(c->messages.size());
     m(kNotify).backlog.fetch_sub(n, std::memory_order_relaxed);
     const size_t refused = deps.sink.publish(c->messages);
@@ -322,6 +357,9 @@ struct Graph::Impl {
   std::atomic<bool> draining{false};
   std::atomic<bool> stop_ticker{false};
   std::atomic<int64_t> buffered{0};
+  int64_t largest_at_ms = 0;  // used only by the serial batch node
+  mutable std::mutex largest_mu;
+  std::vector<std::pair<int64_t, int64_t>> largest;  // guarded by largest_mu
   std::thread ticker;
   bool drained = false;
 };
@@ -353,5 +391,10 @@ void Graph::drain() {
 }
 
 int64_t Graph::pending_events() const { return impl_->buffered.load(std::memory_order_acquire); }
+
+std::vector<std::pair<int64_t, int64_t>> Graph::largest_pending() const {
+  std::lock_guard lock(impl_->largest_mu);
+  return impl_->largest;
+}
 
 }  // namespace quizflow

@@ -10,6 +10,8 @@
 #include <atomic>
 #include <memory>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "pipeline/commit_pool.h"
 #include "pipeline/config.h"
@@ -46,6 +48,10 @@ class Graph {
 
   // Events buffered in the batch stage or committing.
   int64_t pending_events() const;
+
+  // The quizzes with the most buffered events (quiz_id, events), largest first; refreshed by
+  // the batch stage ten times a second.
+  std::vector<std::pair<int64_t, int64_t>> largest_pending() const;
 
  private:
   struct Impl;

@@ -18,6 +18,11 @@ class LatencyWindow {
   void record_us(int64_t us) {
     const uint64_t i = next_.fetch_add(1, std::memory_order_relaxed);
     samples_[i % kSize].store(us, std::memory_order_relaxed);
+    sum_us_.fetch_add(us, std::memory_order_relaxed);
+  }
+  uint64_t count() const { return next_.load(std::memory_order_relaxed); }
+  double sum_ms() const {
+    return static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1000.0;
   }
   // Percentile (0-100) in milliseconds over the samples held; 0 when none.
   double percentile_ms(double pct) const {
@@ -33,17 +38,22 @@ class LatencyWindow {
 
  private:
   std::atomic<uint64_t> next_{0};
+  std::atomic<int64_t> sum_us_{0};
   std::array<std::atomic<int64_t>, kSize> samples_{};
 };
 
 // Counters of one stage. Units are events (answers), not chunks.
 struct StageMetrics {
-  std::atomic<int64_t> backlog{0};    // handed to the stage, not yet started
-  std::atomic<int64_t> in_flight{0};  // being processed (for batch: buffered or committing)
+  std::atomic<int64_t> backlog{0};  // handed to the stage, not yet started
+  std::atomic<int64_t> in_flight{
+      0};  // chunks being processed; batch: events buffered or committing
   std::atomic<int64_t> processed{0};  // passed on
   std::atomic<int64_t> rejected{0};   // ended here with a rejection
   std::atomic<int64_t> failed{0};     // ended here by a failure (storage, transport)
   LatencyWindow latency;              // per chunk: time spent in the stage
+  // Longest wait before this stage started an item: the queue wait of the chunk it started
+  // last (for batch: the age of the oldest buffered event). Shown as 0 when backlog is 0.
+  std::atomic<int64_t> oldest_wait_us{0};
 };
 
 struct BatchMetrics {

@@ -204,7 +204,13 @@ QuizDecodeResult decode_quiz(std::string_view json) {
   QuizDecodeResult r;
   rapidjson::Document d;
   // Iterative parsing: deep nesting cannot exhaust the stack. Trailing content is an error.
-  d.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
+  if (json.find('\0') != std::string_view::npos) {  // RapidJSON would stop reading there
+    r.code = "malformed_json";
+    r.message = "raw NUL byte in the input";
+    return r;
+  }
+  d.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(json.data(),
+                                                                                  json.size());
   if (d.HasParseError()) {
     r.code = "malformed_json";
     r.message = rapidjson::GetParseError_En(d.GetParseError());

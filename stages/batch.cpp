@@ -71,3 +71,20 @@ int64_t BatchBuffers::oldest_wait_ms(int64_t now_ms) const {
 }
 
 }  // namespace quizflow::stages
+
+namespace quizflow::stages {
+
+std::vector<std::pair<int64_t, int64_t>> BatchBuffers::largest(size_t n) const {
+  std::vector<std::pair<int64_t, int64_t>> all;
+  for (int64_t quiz : nonempty_)
+    all.emplace_back(quiz, static_cast<int64_t>(buffers_.at(quiz).events.size()));
+  const size_t k = std::min(n, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
+                    [](const auto& a, const auto& b) {
+                      return a.second != b.second ? a.second > b.second : a.first < b.first;
+                    });
+  all.resize(k);
+  return all;
+}
+
+}  // namespace quizflow::stages

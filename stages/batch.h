@@ -44,6 +44,9 @@ class BatchBuffers {
 
   size_t pending_events() const { return pending_events_; }
   size_t in_flight_batches() const { return in_flight_; }
+  // The `n` quizzes with the most pending events: (quiz_id, events), largest first.
+  std::vector<std::pair<int64_t, int64_t>> largest(size_t n) const;
+
   // Milliseconds the oldest pending event has waited (0 when none).
   int64_t oldest_wait_ms(int64_t now_ms) const;
 

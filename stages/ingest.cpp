@@ -144,7 +144,7 @@ std::string echo_event_id(const rapidjson::Value& v) {
   if (!v.IsObject()) return {};
   auto it = v.FindMember("event_id");
   if (it == v.MemberEnd() || !it->value.IsString()) return {};
-  const size_t n = std::min<size_t>(it->value.GetStringLength(), 64);
+  const size_t n = it->value.GetStringLength();
   return valid_event_id(it->value.GetString(), n) ? std::string(it->value.GetString(), n)
                                                   : std::string();
 }
@@ -155,11 +155,22 @@ Item decode_value(const rapidjson::Value& v) {
   return item;
 }
 
-constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag;
+// Iterative: deep nesting cannot exhaust the stack. Encoding validated: error texts may echo
+// field names, and they must stay valid UTF-8.
+constexpr unsigned kParseFlags =
+    rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
+
+// RapidJSON reads a raw NUL byte as the end of input: anything after it would be ignored.
+bool has_raw_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
 
 }  // namespace
 
 Item decode_answer_json(std::string_view json) {
+  if (has_raw_nul(json)) {
+    Item item;
+    item.verdict = Verdict::reject("malformed_json", "raw NUL byte in the input");
+    return item;
+  }
   rapidjson::Document d;
   d.Parse<kParseFlags>(json.data(), json.size());
   if (d.HasParseError()) {
@@ -172,6 +183,10 @@ Item decode_answer_json(std::string_view json) {
 }
 
 size_t ingest(Request& r, const IngestLimits& limits) {
+  if (has_raw_nul(r.body)) {
+    r.error = RequestError{400, "malformed_json", "raw NUL byte in the body", ""};
+    return 0;
+  }
   rapidjson::Document d;
   d.Parse<kParseFlags>(r.body.data(), r.body.size());
   if (d.HasParseError()) {
