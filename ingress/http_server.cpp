@@ -13,6 +13,7 @@
 
 #include "ingress/json_out.h"
 #include "pipeline/engine.h"
+#include "pipeline/stats.h"
 #include "pipeline/time_util.h"
 
 namespace quizflow::ingress {
@@ -103,7 +104,12 @@ class Handler : public Http::Handler {
     if (parts.size() == 1 && parts[0] == "health" && method == Http::Method::Get) return health(w);
     if (parts.size() == 2 && parts[0] == "monitoring" && parts[1] == "stats" &&
         method == Http::Method::Get)
-      return send_json(w, Http::Code::Ok, stats_body(*engine_));
+      return send_json(w, Http::Code::Ok, stats_json(collect_stats(*engine_)));
+    if (parts.size() == 1 && parts[0] == "metrics" && method == Http::Method::Get) {
+      w.headers().add<Http::Header::ContentType>(
+          Http::Mime::MediaType::fromString("text/plain; version=0.0.4; charset=utf-8"));
+      return void(w.send(Http::Code::Ok, stats_prometheus(collect_stats(*engine_))));
+    }
     if (parts.size() >= 2 && parts[0] == "v1") {
       if (parts[1] == "answers" && parts.size() == 2) {
         if (method != Http::Method::Post) return not_allowed(w);

@@ -4,8 +4,6 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "pipeline/metrics.h"
-
 namespace quizflow::ingress {
 namespace {
 
@@ -162,81 +160,6 @@ std::string health_body(const HealthReport& h) {
   w.Key("kafka");
   str(w, h.kafka_ok ? std::string("ok") : h.kafka_error);
   w.EndObject();
-  w.EndObject();
-  return done(sb);
-}
-
-std::string stats_body(const Engine& engine) {
-  const PipelineMetrics& m = engine.metrics();
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  w.Key("status");
-  w.String(engine.running() ? "running" : "stopped");
-  w.Key("uptime_s");
-  w.Int64(engine.uptime_s());
-  w.Key("stages");
-  w.StartObject();
-  for (size_t i = 0; i < kStageNames.size(); ++i) {
-    const StageMetrics& s = m.stages[i];
-    w.Key(kStageNames[i]);
-    w.StartObject();
-    w.Key("backlog");
-    w.Int64(s.backlog.load());
-    w.Key("in_flight");
-    w.Int64(s.in_flight.load());
-    w.Key("processed");
-    w.Int64(s.processed.load());
-    w.Key("rejected");
-    w.Int64(s.rejected.load());
-    w.Key("failed");
-    w.Int64(s.failed.load());
-    w.Key("latency_ms");
-    w.StartObject();
-    w.Key("p50");
-    w.Double(s.latency.percentile_ms(50));
-    w.Key("p99");
-    w.Double(s.latency.percentile_ms(99));
-    w.EndObject();
-    w.EndObject();
-  }
-  w.EndObject();
-  const SinkStats ks = engine.sink_stats();
-  w.Key("message_queue");
-  w.StartObject();
-  w.Key("queue_size");
-  w.Int64(ks.queue_size);
-  w.Key("total_processed");
-  w.Int64(ks.delivered);
-  w.Key("failed");
-  w.Int64(ks.failed);
-  w.Key("running");
-  w.Bool(ks.running);
-  w.Key("num_workers");
-  w.Int(1);
-  w.EndObject();
-  w.Key("batches");
-  w.StartObject();
-  w.Key("committed");
-  w.Int64(m.batches.committed.load());
-  w.Key("failed");
-  w.Int64(m.batches.failed.load());
-  w.Key("rows");
-  w.Int64(m.batches.rows.load());
-  w.Key("last_commit_ms");
-  w.Int64(m.batches.last_commit_ms.load());
-  w.Key("commit_ms");
-  w.StartObject();
-  w.Key("p50");
-  w.Double(m.batches.commit.percentile_ms(50));
-  w.Key("p99");
-  w.Double(m.batches.commit.percentile_ms(99));
-  w.EndObject();
-  w.EndObject();
-  w.Key("events_in_flight");
-  w.Int64(m.events_in_flight.load());
-  w.Key("http_overloaded");
-  w.Int64(m.http_overloaded.load());
   w.EndObject();
   return done(sb);
 }

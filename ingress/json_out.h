@@ -20,6 +20,5 @@ std::string quiz_body(const QuizDef& q, QuizState state);
 std::string leaderboard_body(const LeaderboardPage& page);
 std::string player_body(int64_t quiz_id, const stages::StandingEntry& e);
 std::string health_body(const HealthReport& h);
-std::string stats_body(const Engine& engine);
 
 }  // namespace quizflow::ingress

@@ -29,8 +29,10 @@ void Engine::start() {
   }
   spdlog::info("loaded {} quizzes and {} counted answers", nquizzes, rows);
   commits_ = std::make_unique<CommitPool>(*store_, config_.db_writers);
+  std::unique_lock glock(graph_mu_);
   graph_ = std::make_unique<Graph>(
       GraphDeps{config_, catalog_, standings_, *commits_, *sink_, metrics_});
+  glock.unlock();
   started_ms_ = now_ms();
   {
     std::lock_guard hl(health_mu_);
@@ -56,7 +58,10 @@ void Engine::stop() {
   running_.store(false, std::memory_order_release);
   stop_monitor_.store(true);
   if (monitor_.joinable()) monitor_.join();
-  graph_.reset();
+  {
+    std::unique_lock glock(graph_mu_);
+    graph_.reset();
+  }
   commits_.reset();
   spdlog::info("engine drained in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                                               std::chrono::steady_clock::now() - t0)
@@ -138,6 +143,16 @@ HealthReport Engine::health() const {
 SinkStats Engine::sink_stats() const { return sink_->stats(); }
 
 PoolStats Engine::pool_stats() const { return store_->pool_stats(); }
+
+int64_t Engine::pending_events() const {
+  std::shared_lock lock(graph_mu_);
+  return graph_ ? graph_->pending_events() : 0;
+}
+
+std::vector<std::pair<int64_t, int64_t>> Engine::largest_pending() const {
+  std::shared_lock lock(graph_mu_);
+  return graph_ ? graph_->largest_pending() : std::vector<std::pair<int64_t, int64_t>>{};
+}
 
 int64_t Engine::uptime_s() const { return running() ? (now_ms() - started_ms_) / 1000 : 0; }
 

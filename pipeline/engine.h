@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -80,6 +81,8 @@ class Engine {
   const PipelineMetrics& metrics() const { return metrics_; }
   SinkStats sink_stats() const;
   PoolStats pool_stats() const;
+  int64_t pending_events() const;  // buffered in the batch stage or committing
+  std::vector<std::pair<int64_t, int64_t>> largest_pending() const;
   const Config& config() const { return config_; }
   bool running() const { return running_.load(std::memory_order_acquire); }
   int64_t uptime_s() const;
@@ -98,7 +101,8 @@ class Engine {
   std::atomic<bool> running_{false};
   std::atomic<bool> accepting_{false};
   std::atomic<int64_t> submits_in_progress_{0};
-  std::mutex stop_mu_;
+  std::mutex stop_mu_;                  // serializes start() and stop()
+  mutable std::shared_mutex graph_mu_;  // guards graph_ for readers while stop() resets it
   int64_t started_ms_ = 0;
 
   mutable std::mutex health_mu_;

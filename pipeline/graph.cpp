@@ -219,7 +219,9 @@ struct Graph::Impl {
     buffered.store(static_cast<int64_t>(buffers.pending_events() + buffers.in_flight_batches()),
                    std::memory_order_release);
     m(kBatch).oldest_wait_us.store(buffers.oldest_wait_ms(now) * 1000, std::memory_order_relaxed);
-    if (now - largest_at_ms >= 100) {  // a snapshot for operators, ten times a second
+    // A snapshot for operators, ten times a second (and at once when the buffers emptied).
+    if (now - largest_at_ms >= 100 || (buffers.pending_events() == 0 && largest_nonempty)) {
+      largest_nonempty = buffers.pending_events() > 0;
       largest_at_ms = now;
       auto top = buffers.largest(5);
       std::lock_guard lock(largest_mu);
@@ -357,7 +359,8 @@ struct Graph::Impl {
   std::atomic<bool> draining{false};
   std::atomic<bool> stop_ticker{false};
   std::atomic<int64_t> buffered{0};
-  int64_t largest_at_ms = 0;  // used only by the serial batch node
+  int64_t largest_at_ms = 0;      // used only by the serial batch node
+  bool largest_nonempty = false;  // used only by the serial batch node
   mutable std::mutex largest_mu;
   std::vector<std::pair<int64_t, int64_t>> largest;  // guarded by largest_mu
   std::thread ticker;
