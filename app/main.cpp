@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "egress/kafka_producer.h"
@@ -15,6 +18,7 @@
 #include "ingress/http_server.h"
 #include "pipeline/config.h"
 #include "pipeline/engine.h"
+#include "pipeline/logging.h"
 
 namespace {
 
@@ -32,17 +36,14 @@ Configuration comes from the JSON file given with --config and the environment (
 wins); see docs/configuration.md for every key and its default.
 )";
 
-void setup_logging(const Config& c) {
-  spdlog::set_level(spdlog::level::from_str(c.log_level));
-  if (c.log_format == "json")
-    spdlog::set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
-  else
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ %v");
-}
-
 std::unique_ptr<Store> make_store(const Config& c) {
   if (c.database_url.empty()) throw ConfigError("DATABASE_URL", "is required for this command");
   return std::make_unique<egress::PgStore>(egress::pool_options(c));
+}
+
+std::atomic<bool>& drained_flag() {
+  static std::atomic<bool> flag{false};
+  return flag;
 }
 
 int serve(const Config& c, const std::string& port_file) {
@@ -54,6 +55,7 @@ int serve(const Config& c, const std::string& port_file) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   spdlog::info("quizflow starting: database {}, http {}", mask_url(c.database_url), c.http_addr);
+  spdlog::info("effective configuration: {}", describe_config(c));
   auto store = make_store(c);
   auto sink = std::make_unique<egress::KafkaProducer>(
       egress::KafkaOptions{c.kafka_brokers,
@@ -79,9 +81,22 @@ int serve(const Config& c, const std::string& port_file) {
     spdlog::warn("second signal: exiting without draining");
     _exit(1);
   }).detach();
-  http.refuse_new_work();
-  engine.stop();  // every admitted request is answered before this returns
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let responses leave
+  http.refuse_new_work();  // new answers get 503 + Retry-After from now on
+  // Every admitted request is answered before stop() returns; bounded by the drain timeout.
+  std::thread watchdog([ms = c.drain_timeout_ms, done = &drained_flag()] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!done->load() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!done->load()) {
+      spdlog::error("drain did not finish within {} ms (QUIZFLOW_DRAIN_TIMEOUT_MS): exiting", ms);
+      spdlog::default_logger()->flush();
+      _exit(1);
+    }
+  });
+  engine.stop();
+  drained_flag().store(true);
+  watchdog.join();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let the last responses leave
   http.shutdown();
   spdlog::info("quizflow stopped");
   return 0;
