@@ -1,0 +1,132 @@
+// The PostgreSQL pool against the real server: pool-with-overflow semantics, checkout timeout,
+// broken connections replaced, statement timeout.
+#include "egress/pg_pool.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <pqxx/pqxx>
+#include <random>
+
+#include "egress/pg_conn.h"
+#include "egress/pg_store.h"
+#include "support/test_db.h"
+
+namespace quizflow::testing {
+namespace {
+
+using egress::PgPool;
+using egress::PoolOptions;
+
+std::string with_app_name(const std::string& url, const std::string& app) {
+  return url + (url.find('?') == std::string::npos ? "?" : "&") + "application_name=" + app;
+}
+
+int64_t backends(const TestDatabase& db, const std::string& app) {
+  return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "'");
+}
+
+TEST(PgPool, OverflowConnectionsOpenUnderLoadAndCloseWhenReturned) {
+  TestDatabase db;
+  const std::string app = "qf_pool_" + std::to_string(std::random_device{}());
+  PgPool pool(PoolOptions{with_app_name(db.url(), app), 2, 2, 300, 30000});
+  {
+    std::vector<PgPool::Lease> leases;
+    for (int i = 0; i < 4; ++i) leases.push_back(pool.checkout());
+    auto s = pool.stats();
+    EXPECT_EQ(s.checked_out, 4);
+    EXPECT_EQ(s.total, 4);
+    EXPECT_EQ(s.overflow, 2);
+    EXPECT_EQ(backends(db, app), 4);
+    // Pool and overflow exhausted: the next checkout waits, then times out (counted).
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_THROW(pool.checkout(), egress::PoolTimeout);
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(250));
+    s = pool.stats();
+    EXPECT_EQ(s.timeouts, 1);
+    EXPECT_GE(s.wait_count, 1);
+  }
+  // All returned: the overflow connections were closed, pool_size kept.
+  const auto s = pool.stats();
+  EXPECT_EQ(s.checked_out, 0);
+  EXPECT_EQ(s.total, 2);
+  EXPECT_EQ(s.overflow, 0);
+  EXPECT_EQ(s.idle, 2);
+  for (int i = 0; i < 50 && backends(db, app) != 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(backends(db, app), 2);
+}
+
+TEST(PgPool, AWaitingCheckoutGetsTheNextReturnedConnection) {
+  TestDatabase db;
+  PgPool pool(PoolOptions{db.url(), 1, 0, 5000, 30000});
+  auto first = std::make_unique<PgPool::Lease>(pool.checkout());
+  auto waiter = std::async(std::launch::async, [&] {
+    auto lease = pool.checkout();
+    pqxx::nontransaction tx(*lease.conn().c);
+    return tx.exec("SELECT 41 + 1")[0][0].as<int>();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_EQ(pool.stats().wait_count, 1);
+  first.reset();  // returned: the waiter gets it
+  EXPECT_EQ(waiter.get(), 42);
+  EXPECT_EQ(pool.stats().total, 1);
+  EXPECT_EQ(pool.stats().timeouts, 0);
+  EXPECT_GT(pool.stats().wait_ms_p99, 100.0);
+}
+
+TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
+  TestDatabase db;
+  const std::string app = "qf_kill_" + std::to_string(std::random_device{}());
+  egress::PgStore store(PoolOptions{with_app_name(db.url(), app), 2, 0, 2000, 30000});
+  store.migrate();
+  std::string why;
+  ASSERT_TRUE(store.ping(why)) << why;
+  ASSERT_GE(backends(db, app), 1);
+  // Kill every connection of the pool from another session.
+  db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '" +
+           app + "'");
+  for (int i = 0; i < 50 && backends(db, app) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // The next uses find the broken connection, drop it and go on with a new one.
+  EXPECT_TRUE(store.ping(why)) << why;
+  QuizDef q;
+  q.quiz_id = 9;
+  q.title = "after kill";
+  q.opens_at_ms = 0;
+  q.closes_at_ms = 1000000;
+  q.questions.push_back(Question{1, 2, 0, 1000, 20000});
+  EXPECT_EQ(store.save_quiz(q), SaveQuizResult::created);
+  EXPECT_GE(store.pool_stats().discarded, 1);
+
+  // The batch writer too: kill again, then commit a batch.
+  db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '" +
+           app + "'");
+  for (int i = 0; i < 50 && backends(db, app) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto writer = store.open_writer();
+  AnswerEvent e;
+  e.event_id = "kill-1";
+  e.quiz_id = 9;
+  e.user_id = 1;
+  e.question_id = 1;
+  e.answered_at_ms = 10;
+  const std::vector<const AnswerEvent*> events{&e};
+  const CommitOutcome out = writer->commit(9, "kill-batch-1", events,
+                                           [](const std::vector<bool>&) { return DerivedRows{}; });
+  EXPECT_TRUE(out.ok) << out.error;
+  ASSERT_EQ(out.inserted.size(), 1u);
+  EXPECT_TRUE(out.inserted[0]);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE event_id = 'kill-1'"), 1);
+}
+
+TEST(PgPool, StatementTimeoutCancelsASlowStatement) {
+  TestDatabase db;
+  PgPool pool(PoolOptions{db.url(), 1, 0, 1000, 200});
+  auto lease = pool.checkout();
+  pqxx::nontransaction tx(*lease.conn().c);
+  EXPECT_THROW(tx.exec("SELECT pg_sleep(2)"), pqxx::sql_error);
+}
+
+}  // namespace
+}  // namespace quizflow::testing
