@@ -78,8 +78,10 @@ SubmitResult Engine::submit(std::string body, Request::DoneFn done) {
   // Admission estimate before parsing: a JSON answer takes well over 64 bytes. Reconciled to
   // the real item count by ingest.
   const int64_t estimate = std::max<int64_t>(1, static_cast<int64_t>(body.size() / 64));
-  if (metrics_.events_in_flight.load(std::memory_order_relaxed) + estimate >
-      config_.max_in_flight_events) {
+  // Over the budget: refuse, unless nothing is in flight (a request larger than the whole
+  // budget must still be able to pass when the pipeline is empty).
+  const int64_t in_flight = metrics_.events_in_flight.load(std::memory_order_relaxed);
+  if (in_flight > 0 && in_flight + estimate > config_.max_in_flight_events) {
     metrics_.http_overloaded.fetch_add(1, std::memory_order_relaxed);
     return SubmitResult::overloaded;
   }
