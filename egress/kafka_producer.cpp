@@ -18,6 +18,15 @@ void set(rd_kafka_conf_t* conf, const char* key, const std::string& value) {
   }
 }
 
+// librdkafka's own log lines go through spdlog, in the configured format.
+void log_to_spdlog(const rd_kafka_t* /*rk*/, int level, const char* fac, const char* buf) {
+  const auto lvl = level <= 3   ? spdlog::level::err
+                   : level <= 4 ? spdlog::level::warn
+                   : level <= 6 ? spdlog::level::info
+                                : spdlog::level::debug;
+  spdlog::log(lvl, "kafka {}: {}", fac, buf);
+}
+
 }  // namespace
 
 void KafkaProducer::on_delivery(rd_kafka_s* /*rk*/, const void* msg, void* opaque) {
@@ -37,6 +46,7 @@ KafkaProducer::KafkaProducer(KafkaOptions options) : options_(std::move(options)
   if (bootstrap_.empty()) {
     rd_kafka_conf_t* hc = rd_kafka_conf_new();
     set(hc, "log_level", "3");
+    rd_kafka_conf_set_log_cb(hc, log_to_spdlog);
     mock_host_ = rd_kafka_new(RD_KAFKA_PRODUCER, hc, err, sizeof err);
     if (!mock_host_) throw std::runtime_error(std::string("kafka mock host: ") + err);
     mock_ = rd_kafka_mock_cluster_new(mock_host_, 1);
@@ -57,6 +67,7 @@ KafkaProducer::KafkaProducer(KafkaOptions options) : options_(std::move(options)
       std::to_string(std::min<int64_t>(options_.queue_max, 10000000)));
   set(conf, "message.timeout.ms", "300000");
   rd_kafka_conf_set_opaque(conf, this);
+  rd_kafka_conf_set_log_cb(conf, log_to_spdlog);
   rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
     on_delivery(rk, m, opaque);
   });

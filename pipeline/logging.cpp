@@ -9,18 +9,26 @@
 namespace quizflow {
 namespace {
 
-// %* : the message as the inside of a JSON string.
-class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
+// The message with control characters escaped, so that one event is always one line;
+// kJson also escapes quotes and backslashes (the inside of a JSON string).
+template <bool kJson>
+class EscapedMessage final : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&,
               spdlog::memory_buf_t& dest) override {
     for (const char c : msg.payload) {
       switch (c) {
         case '"':
-          dest.append(std::string_view("\\\""));
+          if (kJson)
+            dest.append(std::string_view("\\\""));
+          else
+            dest.push_back(c);
           break;
         case '\\':
-          dest.append(std::string_view("\\\\"));
+          if (kJson)
+            dest.append(std::string_view("\\\\"));
+          else
+            dest.push_back(c);
           break;
         case '\n':
           dest.append(std::string_view("\\n"));
@@ -43,7 +51,7 @@ class JsonEscapedMessage final : public spdlog::custom_flag_formatter {
     }
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
-    return std::make_unique<JsonEscapedMessage>();
+    return std::make_unique<EscapedMessage>();
   }
 };
 
@@ -53,10 +61,10 @@ void setup_logging(const Config& c) {
   spdlog::set_level(spdlog::level::from_str(c.log_level));
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   if (c.log_format == "json") {
-    formatter->add_flag<JsonEscapedMessage>('*').set_pattern(
+    formatter->add_flag<EscapedMessage<true>>('*').set_pattern(
         R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%*"})");
   } else {
-    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
+    formatter->add_flag<EscapedMessage<false>>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %*");
   }
   spdlog::set_formatter(std::move(formatter));
   spdlog::flush_on(spdlog::level::info);
