@@ -7,7 +7,9 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <optional>
+#include <ostream>
 #include <string_view>
 #include <vector>
 
@@ -21,6 +23,22 @@ namespace {
 
 using namespace Pistache;
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// Pistache 0.0.5 drops headers added with addRaw() from responses: Retry-After must be a
+// typed header to reach the client.
+class RetryAfter : public Http::Header::Header {
+ public:
+  NAME("Retry-After")
+  RetryAfter() = default;
+  explicit RetryAfter(int seconds) : seconds_(seconds) {}
+  void parse(const std::string& s) override { seconds_ = std::atoi(s.c_str()); }
+  void write(std::ostream& os) const override { os << seconds_; }
+
+ private:
+  int seconds_ = 1;
+};
+
+void retry_after(Http::ResponseWriter& w) { w.headers().add<RetryAfter>(1); }
 
 void send_json(Http::ResponseWriter& w, Http::Code code, const std::string& body) {
   w.headers().add<Http::Header::ContentType>(MIME(Application, Json));
@@ -80,7 +98,8 @@ class Handler : public Http::Handler {
   }
 
   void onTimeout(const Http::Request&, Http::ResponseWriter w) override {
-    send_error(w, Http::Code::Request_Timeout, "timeout", "request not received in time");
+    send_error(w, Http::Code::Request_Timeout, "timeout",
+               "no complete request or no answer in time; retrying is safe");
   }
 
  private:
@@ -159,7 +178,7 @@ class Handler : public Http::Handler {
   void post_answers(const Http::Request& req, Http::ResponseWriter w) {
     if (!authorized(req, w) || !body_fits(req, w)) return;
     if (refusing_->load(std::memory_order_acquire)) {
-      w.headers().addRaw(Http::Header::Raw("Retry-After", "1"));
+      retry_after(w);
       return send_error(w, Http::Code::Service_Unavailable, "shutting_down",
                         "the engine is shutting down; retry");
     }
@@ -167,11 +186,11 @@ class Handler : public Http::Handler {
     const SubmitResult res = engine_->submit(req.body(), [writer](Request& r) {
       int status = 200;
       std::string body = answers_body(r, status);
-      if (status == 503) writer->headers().addRaw(Http::Header::Raw("Retry-After", "1"));
+      if (status == 503) retry_after(*writer);
       send_json(*writer, static_cast<Http::Code>(status), body);
     });
     if (res == SubmitResult::admitted) return;
-    writer->headers().addRaw(Http::Header::Raw("Retry-After", "1"));
+    retry_after(*writer);
     if (res == SubmitResult::overloaded)
       send_error(*writer, Http::Code::Service_Unavailable, "overloaded",
                  "the pipeline is full; retry later");
@@ -194,7 +213,7 @@ class Handler : public Http::Handler {
       res = engine_->create_quiz(*d.quiz);
     } catch (const std::exception& e) {
       spdlog::error("storing quiz {} failed: {}", d.quiz->quiz_id, e.what());
-      w.headers().addRaw(Http::Header::Raw("Retry-After", "1"));
+      retry_after(w);
       return send_error(w, Http::Code::Service_Unavailable, "storage_unavailable",
                         "the quiz could not be stored; retry");
     }

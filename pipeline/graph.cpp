@@ -379,17 +379,18 @@ void Graph::put(RequestPtr r) {
 void Graph::drain() {
   if (impl_->drained) return;
   impl_->draining.store(true, std::memory_order_release);
-  // Let queued requests reach the batch stage, then force flushes until nothing is buffered.
-  impl_->g.wait_for_all();
-  for (;;) {
+  // Force flushes until every admitted request is answered and nothing is buffered. Polls with
+  // sleeps: wait_for_all() would spin a core that the database may need.
+  const auto& in_flight = impl_->deps.metrics.events_in_flight;
+  while (in_flight.load(std::memory_order_acquire) > 0 ||
+         impl_->buffered.load(std::memory_order_acquire) > 0) {
     impl_->send_tick();
-    impl_->g.wait_for_all();
-    if (impl_->buffered.load(std::memory_order_acquire) == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   impl_->stop_ticker.store(true, std::memory_order_release);
   if (impl_->ticker.joinable()) impl_->ticker.join();
-  impl_->g.wait_for_all();
+  impl_->send_tick();
+  impl_->g.wait_for_all();  // what is left (notifications) is quick
   impl_->drained = true;
 }
 
