@@ -24,8 +24,8 @@ struct Config {
   std::string api_token;                  // QUIZFLOW_API_TOKEN; empty: no auth on writes
   int64_t http_max_body_bytes = 1 << 20;  // QUIZFLOW_HTTP_MAX_BODY, 1 KiB..64 MiB
   int http_max_batch = 1000;              // QUIZFLOW_HTTP_MAX_BATCH, answers per POST
-  int http_header_timeout_ms = 5000;      // QUIZFLOW_HTTP_HEADER_TIMEOUT_MS
-  int http_body_timeout_ms = 10000;       // QUIZFLOW_HTTP_BODY_TIMEOUT_MS
+  int http_header_timeout_ms = 10000;     // QUIZFLOW_HTTP_HEADER_TIMEOUT_MS
+  int http_body_timeout_ms = 20000;       // QUIZFLOW_HTTP_BODY_TIMEOUT_MS
   int http_keepalive_timeout_ms = 60000;
                                        // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
 

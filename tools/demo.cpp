@@ -16,7 +16,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <latch>
 #include <mutex>
 #include <optional>
@@ -26,11 +25,14 @@
 #include <vector>
 
 #include "tools/http_client.h"
+#include "tools/timestamps.h"
 
 namespace {
 
 using quizflow::tools::HttpClient;
 using quizflow::tools::HttpResponse;
+using quizflow::tools::rfc3339;
+using quizflow::tools::wall_ms;
 using Clock = std::chrono::steady_clock;
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
@@ -64,23 +66,6 @@ struct Options {
   std::string token;
   std::optional<uint64_t> seed;
 };
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string rfc3339(int64_t ms) {
-  const time_t secs = static_cast<time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
 
 template <typename T>
 bool parse_number(const std::string& s, T& out) {

@@ -5,379 +5,56 @@
 // Quiz ids are derived from the clock (ms × 100 + a counter), so runs sharing one database do not
 // clash. The tests of the suite HttpE2E share one server and run in the order written; the last
 // one stops it with SIGTERM.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
-#include <ctime>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
-#include <set>
-#include <sstream>
+#include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
-#include "tools/http_client.h"
-
-extern char** environ;
+#include "e2e/server_fixture.h"
 
 namespace {
 
-using quizflow::tools::HttpClient;
-using quizflow::tools::HttpResponse;
-using namespace std::chrono_literals;
+using namespace qf_e2e;
 
 constexpr const char* kToken = "secret-token-123";
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string rfc3339(int64_t ms) {
-  const time_t secs = static_cast<time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A `quizflow serve` child process with its output in a file.
-class ServerProcess {
- public:
-  // `env` entries override the inherited environment; a nullopt value removes the variable.
-  using Env = std::vector<std::pair<std::string, std::optional<std::string>>>;
-
-  ServerProcess(std::string bin, const std::string& dir, const std::string& name, Env env)
-      : bin_(std::move(bin)),
-        port_file_(dir + "/" + name + ".port"),
-        log_file_(dir + "/" + name + ".log"),
-        env_(std::move(env)) {}
-
-  ~ServerProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st = 0;
-      ::waitpid(pid_, &st, 0);
-    }
-  }
-
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-
-  // Starts the process and waits until it listens and /health answers 200. Returns an empty
-  // string on success, otherwise what went wrong.
-  std::string start() {
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string kv = *e;
-      const std::string key = kv.substr(0, kv.find('='));
-      if (std::none_of(env_.begin(), env_.end(), [&](const auto& o) { return o.first == key; }))
-        env_strings.push_back(kv);
-    }
-    for (const auto& [k, v] : env_)
-      if (v) env_strings.push_back(k + "=" + *v);
-    std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::vector<std::string> args = {bin_, "serve", "--port-file", port_file_};
-    std::vector<char*> argv;
-    for (auto& s : args) argv.push_back(s.data());
-    argv.push_back(nullptr);
-
-    std::filesystem::remove(port_file_);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    const int rc = posix_spawn(&pid_, bin_.c_str(), &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      pid_ = -1;
-      return "cannot start " + bin_ + ": " + std::strerror(rc);
-    }
-
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (port_ == 0) {
-      if (std::string why = exited_early(); !why.empty()) return why;
-      const std::string text = read_file(port_file_);
-      if (!text.empty() && text.back() == '\n') port_ = static_cast<uint16_t>(std::stoi(text));
-      if (port_ != 0) break;
-      if (std::chrono::steady_clock::now() > deadline)
-        return "no port in " + port_file_ + " after 30 s";
-      std::this_thread::sleep_for(20ms);
-    }
-    std::string last;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (std::string why = exited_early(); !why.empty()) return why;
-      try {
-        HttpClient c("127.0.0.1", port_, 2s);
-        const HttpResponse r = c.request("GET", "/health");
-        if (r.status == 200) return {};
-        last = "HTTP " + std::to_string(r.status) + " " + r.body;
-      } catch (const std::exception& e) {
-        last = e.what();
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return "GET /health never answered 200 within 30 s; last: " + last;
-  }
-
-  // SIGTERM, then waits up to `limit`. Returns the exit code, or nullopt (with `error`) when the
-  // process did not exit in time (it is then killed) or ended by a signal.
-  std::optional<int> terminate(std::chrono::milliseconds limit, std::string& error) {
-    if (pid_ <= 0) {
-      error = "not running";
-      return std::nullopt;
-    }
-    ::kill(pid_, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    int st = 0;
-    for (;;) {
-      const pid_t r = ::waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &st, 0);
-        pid_ = -1;
-        error = "did not exit within " + std::to_string(limit.count()) + " ms of SIGTERM";
-        return std::nullopt;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    pid_ = -1;
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    error = "ended by signal " + std::to_string(WTERMSIG(st));
-    return std::nullopt;
-  }
-
-  bool running() const { return pid_ > 0; }
-  uint16_t port() const { return port_; }
-  std::string log() const { return read_file(log_file_); }
-  const std::string& log_path() const { return log_file_; }
-
- private:
-  std::string exited_early() {
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) != pid_) return {};
-    pid_ = -1;
-    return "the server exited during start-up (" +
-           (WIFEXITED(st) ? "exit code " + std::to_string(WEXITSTATUS(st))
-                          : "signal " + std::to_string(WTERMSIG(st))) +
-           ")";
-  }
-
-  std::string bin_, port_file_, log_file_;
-  Env env_;
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-};
-
-void print_log(const ServerProcess& s) {
-  std::string text = s.log();
-  constexpr size_t kMax = 32 * 1024;
-  if (text.size() > kMax) text = "[…]\n" + text.substr(text.size() - kMax);
-  std::fprintf(stderr, "---- server output (%s) ----\n%s---- end of server output ----\n",
-               s.log_path().c_str(), text.c_str());
-}
-
-rapidjson::Document parse(const HttpResponse& r) {
-  rapidjson::Document d;
-  d.Parse(r.body.c_str(), r.body.size());
-  return d;
-}
-
-// A short description for assertion messages.
-std::string show(const HttpResponse& r) {
-  return "HTTP " + std::to_string(r.status) + " body: " + r.body.substr(0, 2000);
-}
-
-std::string str_member(const rapidjson::Value& v, const char* name) {
-  if (!v.IsObject()) return "<not an object>";
-  auto it = v.FindMember(name);
-  if (it == v.MemberEnd()) return "<missing>";
-  if (!it->value.IsString()) return "<not a string>";
-  return it->value.GetString();
-}
-
-int64_t int_member(const rapidjson::Value& v, const char* name) {
-  if (!v.IsObject()) return INT64_MIN;
-  auto it = v.FindMember(name);
-  return it != v.MemberEnd() && it->value.IsInt64() ? it->value.GetInt64() : INT64_MIN;
-}
+// Every quiz of this file has two reward tiers.
+const std::vector<RewardSpec> kRewards = {{1, 1, "gold"}, {2, 3, "silver"}};
 
 // The error body of §3: {"error":{"code":…,"message":…,"field":…}}.
 std::string error_code(const HttpResponse& r) {
   auto d = parse(r);
   if (d.HasParseError() || !d.IsObject() || !d.HasMember("error")) return "<no error object>";
-  return str_member(d["error"], "code");
-}
-
-struct QuestionSpec {
-  int question_id;
-  int option_count;
-  int correct_option;
-  int64_t points;
-  int64_t time_limit_ms;
-};
-
-std::string quiz_json(int64_t quiz_id, const std::string& title, int64_t opens_at,
-                      int64_t closes_at, const std::vector<QuestionSpec>& qs,
-                      bool with_rewards = true) {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  w.StartObject();
-  w.Key("quiz_id");
-  w.Int64(quiz_id);
-  w.Key("title");
-  w.String(title.c_str());
-  w.Key("opens_at");
-  w.String(rfc3339(opens_at).c_str());
-  w.Key("closes_at");
-  w.String(rfc3339(closes_at).c_str());
-  w.Key("questions");
-  w.StartArray();
-  for (const auto& q : qs) {
-    w.StartObject();
-    w.Key("question_id");
-    w.Int(q.question_id);
-    w.Key("option_count");
-    w.Int(q.option_count);
-    w.Key("correct_option");
-    w.Int(q.correct_option);
-    w.Key("points");
-    w.Int64(q.points);
-    w.Key("time_limit_ms");
-    w.Int64(q.time_limit_ms);
-    w.EndObject();
-  }
-  w.EndArray();
-  if (with_rewards) {
-    w.Key("rewards");
-    w.StartArray();
-    w.StartObject();
-    w.Key("rank_from");
-    w.Int(1);
-    w.Key("rank_to");
-    w.Int(1);
-    w.Key("reward");
-    w.String("gold");
-    w.EndObject();
-    w.StartObject();
-    w.Key("rank_from");
-    w.Int(2);
-    w.Key("rank_to");
-    w.Int(3);
-    w.Key("reward");
-    w.String("silver");
-    w.EndObject();
-    w.EndArray();
-  }
-  w.EndObject();
-  return sb.GetString();
-}
-
-const std::vector<QuestionSpec> kQuestions = {
-    {1, 4, 2, 1000, 20000},
-    {2, 3, 0, 500, 10000},
-    {3, 2, 1, 1, 1000},
-};
-
-struct AnswerSpec {
-  std::string event_id;
-  int64_t quiz_id;
-  int64_t user_id;
-  int question_id;
-  int option_id;
-  int64_t answered_at_ms;
-  int64_t elapsed_ms;
-};
-
-std::string answer_json(const AnswerSpec& a) {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  w.StartObject();
-  w.Key("event_id");
-  w.String(a.event_id.c_str());
-  w.Key("quiz_id");
-  w.Int64(a.quiz_id);
-  w.Key("user_id");
-  w.Int64(a.user_id);
-  w.Key("question_id");
-  w.Int(a.question_id);
-  w.Key("option_id");
-  w.Int(a.option_id);
-  w.Key("answered_at");
-  w.String(rfc3339(a.answered_at_ms).c_str());
-  w.Key("elapsed_ms");
-  w.Int64(a.elapsed_ms);
-  w.EndObject();
-  return sb.GetString();
-}
-
-std::string batch_json(const std::vector<std::string>& items) {
-  std::string s = R"({"answers":[)";
-  for (size_t i = 0; i < items.size(); ++i) s += (i ? "," : "") + items[i];
-  return s + "]}";
+  return str_at(d, "error.code");
 }
 
 class HttpE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    const char* bin = std::getenv("QUIZFLOW_BIN");
-    const char* db = std::getenv("DATABASE_URL");
-    if (bin == nullptr || *bin == '\0') {
-      setup_error_ =
-          "QUIZFLOW_BIN is not set: point it at the built quizflow binary, e.g. "
-          "QUIZFLOW_BIN=$PWD/build/quizflow";
+    bin_ = quizflow_bin(setup_error_);
+    if (bin_.empty()) return;
+    if (database_url(setup_error_).empty()) return;
+    try {
+      dir_ = make_temp_dir("quizflow-e2e");
+    } catch (const std::exception& e) {
+      setup_error_ = e.what();
       return;
     }
-    if (db == nullptr || *db == '\0') {
-      setup_error_ = "DATABASE_URL is not set: the e2e tests need a PostgreSQL to run against";
-      return;
-    }
-    bin_ = bin;
-    std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") +
-                       "/quizflow-e2e-XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) {
-      setup_error_ = "mkdtemp failed: " + std::string(std::strerror(errno));
-      return;
-    }
-    dir_ = tmpl;
     id_base_ = wall_ms() * 100;
-    server_ =
-        std::make_unique<ServerProcess>(bin_, dir_, "main",
-                                        ServerProcess::Env{{"QUIZFLOW_HTTP_ADDR", "127.0.0.1:0"},
-                                                           {"QUIZFLOW_HTTP_MAX_BODY", "65536"},
-                                                           {"QUIZFLOW_API_TOKEN", std::nullopt}});
+    server_ = std::make_unique<ServerProcess>(bin_, dir_, "main",
+                                              Env{{"QUIZFLOW_HTTP_ADDR", "127.0.0.1:0"},
+                                                  {"QUIZFLOW_HTTP_MAX_BODY", "65536"},
+                                                  {"QUIZFLOW_API_TOKEN", std::nullopt}});
     if (std::string err = server_->start(); !err.empty()) {
       setup_error_ = "starting " + bin_ + ": " + err + "\n" + server_->log();
       server_.reset();
@@ -402,15 +79,12 @@ class HttpE2E : public ::testing::Test {
 
   static int64_t next_quiz_id() { return id_base_ + counter_++; }
 
-  HttpClient client() const { return HttpClient("127.0.0.1", server_->port()); }
+  HttpClient client() const { return server_->client(); }
 
   // Creates a quiz open from a minute ago for an hour; asserts 201.
   int64_t create_quiz(HttpClient& c) {
     const int64_t id = next_quiz_id();
-    const int64_t now = wall_ms();
-    const HttpResponse r = c.request(
-        "POST", "/v1/quizzes",
-        quiz_json(id, "e2e quiz " + std::to_string(id), now - 60'000, now + 3'600'000, kQuestions));
+    const HttpResponse r = c.request("POST", "/v1/quizzes", open_quiz_json(id, kRewards));
     EXPECT_EQ(r.status, 201) << show(r);
     return id;
   }
@@ -426,7 +100,7 @@ TEST_F(HttpE2E, QuizCreateIsIdempotentConflictsAndValidates) {
   HttpClient c = client();
   const int64_t id = next_quiz_id();
   const int64_t now = wall_ms();
-  const std::string body = quiz_json(id, "capitals", now - 60'000, now + 3'600'000, kQuestions);
+  const std::string body = quiz_json(id, "capitals", now - 60'000, now + 3'600'000, default_questions(), kRewards);
 
   HttpResponse r = c.request("POST", "/v1/quizzes", body);
   ASSERT_EQ(r.status, 201) << show(r);
@@ -434,26 +108,26 @@ TEST_F(HttpE2E, QuizCreateIsIdempotentConflictsAndValidates) {
   EXPECT_NE(r.header("content-type")->find("application/json"), std::string::npos);
   auto d = parse(r);
   ASSERT_FALSE(d.HasParseError()) << show(r);
-  EXPECT_EQ(int_member(d, "quiz_id"), id) << show(r);
-  EXPECT_EQ(str_member(d, "state"), "open") << show(r);
+  EXPECT_EQ(int_at(d, "quiz_id"), id) << show(r);
+  EXPECT_EQ(str_at(d, "state"), "open") << show(r);
 
   r = c.request("POST", "/v1/quizzes", body);
   EXPECT_EQ(r.status, 200) << "the same quiz again: " << show(r);
 
   r = c.request("POST", "/v1/quizzes",
-                quiz_json(id, "capitals, harder", now - 60'000, now + 3'600'000, kQuestions));
+                quiz_json(id, "capitals, harder", now - 60'000, now + 3'600'000, default_questions(), kRewards));
   EXPECT_EQ(r.status, 409) << "a different quiz with the same id: " << show(r);
   EXPECT_EQ(error_code(r), "conflict") << show(r);
 
   // option_count 11 is out of range (2-10).
   r = c.request(
       "POST", "/v1/quizzes",
-      quiz_json(next_quiz_id(), "bad", now - 60'000, now + 3'600'000, {{1, 11, 0, 1000, 20000}}));
+      quiz_json(next_quiz_id(), "bad", now - 60'000, now + 3'600'000, {{1, 11, 0, 1000, 20000}}, kRewards));
   EXPECT_EQ(r.status, 422) << show(r);
   d = parse(r);
   ASSERT_TRUE(!d.HasParseError() && d.IsObject() && d.HasMember("error")) << show(r);
-  EXPECT_EQ(str_member(d["error"], "code"), "schema") << show(r);
-  EXPECT_EQ(str_member(d["error"], "field"), "questions[0].option_count") << show(r);
+  EXPECT_EQ(str_at(d["error"], "code"), "schema") << show(r);
+  EXPECT_EQ(str_at(d["error"], "field"), "questions[0].option_count") << show(r);
 
   r = c.request("POST", "/v1/quizzes", "{\"quiz_id\": 1,");
   EXPECT_EQ(r.status, 400) << show(r);
@@ -462,11 +136,11 @@ TEST_F(HttpE2E, QuizCreateIsIdempotentConflictsAndValidates) {
   r = c.request("GET", "/v1/quizzes/" + std::to_string(id));
   ASSERT_EQ(r.status, 200) << show(r);
   d = parse(r);
-  EXPECT_EQ(int_member(d, "quiz_id"), id) << show(r);
-  EXPECT_EQ(str_member(d, "title"), "capitals") << show(r);
-  EXPECT_EQ(str_member(d, "state"), "open") << show(r);
+  EXPECT_EQ(int_at(d, "quiz_id"), id) << show(r);
+  EXPECT_EQ(str_at(d, "title"), "capitals") << show(r);
+  EXPECT_EQ(str_at(d, "state"), "open") << show(r);
   ASSERT_TRUE(d.HasMember("questions") && d["questions"].IsArray()) << show(r);
-  EXPECT_EQ(d["questions"].Size(), kQuestions.size()) << show(r);
+  EXPECT_EQ(d["questions"].Size(), default_questions().size()) << show(r);
 
   const int64_t unknown = next_quiz_id();  // never created
   r = c.request("GET", "/v1/quizzes/" + std::to_string(unknown));
@@ -487,15 +161,15 @@ TEST_F(HttpE2E, SingleAnswerIsAcceptedWithTheBodyOfSpec3) {
   ASSERT_FALSE(d.HasParseError()) << show(r);
   ASSERT_TRUE(d.IsObject()) << show(r);
   // {"accepted":n,"duplicates":n,"rejected":n,"results":[{"event_id":"…","status":"…"}]}
-  EXPECT_EQ(int_member(d, "accepted"), 1) << show(r);
-  EXPECT_EQ(int_member(d, "duplicates"), 0) << show(r);
-  EXPECT_EQ(int_member(d, "rejected"), 0) << show(r);
+  EXPECT_EQ(int_at(d, "accepted"), 1) << show(r);
+  EXPECT_EQ(int_at(d, "duplicates"), 0) << show(r);
+  EXPECT_EQ(int_at(d, "rejected"), 0) << show(r);
   ASSERT_TRUE(d.HasMember("results") && d["results"].IsArray()) << show(r);
   ASSERT_EQ(d["results"].Size(), 1u) << show(r);
   const auto& item = d["results"][0];
   ASSERT_TRUE(item.IsObject()) << show(r);
-  EXPECT_EQ(str_member(item, "event_id"), eid) << show(r);
-  EXPECT_EQ(str_member(item, "status"), "accepted") << show(r);
+  EXPECT_EQ(str_at(item, "event_id"), eid) << show(r);
+  EXPECT_EQ(str_at(item, "status"), "accepted") << show(r);
 }
 
 TEST_F(HttpE2E, BatchGivesPerItemResultsInInputOrder) {
@@ -519,24 +193,24 @@ TEST_F(HttpE2E, BatchGivesPerItemResultsInInputOrder) {
   ASSERT_EQ(r.status, 200) << show(r);
   auto d = parse(r);
   ASSERT_TRUE(!d.HasParseError() && d.IsObject()) << show(r);
-  EXPECT_EQ(int_member(d, "accepted"), 1) << show(r);
-  EXPECT_EQ(int_member(d, "duplicates"), 1) << show(r);
-  EXPECT_EQ(int_member(d, "rejected"), 2) << show(r);
+  EXPECT_EQ(int_at(d, "accepted"), 1) << show(r);
+  EXPECT_EQ(int_at(d, "duplicates"), 1) << show(r);
+  EXPECT_EQ(int_at(d, "rejected"), 2) << show(r);
   ASSERT_TRUE(d.HasMember("results") && d["results"].IsArray()) << show(r);
   ASSERT_EQ(d["results"].Size(), 4u) << show(r);
   const auto& res = d["results"];
-  EXPECT_EQ(str_member(res[0], "event_id"), prefix + "valid") << show(r);
-  EXPECT_EQ(str_member(res[0], "status"), "accepted") << show(r);
-  EXPECT_EQ(str_member(res[1], "event_id"), prefix + "first") << show(r);
-  EXPECT_EQ(str_member(res[1], "status"), "duplicate") << show(r);
-  EXPECT_EQ(str_member(res[2], "event_id"), prefix + "noquiz") << show(r);
-  EXPECT_EQ(str_member(res[2], "status"), "rejected") << show(r);
-  EXPECT_EQ(str_member(res[2], "code"), "unknown_quiz") << show(r);
-  EXPECT_FALSE(str_member(res[2], "message").empty()) << show(r);
-  EXPECT_EQ(str_member(res[3], "status"), "rejected") << show(r);
-  EXPECT_EQ(str_member(res[3], "code"), "schema") << show(r);
-  EXPECT_EQ(str_member(res[3], "field"), "user_id") << show(r);
-  EXPECT_FALSE(str_member(res[3], "message").empty()) << show(r);
+  EXPECT_EQ(str_at(res[0], "event_id"), prefix + "valid") << show(r);
+  EXPECT_EQ(str_at(res[0], "status"), "accepted") << show(r);
+  EXPECT_EQ(str_at(res[1], "event_id"), prefix + "first") << show(r);
+  EXPECT_EQ(str_at(res[1], "status"), "duplicate") << show(r);
+  EXPECT_EQ(str_at(res[2], "event_id"), prefix + "noquiz") << show(r);
+  EXPECT_EQ(str_at(res[2], "status"), "rejected") << show(r);
+  EXPECT_EQ(str_at(res[2], "code"), "unknown_quiz") << show(r);
+  EXPECT_FALSE(str_at(res[2], "message").empty()) << show(r);
+  EXPECT_EQ(str_at(res[3], "status"), "rejected") << show(r);
+  EXPECT_EQ(str_at(res[3], "code"), "schema") << show(r);
+  EXPECT_EQ(str_at(res[3], "field"), "user_id") << show(r);
+  EXPECT_FALSE(str_at(res[3], "message").empty()) << show(r);
 }
 
 TEST_F(HttpE2E, SameEventIdTwiceInOneBatchIsOneAcceptedOneDuplicate) {
@@ -550,8 +224,8 @@ TEST_F(HttpE2E, SameEventIdTwiceInOneBatchIsOneAcceptedOneDuplicate) {
   ASSERT_TRUE(!d.HasParseError() && d.IsObject() && d.HasMember("results") &&
               d["results"].IsArray() && d["results"].Size() == 2)
       << show(r);
-  EXPECT_EQ(str_member(d["results"][0], "status"), "accepted") << show(r);
-  EXPECT_EQ(str_member(d["results"][1], "status"), "duplicate") << show(r);
+  EXPECT_EQ(str_at(d["results"][0], "status"), "accepted") << show(r);
+  EXPECT_EQ(str_at(d["results"][1], "status"), "duplicate") << show(r);
 }
 
 TEST_F(HttpE2E, MalformedJsonIs400) {
@@ -626,12 +300,12 @@ TEST_F(HttpE2E, LeaderboardAndPlayerFollowTheScoringRules) {
   };
   HttpResponse r = c.request("POST", "/v1/answers", answer_json(late_wrong));
   ASSERT_EQ(r.status, 200) << show(r);
-  EXPECT_EQ(int_member(parse(r), "accepted"), 1) << show(r);
+  EXPECT_EQ(int_at(parse(r), "accepted"), 1) << show(r);
   std::vector<std::string> items;
   for (const auto& a : batch) items.push_back(answer_json(a));
   r = c.request("POST", "/v1/answers", batch_json(items));
   ASSERT_EQ(r.status, 200) << show(r);
-  EXPECT_EQ(int_member(parse(r), "accepted"), static_cast<int64_t>(batch.size())) << show(r);
+  EXPECT_EQ(int_at(parse(r), "accepted"), static_cast<int64_t>(batch.size())) << show(r);
 
   // Expected standings by the rules of §4.
   std::map<std::pair<int64_t, int>, const AnswerSpec*> counted;
@@ -645,7 +319,7 @@ TEST_F(HttpE2E, LeaderboardAndPlayerFollowTheScoringRules) {
   }
   std::map<int64_t, Standing> by_user;
   for (const auto& [key, a] : counted) {
-    const QuestionSpec& q = kQuestions[static_cast<size_t>(a->question_id - 1)];
+    const QuestionSpec& q = default_questions()[static_cast<size_t>(a->question_id - 1)];
     Standing& s = by_user[a->user_id];
     s.user_id = a->user_id;
     if (a->option_id == q.correct_option) {
@@ -674,17 +348,17 @@ TEST_F(HttpE2E, LeaderboardAndPlayerFollowTheScoringRules) {
   ASSERT_TRUE(!d.HasParseError() && d.IsObject() && d.HasMember("entries") &&
               d["entries"].IsArray())
       << show(r);
-  EXPECT_EQ(int_member(d, "quiz_id"), quiz) << show(r);
-  EXPECT_EQ(int_member(d, "total"), static_cast<int64_t>(expected.size())) << show(r);
+  EXPECT_EQ(int_at(d, "quiz_id"), quiz) << show(r);
+  EXPECT_EQ(int_at(d, "total"), static_cast<int64_t>(expected.size())) << show(r);
   ASSERT_EQ(d["entries"].Size(), expected.size()) << show(r);
   for (size_t i = 0; i < expected.size(); ++i) {
     const auto& e = d["entries"][static_cast<rapidjson::SizeType>(i)];
     SCOPED_TRACE("leaderboard entry " + std::to_string(i));
-    EXPECT_EQ(int_member(e, "rank"), static_cast<int64_t>(i + 1)) << show(r);
-    EXPECT_EQ(int_member(e, "user_id"), expected[i].user_id) << show(r);
-    EXPECT_EQ(int_member(e, "score"), expected[i].score) << show(r);
-    EXPECT_EQ(int_member(e, "correct"), expected[i].correct) << show(r);
-    EXPECT_EQ(int_member(e, "time_ms"), expected[i].time_ms) << show(r);
+    EXPECT_EQ(int_at(e, "rank"), static_cast<int64_t>(i + 1)) << show(r);
+    EXPECT_EQ(int_at(e, "user_id"), expected[i].user_id) << show(r);
+    EXPECT_EQ(int_at(e, "score"), expected[i].score) << show(r);
+    EXPECT_EQ(int_at(e, "correct"), expected[i].correct) << show(r);
+    EXPECT_EQ(int_at(e, "time_ms"), expected[i].time_ms) << show(r);
   }
 
   r = c.request("GET", base + "/leaderboard?limit=3&offset=2");
@@ -694,8 +368,8 @@ TEST_F(HttpE2E, LeaderboardAndPlayerFollowTheScoringRules) {
               d["entries"].IsArray() && d["entries"].Size() == 3)
       << show(r);
   for (rapidjson::SizeType i = 0; i < 3; ++i) {
-    EXPECT_EQ(int_member(d["entries"][i], "rank"), static_cast<int64_t>(i) + 3) << show(r);
-    EXPECT_EQ(int_member(d["entries"][i], "user_id"), expected[i + 2].user_id) << show(r);
+    EXPECT_EQ(int_at(d["entries"][i], "rank"), static_cast<int64_t>(i) + 3) << show(r);
+    EXPECT_EQ(int_at(d["entries"][i], "user_id"), expected[i + 2].user_id) << show(r);
   }
 
   for (size_t i = 0; i < expected.size(); ++i) {
@@ -704,12 +378,12 @@ TEST_F(HttpE2E, LeaderboardAndPlayerFollowTheScoringRules) {
     ASSERT_EQ(r.status, 200) << show(r);
     d = parse(r);
     SCOPED_TRACE("player " + std::to_string(s.user_id));
-    EXPECT_EQ(int_member(d, "quiz_id"), quiz) << show(r);
-    EXPECT_EQ(int_member(d, "user_id"), s.user_id) << show(r);
-    EXPECT_EQ(int_member(d, "rank"), static_cast<int64_t>(i + 1)) << show(r);
-    EXPECT_EQ(int_member(d, "score"), s.score) << show(r);
-    EXPECT_EQ(int_member(d, "correct"), s.correct) << show(r);
-    EXPECT_EQ(int_member(d, "time_ms"), s.time_ms) << show(r);
+    EXPECT_EQ(int_at(d, "quiz_id"), quiz) << show(r);
+    EXPECT_EQ(int_at(d, "user_id"), s.user_id) << show(r);
+    EXPECT_EQ(int_at(d, "rank"), static_cast<int64_t>(i + 1)) << show(r);
+    EXPECT_EQ(int_at(d, "score"), s.score) << show(r);
+    EXPECT_EQ(int_at(d, "correct"), s.correct) << show(r);
+    EXPECT_EQ(int_at(d, "time_ms"), s.time_ms) << show(r);
   }
 
   r = c.request("GET", base + "/players/999");
@@ -728,7 +402,7 @@ TEST_F(HttpE2E, ApiTokenGuardsWritesAndIsNeverLogged) {
   ASSERT_TRUE(err.empty()) << err << "\n" << guarded.log();
   bool stopped = false;
   {
-    HttpClient c("127.0.0.1", guarded.port());
+    HttpClient c = guarded.client();
     const HttpClient::Headers good = {{"Authorization", std::string("Bearer ") + kToken}};
     const HttpClient::Headers wrong = {{"Authorization", "Bearer wrong-token-456"}};
     const HttpClient::Headers prefix = {{"Authorization", "Bearer secret-token-12"}};
@@ -736,7 +410,7 @@ TEST_F(HttpE2E, ApiTokenGuardsWritesAndIsNeverLogged) {
 
     const int64_t quiz = next_quiz_id();
     const int64_t now = wall_ms();
-    const std::string qbody = quiz_json(quiz, "guarded", now - 60'000, now + 3'600'000, kQuestions);
+    const std::string qbody = quiz_json(quiz, "guarded", now - 60'000, now + 3'600'000, default_questions(), kRewards);
     HttpResponse r = c.request("POST", "/v1/quizzes", qbody);
     EXPECT_EQ(r.status, 401) << "quiz without a token: " << show(r);
     EXPECT_EQ(error_code(r), "unauthorized") << show(r);
@@ -756,7 +430,7 @@ TEST_F(HttpE2E, ApiTokenGuardsWritesAndIsNeverLogged) {
     EXPECT_EQ(r.status, 401) << "token without 'Bearer ': " << show(r);
     r = c.request("POST", "/v1/answers", abody, good);
     EXPECT_EQ(r.status, 200) << show(r);
-    EXPECT_EQ(int_member(parse(r), "accepted"), 1) << show(r);
+    EXPECT_EQ(int_at(parse(r), "accepted"), 1) << show(r);
 
     r = c.request("GET", "/v1/quizzes/" + std::to_string(quiz));
     EXPECT_EQ(r.status, 200) << "reads need no token: " << show(r);

@@ -1,7 +1,8 @@
-// Helpers shared by the end-to-end load tests (flood_test.cpp, drain_test.cpp): a `quizflow serve`
-// child process that can be signalled and measured, a raw keep-alive HTTP connection that reports
-// exactly how each request ended (no hidden retry, unlike tools/http_client.h, so a request the
-// server never answered cannot be masked by a resend), answer bodies, and psql queries.
+// Helpers shared by the end-to-end load tests (flood_test.cpp, drain_test.cpp), on top of
+// server_fixture.h (whose ServerProcess can be signalled and measured): a raw keep-alive HTTP
+// connection that reports exactly how each request ended (no hidden retry, unlike
+// tools/http_client.h, so a request the server never answered cannot be masked by a resend),
+// answer bodies, and psql queries.
 #pragma once
 
 #include <arpa/inet.h>
@@ -10,44 +11,35 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <rapidjson/document.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
-#include <filesystem>
-#include <fstream>
-#include <optional>
-#include <sstream>
 #include <string>
-#include <thread>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "e2e/server_fixture.h"
 #include "tools/http_client.h"
-
-extern char** environ;
+#include "tools/timestamps.h"
 
 namespace quizflow::loadtest {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-inline int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using qf_e2e::Env;
+using qf_e2e::ExitInfo;
+using qf_e2e::print_log;
+using qf_e2e::ServerProcess;
+using tools::rfc3339;
+using tools::wall_ms;
 
 inline double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -57,225 +49,25 @@ inline int64_t ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
-inline std::string rfc3339(int64_t ms) {
-  const time_t secs = static_cast<time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
-
-inline std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Checks QUIZFLOW_BIN and DATABASE_URL; returns what is missing (empty when both are set).
 inline std::string check_environment() {
-  const char* bin = std::getenv("QUIZFLOW_BIN");
-  const char* db = std::getenv("DATABASE_URL");
-  if (bin == nullptr || *bin == '\0')
-    return "QUIZFLOW_BIN is not set: point it at the built quizflow binary, e.g. "
-           "QUIZFLOW_BIN=$PWD/build/quizflow";
-  if (!std::filesystem::exists(bin)) return std::string("QUIZFLOW_BIN=") + bin + " does not exist";
-  if (db == nullptr || *db == '\0')
-    return "DATABASE_URL is not set: the load tests need a PostgreSQL (e.g. source /tmp/pgenv.sh)";
-  if (std::string(db).find('\'') != std::string::npos)
+  std::string error;
+  if (qf_e2e::quizflow_bin(error).empty()) return error;
+  const std::string db = qf_e2e::database_url(error);
+  if (db.empty()) return error;
+  if (db.find('\'') != std::string::npos)
     return "DATABASE_URL contains a single quote; the psql helper cannot quote it";
   return {};
 }
 
-// A fresh temporary directory for server logs and port files.
+// A fresh temporary directory "quizflow-<tag>-…" for server logs and port files; empty (errno set)
+// when mkdtemp failed.
 inline std::string make_temp_dir(const std::string& tag) {
-  std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") +
-                     "/quizflow-" + tag + "-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) return {};
-  return tmpl;
-}
-
-// How a child process ended.
-struct ExitInfo {
-  bool ended = false;   // false: still running when the wait gave up
-  bool exited = false;  // normal exit (then `code`), else killed by `signal`
-  int code = -1;
-  int signal = 0;
-  int64_t waited_ms = 0;  // from the start of the wait until the end was observed
-
-  std::string describe() const {
-    if (!ended) return "still running after " + std::to_string(waited_ms) + " ms";
-    if (exited)
-      return "exit code " + std::to_string(code) + " after " + std::to_string(waited_ms) + " ms";
-    return "killed by signal " + std::to_string(signal) + " (" + strsignal(signal) + ") after " +
-           std::to_string(waited_ms) + " ms";
+  try {
+    return qf_e2e::make_temp_dir("quizflow-" + tag);
+  } catch (const std::runtime_error&) {
+    return {};
   }
-};
-
-// A `quizflow serve` child process with its output in a file.
-class ServerProcess {
- public:
-  // `env` entries override the inherited environment; a nullopt value removes the variable.
-  using Env = std::vector<std::pair<std::string, std::optional<std::string>>>;
-
-  ServerProcess(std::string bin, const std::string& dir, const std::string& name, Env env)
-      : bin_(std::move(bin)),
-        port_file_(dir + "/" + name + ".port"),
-        log_file_(dir + "/" + name + ".log"),
-        env_(std::move(env)) {}
-
-  ~ServerProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st = 0;
-      ::waitpid(pid_, &st, 0);
-    }
-  }
-
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-
-  // Starts the process and waits until it listens and /health answers 200. Returns an empty
-  // string on success, otherwise what went wrong.
-  std::string start() {
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      const std::string kv = *e;
-      const std::string key = kv.substr(0, kv.find('='));
-      if (std::none_of(env_.begin(), env_.end(), [&](const auto& o) { return o.first == key; }))
-        env_strings.push_back(kv);
-    }
-    for (const auto& [k, v] : env_)
-      if (v) env_strings.push_back(k + "=" + *v);
-    std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
-    std::vector<std::string> args = {bin_, "serve", "--port-file", port_file_};
-    std::vector<char*> argv;
-    for (auto& s : args) argv.push_back(s.data());
-    argv.push_back(nullptr);
-
-    std::filesystem::remove(port_file_);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_file_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    const int rc = posix_spawn(&pid_, bin_.c_str(), &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      pid_ = -1;
-      return "cannot start " + bin_ + ": " + std::strerror(rc);
-    }
-
-    const auto deadline = Clock::now() + 30s;
-    while (port_ == 0) {
-      if (std::string why = exited_early(); !why.empty()) return why;
-      const std::string text = read_text_file(port_file_);
-      if (!text.empty() && text.back() == '\n') port_ = static_cast<uint16_t>(std::stoi(text));
-      if (port_ != 0) break;
-      if (Clock::now() > deadline) return "no port in " + port_file_ + " after 30 s";
-      std::this_thread::sleep_for(20ms);
-    }
-    std::string last;
-    while (Clock::now() < deadline) {
-      if (std::string why = exited_early(); !why.empty()) return why;
-      try {
-        tools::HttpClient c("127.0.0.1", port_, 2s);
-        const tools::HttpResponse r = c.request("GET", "/health");
-        if (r.status == 200) return {};
-        last = "HTTP " + std::to_string(r.status) + " " + r.body;
-      } catch (const std::exception& e) {
-        last = e.what();
-      }
-      std::this_thread::sleep_for(50ms);
-    }
-    return "GET /health never answered 200 within 30 s; last: " + last;
-  }
-
-  bool signal(int sig) const { return pid_ > 0 && ::kill(pid_, sig) == 0; }
-
-  // Waits up to `limit` for the process to end (polling every 2 ms). When it has not ended by
-  // then it is left running (the destructor kills it).
-  ExitInfo wait_exit(std::chrono::milliseconds limit) {
-    ExitInfo info;
-    const auto t0 = Clock::now();
-    const auto deadline = t0 + limit;
-    for (;;) {
-      if (pid_ <= 0) {
-        info.ended = true;
-        info.exited = exited_;
-        info.code = code_;
-        info.signal = signal_;
-        return info;
-      }
-      int st = 0;
-      const pid_t r = ::waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) {
-        end_time_ = Clock::now();
-        pid_ = -1;
-        exited_ = WIFEXITED(st);
-        code_ = exited_ ? WEXITSTATUS(st) : -1;
-        signal_ = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-        info.waited_ms = ms_between(t0, end_time_);
-        continue;
-      }
-      if (Clock::now() > deadline) {
-        info.waited_ms = ms_between(t0, Clock::now());
-        return info;
-      }
-      std::this_thread::sleep_for(2ms);
-    }
-  }
-
-  // Reads "VmRSS" / "VmHWM" (kB) from /proc/<pid>/status; -1 when unavailable.
-  int64_t status_kb(const char* field) const {
-    if (pid_ <= 0) return -1;
-    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
-    std::string line;
-    const std::string key = std::string(field) + ":";
-    while (std::getline(in, line)) {
-      if (line.compare(0, key.size(), key) != 0) continue;
-      return std::strtoll(line.c_str() + key.size(), nullptr, 10);
-    }
-    return -1;
-  }
-
-  bool running() const { return pid_ > 0; }
-  pid_t pid() const { return pid_; }
-  uint16_t port() const { return port_; }
-  Clock::time_point end_time() const { return end_time_; }
-  std::string log() const { return read_text_file(log_file_); }
-  const std::string& log_path() const { return log_file_; }
-
- private:
-  std::string exited_early() {
-    int st = 0;
-    if (::waitpid(pid_, &st, WNOHANG) != pid_) return {};
-    pid_ = -1;
-    return "the server exited during start-up (" +
-           (WIFEXITED(st) ? "exit code " + std::to_string(WEXITSTATUS(st))
-                          : "signal " + std::to_string(WTERMSIG(st))) +
-           ")\n" + log();
-  }
-
-  std::string bin_, port_file_, log_file_;
-  Env env_;
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  bool exited_ = false;
-  int code_ = -1, signal_ = 0;
-  Clock::time_point end_time_{};
-};
-
-inline void print_log_tail(const ServerProcess& s, size_t max_bytes = 24 * 1024) {
-  std::string text = s.log();
-  if (text.size() > max_bytes) text = "[…]\n" + text.substr(text.size() - max_bytes);
-  std::fprintf(stderr, "---- server output (%s) ----\n%s---- end of server output ----\n",
-               s.log_path().c_str(), text.c_str());
 }
 
 // How one request on a RawConn ended.
@@ -537,16 +329,12 @@ inline bool connect_refused(uint16_t port) {
   return refused;
 }
 
-// A quiz open from a minute ago for an hour, three questions.
+// A quiz open from a minute ago for an hour, three questions, no rewards.
 inline std::string quiz_body(int64_t quiz_id, const std::string& title) {
   const int64_t now = wall_ms();
-  return R"({"quiz_id":)" + std::to_string(quiz_id) + R"(,"title":")" + title +
-         R"(","opens_at":")" + rfc3339(now - 60'000) + R"(","closes_at":")" +
-         rfc3339(now + 3'600'000) +
-         R"(","questions":[{"question_id":1,"option_count":4,"correct_option":2,"points":1000,)"
-         R"("time_limit_ms":20000},{"question_id":2,"option_count":3,"correct_option":0,)"
-         R"("points":500,"time_limit_ms":10000},{"question_id":3,"option_count":2,)"
-         R"("correct_option":1,"points":100,"time_limit_ms":5000}]})";
+  return qf_e2e::quiz_json(quiz_id, title, now - 60'000, now + 3'600'000,
+                           {{1, 4, 2, 1000, 20000}, {2, 3, 0, 500, 10000}, {3, 2, 1, 100, 5000}},
+                           /*rewards=*/{});
 }
 
 // Creates the quiz; returns an empty string or what went wrong.
@@ -612,8 +400,7 @@ struct BatchVerdicts {
 
 inline BatchVerdicts parse_verdicts(const std::string& body, const std::vector<std::string>& ids) {
   BatchVerdicts v;
-  rapidjson::Document d;
-  d.Parse(body.c_str(), body.size());
+  const rapidjson::Document d = qf_e2e::parse_json(body);
   if (d.HasParseError() || !d.IsObject()) {
     v.problem = "body is not a JSON object";
     return v;
@@ -676,18 +463,10 @@ inline std::vector<std::string> psql_lines(const std::string& sql, std::string& 
   }
   const std::string cmd =
       std::string("psql -X -q -A -t -v ON_ERROR_STOP=1 -d '") + db + "' -c \"" + sql + "\" 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (p == nullptr) {
-    error = "popen(psql) failed: " + std::string(std::strerror(errno));
-    return lines;
-  }
-  std::string out;
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = ::pclose(p);
-  if (st != 0) {
-    error = "psql failed (status " + std::to_string(st) + "): " + out.substr(0, 2000);
+  int exit_code = 0;
+  const std::string out = qf_e2e::shell(cmd, exit_code);
+  if (exit_code != 0) {
+    error = "psql failed (exit code " + std::to_string(exit_code) + "): " + out.substr(0, 2000);
     return lines;
   }
   size_t start = 0;
@@ -710,7 +489,7 @@ inline rapidjson::Document get_stats(uint16_t port, std::string& error) {
       error = "GET /monitoring/stats: HTTP " + std::to_string(r.status) + " " + r.body;
       return d;
     }
-    d.Parse(r.body.c_str(), r.body.size());
+    d = qf_e2e::parse_json(r.body);
     if (d.HasParseError() || !d.IsObject()) error = "GET /monitoring/stats: not JSON: " + r.body;
   } catch (const std::exception& e) {
     error = std::string("GET /monitoring/stats: ") + e.what();

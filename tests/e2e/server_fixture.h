@@ -1,6 +1,7 @@
 // Shared helpers for the end-to-end tests: child processes (a `quizflow serve` server, one-shot
 // commands such as `quizflow check-config`, psql, promtool, prometheus), temporary directories,
-// PostgreSQL URLs, JSON bodies of spec §3/§4 and small JSON accessors.
+// PostgreSQL URLs, JSON bodies of spec §3/§4 and small JSON accessors. Used by every e2e test that
+// starts a server (load_helpers.h builds on it for the load tests).
 //
 // Header-only; everything is `inline` in namespace qf_e2e so that a test file may use any subset.
 #pragma once
@@ -24,7 +25,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "tools/http_client.h"
+#include "tools/timestamps.h"
 
 extern char** environ;
 
@@ -44,28 +45,13 @@ namespace qf_e2e {
 
 using quizflow::tools::HttpClient;
 using quizflow::tools::HttpResponse;
+using quizflow::tools::rfc3339;
+using quizflow::tools::wall_ms;
 using namespace std::chrono_literals;
 
 // ---------------------------------------------------------------------------------------------
 // Time, files, randomness
 // ---------------------------------------------------------------------------------------------
-
-inline int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-inline std::string rfc3339(int64_t ms) {
-  const time_t secs = static_cast<time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -300,6 +286,23 @@ inline std::string shell(const std::string& cmd, int& exit_code) {
   return out;
 }
 
+// How a child process ended (ServerProcess::wait_exit).
+struct ExitInfo {
+  bool ended = false;   // false: still running when the wait gave up
+  bool exited = false;  // normal exit (then `code`), else killed by `signal`
+  int code = -1;
+  int signal = 0;
+  int64_t waited_ms = 0;  // from the start of the wait until the end was observed
+
+  std::string describe() const {
+    if (!ended) return "still running after " + std::to_string(waited_ms) + " ms";
+    if (exited)
+      return "exit code " + std::to_string(code) + " after " + std::to_string(waited_ms) + " ms";
+    return "killed by signal " + std::to_string(signal) + " (" + strsignal(signal) + ") after " +
+           std::to_string(waited_ms) + " ms";
+  }
+};
+
 // A `quizflow serve` child process (or any long-running child) with stdout and stderr in one file.
 class ServerProcess {
  public:
@@ -387,6 +390,58 @@ class ServerProcess {
     return std::nullopt;
   }
 
+  bool signal(int sig) const { return pid_ > 0 && ::kill(pid_, sig) == 0; }
+
+  // Waits up to `limit` for the process to end (polling every 2 ms), recording when it ended
+  // (end_time()). When it has not ended by then it is left running (the destructor kills it).
+  ExitInfo wait_exit(std::chrono::milliseconds limit) {
+    using Clock = std::chrono::steady_clock;
+    const auto ms_since = [](Clock::time_point t0, Clock::time_point t) {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(t - t0).count();
+    };
+    ExitInfo info;
+    const auto t0 = Clock::now();
+    const auto deadline = t0 + limit;
+    for (;;) {
+      if (pid_ <= 0) {
+        info.ended = true;
+        info.exited = exited_;
+        info.code = code_;
+        info.signal = signal_;
+        return info;
+      }
+      int st = 0;
+      const pid_t r = ::waitpid(pid_, &st, WNOHANG);
+      if (r == pid_) {
+        end_time_ = Clock::now();
+        pid_ = -1;
+        exited_ = WIFEXITED(st);
+        code_ = exited_ ? WEXITSTATUS(st) : -1;
+        signal_ = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+        info.waited_ms = ms_since(t0, end_time_);
+        continue;
+      }
+      if (Clock::now() > deadline) {
+        info.waited_ms = ms_since(t0, Clock::now());
+        return info;
+      }
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+
+  // Reads "VmRSS" / "VmHWM" (kB) from /proc/<pid>/status; -1 when unavailable.
+  int64_t status_kb(const char* field) const {
+    if (pid_ <= 0) return -1;
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    const std::string key = std::string(field) + ":";
+    while (std::getline(in, line)) {
+      if (line.compare(0, key.size(), key) != 0) continue;
+      return std::strtoll(line.c_str() + key.size(), nullptr, 10);
+    }
+    return -1;
+  }
+
   void kill_now() {
     if (pid_ > 0) {
       ::kill(pid_, SIGKILL);
@@ -399,6 +454,8 @@ class ServerProcess {
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   uint16_t port() const { return port_; }
+  // When wait_exit() saw the process end.
+  std::chrono::steady_clock::time_point end_time() const { return end_time_; }
   std::string log() const { return read_file(log_file_); }
   const std::string& log_path() const { return log_file_; }
 
@@ -419,11 +476,15 @@ class ServerProcess {
   std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
   uint16_t port_ = 0;
+  bool exited_ = false;  // as seen by wait_exit()
+  int code_ = -1, signal_ = 0;
+  std::chrono::steady_clock::time_point end_time_{};
 };
 
-inline void print_log(const ServerProcess& s) {
+// Prints the last `max_bytes` of the server's output to stderr.
+inline void print_log(const ServerProcess& s, size_t max_bytes = 32 * 1024) {
   std::fprintf(stderr, "---- server output (%s) ----\n%s---- end of server output ----\n",
-               s.log_path().c_str(), tail(s.log(), 32 * 1024).c_str());
+               s.log_path().c_str(), tail(s.log(), max_bytes).c_str());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,8 +615,21 @@ inline const std::vector<QuestionSpec>& default_questions() {
   return q;
 }
 
+struct RewardSpec {
+  int rank_from;
+  int rank_to;
+  std::string reward;
+};
+
+inline const std::vector<RewardSpec>& default_rewards() {
+  static const std::vector<RewardSpec> r = {{1, 1, "gold"}};
+  return r;
+}
+
+// A quiz body of spec §4; without `rewards` the key is left out.
 inline std::string quiz_json(int64_t quiz_id, const std::string& title, int64_t opens_at,
-                             int64_t closes_at, const std::vector<QuestionSpec>& qs) {
+                             int64_t closes_at, const std::vector<QuestionSpec>& qs,
+                             const std::vector<RewardSpec>& rewards = default_rewards()) {
   rapidjson::StringBuffer sb;
   rapidjson::Writer<rapidjson::StringBuffer> w(sb);
   w.StartObject();
@@ -584,26 +658,31 @@ inline std::string quiz_json(int64_t quiz_id, const std::string& title, int64_t 
     w.EndObject();
   }
   w.EndArray();
-  w.Key("rewards");
-  w.StartArray();
-  w.StartObject();
-  w.Key("rank_from");
-  w.Int(1);
-  w.Key("rank_to");
-  w.Int(1);
-  w.Key("reward");
-  w.String("gold");
-  w.EndObject();
-  w.EndArray();
+  if (!rewards.empty()) {
+    w.Key("rewards");
+    w.StartArray();
+    for (const auto& r : rewards) {
+      w.StartObject();
+      w.Key("rank_from");
+      w.Int(r.rank_from);
+      w.Key("rank_to");
+      w.Int(r.rank_to);
+      w.Key("reward");
+      w.String(r.reward.c_str());
+      w.EndObject();
+    }
+    w.EndArray();
+  }
   w.EndObject();
   return sb.GetString();
 }
 
 // A quiz open from a minute ago for an hour, with default_questions().
-inline std::string open_quiz_json(int64_t quiz_id) {
+inline std::string open_quiz_json(int64_t quiz_id,
+                                  const std::vector<RewardSpec>& rewards = default_rewards()) {
   const int64_t now = wall_ms();
   return quiz_json(quiz_id, "e2e quiz " + std::to_string(quiz_id), now - 60'000, now + 3'600'000,
-                   default_questions());
+                   default_questions(), rewards);
 }
 
 struct AnswerSpec {
