@@ -60,7 +60,7 @@ bool expect(std::string_view s, size_t& pos, char c) {
 
 std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
   size_t p = 0;
-  int year, month, day, hour, minute, second;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
   if (!digits(s, p, 4, year) || !expect(s, p, '-') || !digits(s, p, 2, month) ||
       !expect(s, p, '-') || !digits(s, p, 2, day))
     return std::nullopt;
@@ -87,7 +87,7 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
   } else if (p < s.size() && (s[p] == '+' || s[p] == '-')) {
     const int sign = s[p] == '+' ? 1 : -1;
     ++p;
-    int oh, om;
+    int oh = 0, om = 0;
     if (!digits(s, p, 2, oh) || !expect(s, p, ':') || !digits(s, p, 2, om)) return std::nullopt;
     if (oh > 23 || om > 59) return std::nullopt;
     offset_min = sign * (oh * 60 + om);
