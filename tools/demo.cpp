@@ -6,8 +6,6 @@
 // invalid answer was rejected with the expected code, and the leaderboard holds every player and
 // matches the standings computed here from what was sent; 1 otherwise; 2 on bad usage.
 #include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 #include <algorithm>
 #include <atomic>
@@ -24,17 +22,19 @@
 #include <thread>
 #include <vector>
 
+#include "tools/api_json.h"
 #include "tools/http_client.h"
 #include "tools/timestamps.h"
 
 namespace {
 
+using Answer = quizflow::tools::AnswerBody;
+using quizflow::tools::answer_json;
 using quizflow::tools::HttpClient;
 using quizflow::tools::HttpResponse;
 using quizflow::tools::rfc3339;
 using quizflow::tools::wall_ms;
 using Clock = std::chrono::steady_clock;
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 constexpr const char* kUsage =
     R"(usage: quizflow-demo --url http://HOST:PORT [--players N] [--questions N] [--quiz-id ID]
@@ -162,42 +162,6 @@ class Problems {
   int64_t count_ = 0;              // guarded by mu_
 };
 
-struct Answer {
-  std::string event_id;
-  int64_t quiz_id = 0;
-  int64_t user_id = 0;
-  int64_t question_id = 0;
-  int64_t option_id = 0;
-  std::string answered_at;
-  int64_t elapsed_ms = 0;
-};
-
-std::string answer_json(const Answer& a, bool extra_field = false) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  w.Key("event_id");
-  w.String(a.event_id.c_str());
-  w.Key("quiz_id");
-  w.Int64(a.quiz_id);
-  w.Key("user_id");
-  w.Int64(a.user_id);
-  w.Key("question_id");
-  w.Int64(a.question_id);
-  w.Key("option_id");
-  w.Int64(a.option_id);
-  w.Key("answered_at");
-  w.String(a.answered_at.c_str());
-  w.Key("elapsed_ms");
-  w.Int64(a.elapsed_ms);
-  if (extra_field) {
-    w.Key("bonus");
-    w.Int(1);
-  }
-  w.EndObject();
-  return sb.GetString();
-}
-
 int correct_option(int question_id) { return (question_id * 7 + 3) % kOptions; }
 
 int64_t points_for(const Answer& a) {
@@ -206,51 +170,12 @@ int64_t points_for(const Answer& a) {
 }
 
 std::string quiz_json(int64_t quiz_id, int questions, int64_t now) {
-  rapidjson::StringBuffer sb;
-  Writer w(sb);
-  w.StartObject();
-  w.Key("quiz_id");
-  w.Int64(quiz_id);
-  w.Key("title");
-  w.String(("quizflow demo " + std::to_string(quiz_id)).c_str());
-  w.Key("opens_at");
-  w.String(rfc3339(now - 60'000).c_str());
-  w.Key("closes_at");
-  w.String(rfc3339(now + 3'600'000).c_str());
-  w.Key("questions");
-  w.StartArray();
-  for (int q = 1; q <= questions; ++q) {
-    w.StartObject();
-    w.Key("question_id");
-    w.Int(q);
-    w.Key("option_count");
-    w.Int(kOptions);
-    w.Key("correct_option");
-    w.Int(correct_option(q));
-    w.Key("points");
-    w.Int64(kPoints);
-    w.Key("time_limit_ms");
-    w.Int64(kTimeLimitMs);
-    w.EndObject();
-  }
-  w.EndArray();
-  w.Key("rewards");
-  w.StartArray();
-  const std::pair<int, int> tiers[] = {{1, 1}, {2, 3}};
-  const char* names[] = {"gold badge", "silver badge"};
-  for (size_t i = 0; i < 2; ++i) {
-    w.StartObject();
-    w.Key("rank_from");
-    w.Int(tiers[i].first);
-    w.Key("rank_to");
-    w.Int(tiers[i].second);
-    w.Key("reward");
-    w.String(names[i]);
-    w.EndObject();
-  }
-  w.EndArray();
-  w.EndObject();
-  return sb.GetString();
+  std::vector<quizflow::tools::QuestionSpec> qs;
+  for (int q = 1; q <= questions; ++q)
+    qs.push_back({q, kOptions, correct_option(q), kPoints, kTimeLimitMs});
+  return quizflow::tools::quiz_json(quiz_id, "quizflow demo " + std::to_string(quiz_id),
+                                    now - 60'000, now + 3'600'000, qs,
+                                    {{1, 1, "gold badge"}, {2, 3, "silver badge"}});
 }
 
 // One answer's fate as the server reported it.

@@ -129,12 +129,13 @@ struct LoadRun {
     if (dir.empty()) return "mkdtemp failed: " + std::string(std::strerror(errno));
     server = std::make_unique<ServerProcess>(
         std::getenv("QUIZFLOW_BIN"), dir, tag,
-        ServerProcess::Env{{"QUIZFLOW_HTTP_ADDR", "127.0.0.1:0"},
-                           {"QUIZFLOW_API_TOKEN", std::nullopt},
-                           {"DB_WRITERS", "1"},
-                           {"BATCH_MAX_SIZE", "50"},
-                           {"QUIZFLOW_DRAIN_TIMEOUT_MS", std::to_string(kDrainTimeoutMs)}});
-    if (std::string e = server->start(); !e.empty()) return "starting the server: " + e;
+        Env{{"QUIZFLOW_HTTP_ADDR", "127.0.0.1:0"},
+            {"QUIZFLOW_API_TOKEN", std::nullopt},
+            {"DB_WRITERS", "1"},
+            {"BATCH_MAX_SIZE", "50"},
+            {"QUIZFLOW_DRAIN_TIMEOUT_MS", std::to_string(kDrainTimeoutMs)}});
+    if (std::string e = server->start(); !e.empty())
+      return "starting the server: " + e + "\n" + server->log();
     quiz_id = unique_quiz_id();
     run = tag + "-" + std::to_string(wall_ms()) + "-" + std::to_string(::getpid());
     if (std::string e = create_quiz(server->port(), quiz_id, run); !e.empty()) return e;
@@ -310,7 +311,7 @@ TEST(Drain, SigtermDuringLoadAnswersEveryRequestAndExitsZero) {
   const std::string log = server.log();
   EXPECT_NE(log.find("quizflow stopped"), std::string::npos) << "no orderly stop in the log";
   if (HasFailure())
-    print_log_tail(server);
+    print_log(server, 24 * 1024);
   else
     std::filesystem::remove_all(load.dir);
 }
@@ -378,7 +379,7 @@ TEST(Drain, SecondSignalDuringDrainForcesPromptExit) {
                                << " answers acknowledged accepted are not in PostgreSQL, e.g. "
                                << missing.front();
   if (HasFailure())
-    print_log_tail(server);
+    print_log(server, 24 * 1024);
   else
     std::filesystem::remove_all(load.dir);
 }

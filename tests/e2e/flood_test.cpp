@@ -230,7 +230,7 @@ TEST(Flood, TenTimesTheSustainableRateIsShedWith503AndNothingAcknowledgedIsLost)
                         {"BATCH_MAX_DELAY_MS", "5"},
                         {"QUIZFLOW_MAX_IN_FLIGHT", "2000"}});
   const std::string start_error = server.start();
-  ASSERT_TRUE(start_error.empty()) << start_error;
+  ASSERT_TRUE(start_error.empty()) << start_error << "\n" << server.log();
   const uint16_t port = server.port();
 
   const int64_t quiz_id = unique_quiz_id();
@@ -426,7 +426,7 @@ TEST(Flood, TenTimesTheSustainableRateIsShedWith503AndNothingAcknowledgedIsLost)
   const std::string log = server.log();
   std::fprintf(stderr, "server log: %zu bytes\n", log.size());
   if (HasFailure())
-    print_log_tail(server);
+    print_log(server, 24 * 1024);
   else
     std::filesystem::remove_all(dir);
 }

@@ -100,7 +100,8 @@ TEST_F(HttpE2E, QuizCreateIsIdempotentConflictsAndValidates) {
   HttpClient c = client();
   const int64_t id = next_quiz_id();
   const int64_t now = wall_ms();
-  const std::string body = quiz_json(id, "capitals", now - 60'000, now + 3'600'000, default_questions(), kRewards);
+  const std::string body =
+      quiz_json(id, "capitals", now - 60'000, now + 3'600'000, default_questions(), kRewards);
 
   HttpResponse r = c.request("POST", "/v1/quizzes", body);
   ASSERT_EQ(r.status, 201) << show(r);
@@ -115,14 +116,15 @@ TEST_F(HttpE2E, QuizCreateIsIdempotentConflictsAndValidates) {
   EXPECT_EQ(r.status, 200) << "the same quiz again: " << show(r);
 
   r = c.request("POST", "/v1/quizzes",
-                quiz_json(id, "capitals, harder", now - 60'000, now + 3'600'000, default_questions(), kRewards));
+                quiz_json(id, "capitals, harder", now - 60'000, now + 3'600'000,
+                          default_questions(), kRewards));
   EXPECT_EQ(r.status, 409) << "a different quiz with the same id: " << show(r);
   EXPECT_EQ(error_code(r), "conflict") << show(r);
 
   // option_count 11 is out of range (2-10).
-  r = c.request(
-      "POST", "/v1/quizzes",
-      quiz_json(next_quiz_id(), "bad", now - 60'000, now + 3'600'000, {{1, 11, 0, 1000, 20000}}, kRewards));
+  r = c.request("POST", "/v1/quizzes",
+                quiz_json(next_quiz_id(), "bad", now - 60'000, now + 3'600'000,
+                          {{1, 11, 0, 1000, 20000}}, kRewards));
   EXPECT_EQ(r.status, 422) << show(r);
   d = parse(r);
   ASSERT_TRUE(!d.HasParseError() && d.IsObject() && d.HasMember("error")) << show(r);
@@ -410,7 +412,8 @@ TEST_F(HttpE2E, ApiTokenGuardsWritesAndIsNeverLogged) {
 
     const int64_t quiz = next_quiz_id();
     const int64_t now = wall_ms();
-    const std::string qbody = quiz_json(quiz, "guarded", now - 60'000, now + 3'600'000, default_questions(), kRewards);
+    const std::string qbody =
+        quiz_json(quiz, "guarded", now - 60'000, now + 3'600'000, default_questions(), kRewards);
     HttpResponse r = c.request("POST", "/v1/quizzes", qbody);
     EXPECT_EQ(r.status, 401) << "quiz without a token: " << show(r);
     EXPECT_EQ(error_code(r), "unauthorized") << show(r);

@@ -451,18 +451,15 @@ inline BatchVerdicts parse_verdicts(const std::string& body, const std::vector<s
 // output lines. `error` is set (and the lines are empty) when psql failed.
 inline std::vector<std::string> psql_lines(const std::string& sql, std::string& error) {
   std::vector<std::string> lines;
-  const char* db = std::getenv("DATABASE_URL");
-  if (db == nullptr || *db == '\0') {
-    error = "DATABASE_URL is not set";
-    return lines;
-  }
+  const std::string db = qf_e2e::database_url(error);
+  if (db.empty()) return lines;
   if (sql.find('"') != std::string::npos || sql.find('$') != std::string::npos ||
       sql.find('`') != std::string::npos || sql.find('\\') != std::string::npos) {
     error = "the SQL must not contain \" $ ` or \\";
     return lines;
   }
   const std::string cmd =
-      std::string("psql -X -q -A -t -v ON_ERROR_STOP=1 -d '") + db + "' -c \"" + sql + "\" 2>&1";
+      "psql -X -q -A -t -v ON_ERROR_STOP=1 -d '" + db + "' -c \"" + sql + "\" 2>&1";
   int exit_code = 0;
   const std::string out = qf_e2e::shell(cmd, exit_code);
   if (exit_code != 0) {

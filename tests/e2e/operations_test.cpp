@@ -8,6 +8,8 @@
 // in a temporary directory, printed when a test fails (the directory is then kept).
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <cmath>
 #include <map>

@@ -9,8 +9,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -36,6 +34,7 @@
 #include <utility>
 #include <vector>
 
+#include "tools/api_json.h"
 #include "tools/http_client.h"
 #include "tools/timestamps.h"
 
@@ -45,6 +44,9 @@ namespace qf_e2e {
 
 using quizflow::tools::HttpClient;
 using quizflow::tools::HttpResponse;
+using quizflow::tools::QuestionSpec;
+using quizflow::tools::quiz_json;
+using quizflow::tools::RewardSpec;
 using quizflow::tools::rfc3339;
 using quizflow::tools::wall_ms;
 using namespace std::chrono_literals;
@@ -598,14 +600,6 @@ inline std::string str_at(const rapidjson::Value& root, const std::string& path)
   return v->GetString();
 }
 
-struct QuestionSpec {
-  int question_id;
-  int option_count;
-  int correct_option;
-  int64_t points;
-  int64_t time_limit_ms;
-};
-
 inline const std::vector<QuestionSpec>& default_questions() {
   static const std::vector<QuestionSpec> q = {
       {1, 4, 2, 1000, 20000},
@@ -615,66 +609,9 @@ inline const std::vector<QuestionSpec>& default_questions() {
   return q;
 }
 
-struct RewardSpec {
-  int rank_from;
-  int rank_to;
-  std::string reward;
-};
-
 inline const std::vector<RewardSpec>& default_rewards() {
   static const std::vector<RewardSpec> r = {{1, 1, "gold"}};
   return r;
-}
-
-// A quiz body of spec §4; without `rewards` the key is left out.
-inline std::string quiz_json(int64_t quiz_id, const std::string& title, int64_t opens_at,
-                             int64_t closes_at, const std::vector<QuestionSpec>& qs,
-                             const std::vector<RewardSpec>& rewards = default_rewards()) {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  w.StartObject();
-  w.Key("quiz_id");
-  w.Int64(quiz_id);
-  w.Key("title");
-  w.String(title.c_str());
-  w.Key("opens_at");
-  w.String(rfc3339(opens_at).c_str());
-  w.Key("closes_at");
-  w.String(rfc3339(closes_at).c_str());
-  w.Key("questions");
-  w.StartArray();
-  for (const auto& q : qs) {
-    w.StartObject();
-    w.Key("question_id");
-    w.Int(q.question_id);
-    w.Key("option_count");
-    w.Int(q.option_count);
-    w.Key("correct_option");
-    w.Int(q.correct_option);
-    w.Key("points");
-    w.Int64(q.points);
-    w.Key("time_limit_ms");
-    w.Int64(q.time_limit_ms);
-    w.EndObject();
-  }
-  w.EndArray();
-  if (!rewards.empty()) {
-    w.Key("rewards");
-    w.StartArray();
-    for (const auto& r : rewards) {
-      w.StartObject();
-      w.Key("rank_from");
-      w.Int(r.rank_from);
-      w.Key("rank_to");
-      w.Int(r.rank_to);
-      w.Key("reward");
-      w.String(r.reward.c_str());
-      w.EndObject();
-    }
-    w.EndArray();
-  }
-  w.EndObject();
-  return sb.GetString();
 }
 
 // A quiz open from a minute ago for an hour, with default_questions().
@@ -696,25 +633,8 @@ struct AnswerSpec {
 };
 
 inline std::string answer_json(const AnswerSpec& a) {
-  rapidjson::StringBuffer sb;
-  rapidjson::Writer<rapidjson::StringBuffer> w(sb);
-  w.StartObject();
-  w.Key("event_id");
-  w.String(a.event_id.c_str());
-  w.Key("quiz_id");
-  w.Int64(a.quiz_id);
-  w.Key("user_id");
-  w.Int64(a.user_id);
-  w.Key("question_id");
-  w.Int(a.question_id);
-  w.Key("option_id");
-  w.Int(a.option_id);
-  w.Key("answered_at");
-  w.String(rfc3339(a.answered_at_ms).c_str());
-  w.Key("elapsed_ms");
-  w.Int64(a.elapsed_ms);
-  w.EndObject();
-  return sb.GetString();
+  return quizflow::tools::answer_json({a.event_id, a.quiz_id, a.user_id, a.question_id, a.option_id,
+                                       rfc3339(a.answered_at_ms), a.elapsed_ms});
 }
 
 inline std::string batch_json(const std::vector<std::string>& items) {

@@ -217,15 +217,17 @@ TEST_F(ConfigTest, UnreadableOrNonObjectFile) {
   EXPECT_TRUE(load_error(file("{\"db_pool_size\":5} trailing")).has_value());
 }
 
+// The key named by the ConfigError validate_config() throws for `c`, or nullopt when it passes.
+std::optional<std::string> key_of(const Config& c) {
+  try {
+    validate_config(c);
+  } catch (const ConfigError& e) {
+    return e.key;
+  }
+  return std::nullopt;
+}
+
 TEST_F(ConfigTest, ValidateConfigNamesTheKey) {
-  auto key_of = [](const Config& c) -> std::optional<std::string> {
-    try {
-      validate_config(c);
-    } catch (const ConfigError& e) {
-      return e.key;
-    }
-    return std::nullopt;
-  };
   EXPECT_EQ(key_of(Config{}), std::nullopt);
   Config c;
   c.db_pool_size = 0;
@@ -247,14 +249,6 @@ TEST_F(ConfigTest, ValidateConfigNamesTheKey) {
 }
 
 TEST_F(ConfigTest, EmptyTopicNamesItsOwnKey) {
-  auto key_of = [](const Config& c) -> std::string {
-    try {
-      validate_config(c);
-    } catch (const ConfigError& e) {
-      return e.key;
-    }
-    return "";
-  };
   Config c;
   c.topic_answers = "";
   EXPECT_EQ(key_of(c), "KAFKA_TOPIC_ANSWERS");

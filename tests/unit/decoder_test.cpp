@@ -3,31 +3,20 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <ctime>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "stages/ingest.h"
+#include "unit/test_util.h"
 
 namespace quizflow::stages {
 namespace {
 
 using Fields = std::vector<std::pair<std::string, std::string>>;  // name -> raw JSON value
 
-// Milliseconds since the epoch of a UTC civil time, computed with the C library (independent of
-// the code under test).
-int64_t utc_ms(int y, int mo, int d, int h, int mi, int s, int ms = 0) {
-  std::tm t{};
-  t.tm_year = y - 1900;
-  t.tm_mon = mo - 1;
-  t.tm_mday = d;
-  t.tm_hour = h;
-  t.tm_min = mi;
-  t.tm_sec = s;
-  return static_cast<int64_t>(timegm(&t)) * 1000 + ms;
-}
+using test::utc_ms;
 
 Fields base_fields() {
   return {{"event_id", "\"ev-1\""}, {"quiz_id", "7"},

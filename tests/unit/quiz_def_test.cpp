@@ -3,26 +3,17 @@
 
 #include <algorithm>
 #include <atomic>
-#include <ctime>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "pipeline/quiz.h"
+#include "unit/test_util.h"
 
 namespace quizflow {
 namespace {
 
-int64_t utc_ms(int y, int mo, int d, int h, int mi, int s, int ms = 0) {
-  std::tm t{};
-  t.tm_year = y - 1900;
-  t.tm_mon = mo - 1;
-  t.tm_mday = d;
-  t.tm_hour = h;
-  t.tm_min = mi;
-  t.tm_sec = s;
-  return static_cast<int64_t>(timegm(&t)) * 1000 + ms;
-}
+using test::utc_ms;
 
 // A valid quiz body with placeholders substituted by callers.
 std::string quiz_json(const std::string& questions =

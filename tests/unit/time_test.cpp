@@ -8,21 +8,12 @@
 #include <string>
 
 #include "pipeline/time_util.h"
+#include "unit/test_util.h"
 
 namespace quizflow {
 namespace {
 
-// Expected values computed with the C library.
-int64_t utc_ms(int y, int mo, int d, int h, int mi, int s, int ms = 0) {
-  std::tm t{};
-  t.tm_year = y - 1900;
-  t.tm_mon = mo - 1;
-  t.tm_mday = d;
-  t.tm_hour = h;
-  t.tm_min = mi;
-  t.tm_sec = s;
-  return static_cast<int64_t>(timegm(&t)) * 1000 + ms;
-}
+using test::utc_ms;
 
 std::string gm_format(int64_t ms) {  // reference formatter
   int64_t secs = ms / 1000, rem = ms % 1000;

@@ -4,25 +4,16 @@
 
 #include <gtest/gtest.h>
 
-#include <ctime>
 #include <memory>
 #include <string>
 
 #include "pipeline/quiz.h"
+#include "unit/test_util.h"
 
 namespace quizflow::stages {
 namespace {
 
-int64_t utc_ms(int y, int mo, int d, int h, int mi, int s) {
-  std::tm t{};
-  t.tm_year = y - 1900;
-  t.tm_mon = mo - 1;
-  t.tm_mday = d;
-  t.tm_hour = h;
-  t.tm_min = mi;
-  t.tm_sec = s;
-  return static_cast<int64_t>(timegm(&t)) * 1000;
-}
+using test::utc_ms;
 
 constexpr int64_t kQuiz = 10;
 const int64_t kOpens = utc_ms(2026, 3, 1, 10, 0, 0);
