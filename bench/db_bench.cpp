@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "egress/batch_sql.h"
 #include "egress/batch_writer.h"
 #include "egress/migrations.h"
 #include "egress/pg_pool.h"
@@ -1015,18 +1016,7 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
 
   static void create_profile_staging(pqxx::connection& c) {
     pqxx::nontransaction tx(c);
-    tx.exec(R"SQL(
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_events (
-  event_id text COLLATE "C", quiz_id bigint, user_id bigint, question_id integer,
-  option_id integer, answered_at timestamptz, elapsed_ms integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_counted (
-  quiz_id bigint, user_id bigint, question_id integer, event_id text COLLATE "C",
-  answered_at timestamptz, option_id integer, correct boolean, points bigint,
-  elapsed_ms integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
-  quiz_id bigint, user_id bigint, score bigint, correct integer, time_ms bigint)
-  ON COMMIT DELETE ROWS;
-)SQL");
+    tx.exec(quizflow::egress::batch_sql::kCreateStaging);
   }
 
   static CaseResult profile_b(pqxx::connection& c, const Dataset& d, const std::string& tag) {
@@ -1060,13 +1050,7 @@ CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
       });
       std::vector<bool> inserted;
       st.time("insert_events", [&] {
-        const pqxx::result ins = tx->exec(R"SQL(
-INSERT INTO answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at,
-                           elapsed_ms)
-SELECT event_id, quiz_id, user_id, question_id, option_id, answered_at, elapsed_ms
-FROM qf_stage_events ORDER BY event_id
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id)SQL");
+        const pqxx::result ins = tx->exec(quizflow::egress::batch_sql::kInsertEvents);
         inserted.assign(events.size(), false);
         std::unordered_map<std::string_view, size_t> index;
         index.reserve(events.size());
@@ -1095,18 +1079,7 @@ RETURNING event_id)SQL");
           }
           s.complete();
         });
-        st.time("upsert_counted", [&] {
-          tx->exec(R"SQL(
-INSERT INTO counted_answers AS c (quiz_id, user_id, question_id, event_id, answered_at,
-                                  option_id, correct, points, elapsed_ms)
-SELECT quiz_id, user_id, question_id, event_id, answered_at, option_id, correct, points,
-       elapsed_ms
-FROM qf_stage_counted ORDER BY quiz_id, user_id, question_id
-ON CONFLICT (quiz_id, user_id, question_id) DO UPDATE SET
-  event_id = EXCLUDED.event_id, answered_at = EXCLUDED.answered_at,
-  option_id = EXCLUDED.option_id, correct = EXCLUDED.correct, points = EXCLUDED.points,
-  elapsed_ms = EXCLUDED.elapsed_ms)SQL");
-        });
+        st.time("upsert_counted", [&] { tx->exec(quizflow::egress::batch_sql::kUpsertCounted); });
       }
       if (!proposal.standings.empty()) {
         st.time("copy_standings", [&] {
@@ -1115,19 +1088,12 @@ ON CONFLICT (quiz_id, user_id, question_id) DO UPDATE SET
             s << std::make_tuple(x.quiz_id, x.user_id, x.score, x.correct, x.time_ms);
           s.complete();
         });
-        st.time("upsert_standings", [&] {
-          tx->exec(R"SQL(
-INSERT INTO standings AS s (quiz_id, user_id, score, correct, time_ms)
-SELECT quiz_id, user_id, score, correct, time_ms
-FROM qf_stage_standings ORDER BY quiz_id, user_id
-ON CONFLICT (quiz_id, user_id) DO UPDATE SET
-  score = EXCLUDED.score, correct = EXCLUDED.correct, time_ms = EXCLUDED.time_ms,
-  updated_at = now())SQL");
-        });
+        st.time("upsert_standings",
+                [&] { tx->exec(quizflow::egress::batch_sql::kUpsertStandings); });
       }
       st.time("insert_batch", [&] {
-        tx->exec_params("INSERT INTO batches (batch_key, quiz_id, events) VALUES ($1, $2, $3)", key,
-                        b.quiz_id, static_cast<int64_t>(events.size()));
+        tx->exec_params(quizflow::egress::batch_sql::kInsertBatch, key, b.quiz_id,
+                        static_cast<int64_t>(events.size()));
       });
       st.time("commit", [&] { tx->commit(); });
       tx.reset();

@@ -7,6 +7,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "egress/batch_sql.h"
 #include "egress/pg_conn.h"
 #include "pipeline/time_util.h"
 
@@ -25,18 +26,7 @@ namespace {
 // Per-connection staging tables, emptied at every commit.
 void create_staging(pqxx::connection& c) {
   pqxx::nontransaction tx(c);
-  tx.exec(R"SQL(
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_events (
-  event_id text COLLATE "C", quiz_id bigint, user_id bigint, question_id integer,
-  option_id integer, answered_at timestamptz, elapsed_ms integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_counted (
-  quiz_id bigint, user_id bigint, question_id integer, event_id text COLLATE "C",
-  answered_at timestamptz, option_id integer, correct boolean, points bigint,
-  elapsed_ms integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
-  quiz_id bigint, user_id bigint, score bigint, correct integer, time_ms bigint)
-  ON COMMIT DELETE ROWS;
-)SQL");
+  tx.exec(batch_sql::kCreateStaging);
 }
 
 }  // namespace
@@ -120,13 +110,7 @@ void PgBatchWriter::run(pqxx::connection_base& c, int64_t quiz_id, const std::st
     }
     s.complete();
   }
-  const pqxx::result ins = tx.exec(R"SQL(
-INSERT INTO answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at,
-                           elapsed_ms)
-SELECT event_id, quiz_id, user_id, question_id, option_id, answered_at, elapsed_ms
-FROM qf_stage_events ORDER BY event_id
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id)SQL");
+  const pqxx::result ins = tx.exec(batch_sql::kInsertEvents);
   out.inserted.assign(events.size(), false);
   {
     std::unordered_map<std::string_view, size_t> index;
@@ -148,16 +132,7 @@ RETURNING event_id)SQL");
       }
       s.complete();
     }
-    tx.exec(R"SQL(
-INSERT INTO counted_answers AS c (quiz_id, user_id, question_id, event_id, answered_at,
-                                  option_id, correct, points, elapsed_ms)
-SELECT quiz_id, user_id, question_id, event_id, answered_at, option_id, correct, points,
-       elapsed_ms
-FROM qf_stage_counted ORDER BY quiz_id, user_id, question_id
-ON CONFLICT (quiz_id, user_id, question_id) DO UPDATE SET
-  event_id = EXCLUDED.event_id, answered_at = EXCLUDED.answered_at,
-  option_id = EXCLUDED.option_id, correct = EXCLUDED.correct, points = EXCLUDED.points,
-  elapsed_ms = EXCLUDED.elapsed_ms)SQL");
+    tx.exec(batch_sql::kUpsertCounted);
   }
   if (!rows.standings.empty()) {
     {
@@ -166,16 +141,9 @@ ON CONFLICT (quiz_id, user_id, question_id) DO UPDATE SET
         s << std::make_tuple(r.quiz_id, r.user_id, r.score, r.correct, r.time_ms);
       s.complete();
     }
-    tx.exec(R"SQL(
-INSERT INTO standings AS s (quiz_id, user_id, score, correct, time_ms)
-SELECT quiz_id, user_id, score, correct, time_ms
-FROM qf_stage_standings ORDER BY quiz_id, user_id
-ON CONFLICT (quiz_id, user_id) DO UPDATE SET
-  score = EXCLUDED.score, correct = EXCLUDED.correct, time_ms = EXCLUDED.time_ms,
-  updated_at = now())SQL");
+    tx.exec(batch_sql::kUpsertStandings);
   }
-  tx.exec_params("INSERT INTO batches (batch_key, quiz_id, events) VALUES ($1, $2, $3)", batch_key,
-                 quiz_id, static_cast<int64_t>(events.size()));
+  tx.exec_params(batch_sql::kInsertBatch, batch_key, quiz_id, static_cast<int64_t>(events.size()));
   commit_sent = true;
   tx.commit();
 }

@@ -27,7 +27,7 @@ struct Config {
   int http_header_timeout_ms = 10000;     // QUIZFLOW_HTTP_HEADER_TIMEOUT_MS
   int http_body_timeout_ms = 20000;       // QUIZFLOW_HTTP_BODY_TIMEOUT_MS
   int http_keepalive_timeout_ms = 60000;
-                                       // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
+  // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
 
   int db_pool_size = 30;                // DB_POOL_SIZE (connections kept)
   int db_max_overflow = 50;             // DB_MAX_OVERFLOW
