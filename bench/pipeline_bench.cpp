@@ -46,7 +46,7 @@ struct Outcome {
 };
 
 Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, size_t per_request,
-                 uint32_t seed) {
+                 uint32_t seed, int delay_ms) {
   const std::string db = "qf_bench_pipe_" + std::to_string(std::random_device{}());
   {
     pqxx::connection conn(admin_url);
@@ -58,7 +58,7 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
     Config cfg;
     cfg.database_url = with_db(admin_url, db);
     cfg.batch_max_size = 5000;
-    cfg.batch_max_delay_ms = 5;
+    cfg.batch_max_delay_ms = delay_ms;
     cfg.db_writers = 2;
     cfg.max_in_flight_events = 200000;
     auto producer = std::make_unique<egress::KafkaProducer>(
@@ -153,6 +153,7 @@ int main(int argc, char** argv) {
   std::string url = std::getenv("DATABASE_URL") ? std::getenv("DATABASE_URL") : "";
   size_t answers = 400000, per_request = 1000;
   int many = 5000;
+  int delay_ms = Config{}.batch_max_delay_ms;  // the default unless --delay-ms
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -164,13 +165,15 @@ int main(int argc, char** argv) {
       per_request = std::stoul(next());
     else if (a == "--many")
       many = std::stoi(next());
+    else if (a == "--delay-ms")
+      delay_ms = std::stoi(next());
     else if (a == "--smoke") {
       answers = 20000;
       many = 200;
     } else {
       std::fprintf(stderr,
                    "usage: qf-pipeline-bench [--url URL] [--answers N] [--request K] "
-                   "[--many Q] [--smoke]\n");
+                   "[--many Q] [--delay-ms D] [--smoke]\n");
       return 2;
     }
   }
@@ -182,7 +185,8 @@ int main(int argc, char** argv) {
   const std::vector<Case> cases = {{"few_large_quizzes", 10}, {"many_small_quizzes", many}};
   std::vector<Outcome> outs;
   for (size_t i = 0; i < cases.size(); ++i) {
-    const Outcome o = run_case(url, cases[i], answers, per_request, 42 + static_cast<uint32_t>(i));
+    const Outcome o =
+        run_case(url, cases[i], answers, per_request, 42 + static_cast<uint32_t>(i), delay_ms);
     outs.push_back(o);
     std::printf("RESULT bench=pipeline case=%s metric=answers_per_s value=%.0f unit=answers/s\n",
                 cases[i].name.c_str(), o.answers_per_s);
