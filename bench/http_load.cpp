@@ -56,6 +56,7 @@
 #include <vector>
 
 #include "tools/http_client.h"
+#include "tools/timestamps.h"
 
 namespace {
 
@@ -115,22 +116,8 @@ int64_t mono_ns() {
   return int64_t{ts.tv_sec} * kNs + ts.tv_nsec;
 }
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string rfc3339(int64_t ms) {
-  const time_t secs = static_cast<time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
-}
+using quizflow::tools::rfc3339;
+using quizflow::tools::wall_ms;
 
 // ---------------------------------------------------------------- options
 

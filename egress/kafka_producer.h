@@ -35,7 +35,6 @@ class KafkaProducer final : public NotificationSink {
   SinkStats stats() const override;
   bool healthy(std::string& why) override;
   std::string bootstrap() const override { return bootstrap_; }
-  bool is_mock() const { return mock_ != nullptr; }
 
  private:
   static void on_delivery(rd_kafka_s* rk, const void* msg, void* opaque);

@@ -155,10 +155,9 @@ struct Graph::Impl {
       r->arm(0);
       return;
     }
-    RequestPtr keep = r;  // arm() may complete the request; keep it alive for the hand-off
-    r->arm(ok);
+    r->arm(ok);  // ok > 0 items stay pending: the request cannot complete here
     m(kValidate).backlog.fetch_add(static_cast<int64_t>(ok), std::memory_order_relaxed);
-    std::get<0>(p).try_put(BatchInput{Validated{std::move(keep), {}}});
+    std::get<0>(p).try_put(BatchInput{Validated{r, {}}});
   }
 
   // ---- validate: typed events -> accepted candidates or rejections ----

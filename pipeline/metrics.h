@@ -72,7 +72,6 @@ enum StageIndex : size_t { kIngest = 0, kValidate, kBatch, kScore, kNotify };
 struct PipelineMetrics {
   std::array<StageMetrics, kStageNames.size()> stages;
   BatchMetrics batches;
-  std::atomic<int64_t> http_requests{0};
   std::atomic<int64_t> http_overloaded{0};   // answered 503 at the door
   std::atomic<int64_t> events_in_flight{0};  // admitted, not yet answered
 };
