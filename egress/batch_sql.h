@@ -1,5 +1,5 @@
-// The SQL of the per-quiz-batch transaction (egress/batch_writer.cpp), in one place so that the
-// DB-path benchmark profiles exactly the statements the writer runs.
+// The SQL of the batch transaction (egress/batch_writer.cpp), in one place so that the DB-path
+// benchmark profiles exactly the statements the writer runs.
 #pragma once
 
 namespace quizflow::egress::batch_sql {
@@ -18,6 +18,22 @@ CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
   ON COMMIT DELETE ROWS;
 )SQL";
 
+// Binary COPY targets. The field order is the column order listed here.
+inline constexpr const char* kCopyEvents =
+    "COPY qf_stage_events (event_id, quiz_id, user_id, question_id, option_id, answered_at, "
+    "elapsed_ms) FROM STDIN (FORMAT binary)";
+inline constexpr const char* kCopyCountedNew =
+    "COPY counted_answers (quiz_id, user_id, question_id, event_id, answered_at, option_id, "
+    "correct, points, elapsed_ms) FROM STDIN (FORMAT binary)";
+inline constexpr const char* kCopyCountedStage =
+    "COPY qf_stage_counted (quiz_id, user_id, question_id, event_id, answered_at, option_id, "
+    "correct, points, elapsed_ms) FROM STDIN (FORMAT binary)";
+inline constexpr const char* kCopyStandingsNew =
+    "COPY standings (quiz_id, user_id, score, correct, time_ms) FROM STDIN (FORMAT binary)";
+inline constexpr const char* kCopyStandingsStage =
+    "COPY qf_stage_standings (quiz_id, user_id, score, correct, time_ms) FROM STDIN "
+    "(FORMAT binary)";
+
 // Appends the staged events to the event log; returns the event_ids that were new.
 inline constexpr const char* kInsertEvents = R"SQL(
 INSERT INTO answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at,
@@ -27,7 +43,24 @@ FROM qf_stage_events ORDER BY event_id
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id)SQL";
 
-// Writes the counted answers the engine derived (absolute rows).
+// Fast path: the engine knows which counted answers and standings rows exist (it holds them in
+// memory), so new rows are copied straight into their tables and only the staged rows that
+// replace stored ones are updated. Every staged row must match exactly one stored row.
+inline constexpr const char* kUpdateCounted = R"SQL(
+UPDATE counted_answers AS c SET
+  event_id = s.event_id, answered_at = s.answered_at, option_id = s.option_id,
+  correct = s.correct, points = s.points, elapsed_ms = s.elapsed_ms
+FROM qf_stage_counted AS s
+WHERE c.quiz_id = s.quiz_id AND c.user_id = s.user_id AND c.question_id = s.question_id)SQL";
+
+inline constexpr const char* kUpdateStandings = R"SQL(
+UPDATE standings AS t SET
+  score = s.score, correct = s.correct, time_ms = s.time_ms, updated_at = now()
+FROM qf_stage_standings AS s
+WHERE t.quiz_id = s.quiz_id AND t.user_id = s.user_id)SQL";
+
+// Safe path, used when the fast path found the stored rows other than the engine expected:
+// every staged row is upserted.
 inline constexpr const char* kUpsertCounted = R"SQL(
 INSERT INTO counted_answers AS c (quiz_id, user_id, question_id, event_id, answered_at,
                                   option_id, correct, points, elapsed_ms)
@@ -39,7 +72,6 @@ ON CONFLICT (quiz_id, user_id, question_id) DO UPDATE SET
   option_id = EXCLUDED.option_id, correct = EXCLUDED.correct, points = EXCLUDED.points,
   elapsed_ms = EXCLUDED.elapsed_ms)SQL";
 
-// Writes the touched players' standings (absolute rows).
 inline constexpr const char* kUpsertStandings = R"SQL(
 INSERT INTO standings AS s (quiz_id, user_id, score, correct, time_ms)
 SELECT quiz_id, user_id, score, correct, time_ms
@@ -48,8 +80,10 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
   score = EXCLUDED.score, correct = EXCLUDED.correct, time_ms = EXCLUDED.time_ms,
   updated_at = now())SQL";
 
-// Records the batch: proves one transaction per batch and resolves in-doubt commits.
+// Records the transaction: proves one transaction per batch and resolves in-doubt commits.
+// $2 is the quiz when the transaction holds one quiz's batch (else NULL), $3 every quiz in it.
 inline constexpr const char* kInsertBatch =
-    "INSERT INTO batches (batch_key, quiz_id, events) VALUES ($1, $2, $3)";
+    "INSERT INTO batches (batch_key, quiz_id, quiz_ids, events) "
+    "VALUES ($1, NULLIF($2::bigint, 0), $3::bigint[], $4)";
 
 }  // namespace quizflow::egress::batch_sql

@@ -2,14 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <optional>
 #include <pqxx/pqxx>
+#include <stdexcept>
 #include <thread>
 #include <unordered_map>
 
 #include "egress/batch_sql.h"
 #include "egress/pg_conn.h"
-#include "pipeline/time_util.h"
+#include "egress/pg_copy.h"
 
 namespace quizflow::egress {
 
@@ -24,19 +26,99 @@ std::string one_line(const std::string& s) {
 namespace {
 
 // Per-connection staging tables, emptied at every commit.
-void create_staging(pqxx::connection& c) {
+void create_staging(pqxx::connection_base& c) {
   pqxx::nontransaction tx(c);
   tx.exec(batch_sql::kCreateStaging);
 }
 
+// The stored rows were not what the engine expected (a fast-path statement found a row it
+// thought absent, or missed one it thought present).
+struct StateMismatch : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string join_ids(const std::vector<int64_t>& ids) {
+  std::string out = "{";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(ids[i]);
+  }
+  return out + "}";
+}
+
+void encode_counted(BinaryCopy& bc, const std::vector<const CountedRow*>& rows) {
+  bc.start(rows.size());
+  for (const CountedRow* r : rows) {
+    bc.row(9);
+    bc.int8(r->quiz_id);
+    bc.int8(r->user_id);
+    bc.int4(r->question_id);
+    bc.text(r->event_id);
+    bc.timestamptz_ms(r->answered_at_ms);
+    bc.int4(r->option_id);
+    bc.boolean(r->correct);
+    bc.int8(r->points);
+    bc.int4(static_cast<int32_t>(r->elapsed_ms));
+  }
+}
+
+void encode_standings(BinaryCopy& bc, const std::vector<const StandingRow*>& rows) {
+  bc.start(rows.size());
+  for (const StandingRow* r : rows) {
+    bc.row(5);
+    bc.int8(r->quiz_id);
+    bc.int8(r->user_id);
+    bc.int8(r->score);
+    bc.int4(static_cast<int32_t>(r->correct));
+    bc.int8(r->time_ms);
+  }
+}
+
+// Writes `rows` (counted answers or standings): in the fast path new rows are copied into the
+// table and the others updated through the staging table, each update matching exactly one
+// stored row; in the safe path all rows are staged and upserted.
+template <typename Row, typename Encode>
+void write_rows(pqxx::work& tx, pg_conn* raw, BinaryCopy& bc, const std::vector<Row>& rows,
+                bool upsert, bool (*stored)(const Row&), Encode encode, const char* copy_new,
+                const char* copy_stage, const char* update, const char* upsert_sql) {
+  if (rows.empty()) return;
+  std::vector<const Row*> fresh, replace;
+  for (const Row& r : rows) (upsert || stored(r) ? replace : fresh).push_back(&r);
+  if (!fresh.empty()) {
+    encode(bc, fresh);
+    copy_in(raw, copy_new, bc.finish());
+  }
+  if (replace.empty()) return;
+  encode(bc, replace);
+  copy_in(raw, copy_stage, bc.finish());
+  if (upsert) {
+    tx.exec(upsert_sql);
+    return;
+  }
+  const pqxx::result r = tx.exec(update);
+  if (r.affected_rows() != replace.size())
+    throw StateMismatch("expected to update " + std::to_string(replace.size()) +
+                        " stored rows, found " + std::to_string(r.affected_rows()));
+}
+
 }  // namespace
+
+struct PgBatchWriter::Attempt {
+  const std::vector<int64_t>& quiz_ids;
+  const std::string& batch_key;
+  const std::vector<const AnswerEvent*>& events;
+  const DeriveFn& derive;
+  bool upsert = false;  // the safe path (see commit)
+};
 
 PgBatchWriter::PgBatchWriter(std::shared_ptr<PgPool> pool) : pool_(std::move(pool)) {}
 
-CommitOutcome PgBatchWriter::commit(int64_t quiz_id, const std::string& batch_key,
+CommitOutcome PgBatchWriter::commit(const std::vector<int64_t>& quiz_ids,
+                                    const std::string& batch_key,
                                     const std::vector<const AnswerEvent*>& events,
                                     const DeriveFn& derive) {
   CommitOutcome out;
+  Attempt a{quiz_ids, batch_key, events, derive};
   for (int attempt = 1; attempt <= 3; ++attempt) {
     bool commit_sent = false;
     std::optional<PgPool::Lease> lease;
@@ -47,7 +129,7 @@ CommitOutcome PgBatchWriter::commit(int64_t quiz_id, const std::string& batch_ke
         create_staging(*conn.c);
         conn.staged = true;
       }
-      run(*conn.c, quiz_id, batch_key, events, derive, out, commit_sent);
+      run(conn, a, out, commit_sent);
       out.ok = true;
       return out;
     } catch (const PoolTimeout& e) {
@@ -66,13 +148,25 @@ CommitOutcome PgBatchWriter::commit(int64_t quiz_id, const std::string& batch_ke
     } catch (const std::exception& e) {
       if (lease) lease->discard();  // the transaction is gone; never reuse its state
       out.error = one_line(e.what());
+      const bool mismatch = dynamic_cast<const StateMismatch*>(&e) != nullptr ||
+                            dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr;
+      if (mismatch && !a.upsert && !commit_sent) {
+        // The stored counted answers or standings differ from the engine's: redo with upserts,
+        // which give the same result whatever is stored.
+        a.upsert = true;
+        ++upsert_fallbacks_;
+        spdlog::warn(
+            "batch {}: stored rows differ from the engine's state ({}); redoing the "
+            "transaction with upserts",
+            batch_key, out.error);
+        continue;
+      }
       spdlog::error("batch {}: {}", batch_key, out.error);
       return out;
     }
   }
   return out;
 }
-
 CommitOutcome PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const std::string& why,
                                               CommitOutcome out) {
   spdlog::warn("batch {}: commit outcome unknown ({}); checking", batch_key, one_line(why));
@@ -98,54 +192,69 @@ CommitOutcome PgBatchWriter::resolve_in_doubt(const std::string& batch_key, cons
   return out;
 }
 
-void PgBatchWriter::run(pqxx::connection_base& c, int64_t quiz_id, const std::string& batch_key,
-                        const std::vector<const AnswerEvent*>& events, const DeriveFn& derive,
-                        CommitOutcome& out, bool& commit_sent) {
-  pqxx::work tx(c);
-  {
-    pqxx::stream_to s(tx, "qf_stage_events");
-    for (const AnswerEvent* e : events) {
-      s << std::make_tuple(e->event_id, e->quiz_id, e->user_id, e->question_id, e->option_id,
-                           format_rfc3339_ms(e->answered_at_ms), e->elapsed_ms);
-    }
-    s.complete();
+template <typename F>
+void PgBatchWriter::step(const char* name, F&& f) {
+  if (!step_timer_) {
+    f();
+    return;
   }
-  const pqxx::result ins = tx.exec(batch_sql::kInsertEvents);
-  out.inserted.assign(events.size(), false);
-  {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  step_timer_(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out,
+                        bool& commit_sent) {
+  std::optional<pqxx::work> tx;
+  step("begin", [&] { tx.emplace(*conn.c); });
+  pg_conn* raw = conn.c->raw();
+  BinaryCopy bc;
+  step("copy_events", [&] {
+    bc.start(a.events.size());
+    for (const AnswerEvent* e : a.events) {
+      bc.row(7);
+      bc.text(e->event_id);
+      bc.int8(e->quiz_id);
+      bc.int8(e->user_id);
+      bc.int4(e->question_id);
+      bc.int4(static_cast<int32_t>(e->option_id));
+      bc.timestamptz_ms(e->answered_at_ms);
+      bc.int4(static_cast<int32_t>(e->elapsed_ms));
+    }
+    copy_in(raw, batch_sql::kCopyEvents, bc.finish());
+  });
+  step("insert_events", [&] {
+    const pqxx::result ins = tx->exec(batch_sql::kInsertEvents);
+    out.inserted.assign(a.events.size(), false);
     std::unordered_map<std::string_view, size_t> index;
-    index.reserve(events.size());
-    for (size_t i = 0; i < events.size(); ++i) index.emplace(events[i]->event_id, i);
+    index.reserve(a.events.size());
+    for (size_t i = 0; i < a.events.size(); ++i) index.emplace(a.events[i]->event_id, i);
     for (const auto& row : ins) {
       auto it = index.find(std::string_view(row[0].c_str(), row[0].size()));
       if (it != index.end()) out.inserted[it->second] = true;
     }
-  }
-  const DerivedRows rows = derive(out.inserted);
-  if (!rows.counted.empty()) {
-    {
-      pqxx::stream_to s(tx, "qf_stage_counted");
-      for (const auto& r : rows.counted) {
-        s << std::make_tuple(r.quiz_id, r.user_id, r.question_id, r.event_id,
-                             format_rfc3339_ms(r.answered_at_ms), r.option_id, r.correct, r.points,
-                             r.elapsed_ms);
-      }
-      s.complete();
-    }
-    tx.exec(batch_sql::kUpsertCounted);
-  }
-  if (!rows.standings.empty()) {
-    {
-      pqxx::stream_to s(tx, "qf_stage_standings");
-      for (const auto& r : rows.standings)
-        s << std::make_tuple(r.quiz_id, r.user_id, r.score, r.correct, r.time_ms);
-      s.complete();
-    }
-    tx.exec(batch_sql::kUpsertStandings);
-  }
-  tx.exec_params(batch_sql::kInsertBatch, batch_key, quiz_id, static_cast<int64_t>(events.size()));
+  });
+  DerivedRows rows;
+  step("derive", [&] { rows = a.derive(out.inserted); });
+  step("write_counted", [&] {
+    write_rows<CountedRow>(
+        *tx, raw, bc, rows.counted, a.upsert, [](const CountedRow& r) { return r.replaces; },
+        encode_counted, batch_sql::kCopyCountedNew, batch_sql::kCopyCountedStage,
+        batch_sql::kUpdateCounted, batch_sql::kUpsertCounted);
+  });
+  step("write_standings", [&] {
+    write_rows<StandingRow>(
+        *tx, raw, bc, rows.standings, a.upsert, [](const StandingRow& r) { return r.exists; },
+        encode_standings, batch_sql::kCopyStandingsNew, batch_sql::kCopyStandingsStage,
+        batch_sql::kUpdateStandings, batch_sql::kUpsertStandings);
+  });
+  step("insert_batch", [&] {
+    const int64_t single = a.quiz_ids.size() == 1 ? a.quiz_ids[0] : 0;
+    tx->exec_params(batch_sql::kInsertBatch, a.batch_key, single, join_ids(a.quiz_ids),
+                    static_cast<int64_t>(a.events.size()));
+  });
   commit_sent = true;
-  tx.commit();
+  step("commit", [&] { tx->commit(); });
 }
 
 }  // namespace quizflow::egress

@@ -73,6 +73,19 @@ CREATE TABLE batches (
   committed_at timestamptz NOT NULL DEFAULT now()
 );
 )SQL"},
+      {2, "multi-quiz batch transactions; no rank index on standings", R"SQL(
+-- Several small quizzes' batches may share one transaction: a batch row lists its quizzes
+-- (quiz_id stays set when the transaction held one quiz's batch).
+ALTER TABLE batches ALTER COLUMN quiz_id DROP NOT NULL;
+ALTER TABLE batches ADD COLUMN quiz_ids bigint[] NOT NULL DEFAULT '{}';
+
+-- Leaderboards are served from the engine's memory. The rank index made every standings write
+-- a non-HOT update with two index insertions; a SQL reader sorts one quiz's rows instead.
+DROP INDEX IF EXISTS standings_rank;
+-- Room on each page for HOT updates of the rewritten standings and counted-answer rows.
+ALTER TABLE standings SET (fillfactor = 80);
+ALTER TABLE counted_answers SET (fillfactor = 90);
+)SQL"},
   };
   return m;
 }

@@ -8,8 +8,37 @@
 
 namespace quizflow::egress {
 
+// A libpqxx connection that also hands out its libpq handle, for what libpqxx 6.4 cannot do
+// (binary COPY). Built on libpqxx's documented extension point, the connection policy: the
+// policy sees every handle the connection opens or drops.
+class PgConnection : public pqxx::connection_base {
+ public:
+  explicit PgConnection(const std::string& options);
+  ~PgConnection() noexcept;
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  // The live libpq handle (nullptr when not connected). Use only between libpqxx statements of
+  // the current transaction, from the thread that owns the connection.
+  pqxx::internal::pq::PGconn* raw() const { return policy_.current(); }
+
+ private:
+  class Policy : public pqxx::connect_direct {
+   public:
+    using pqxx::connect_direct::connect_direct;
+    handle do_startconnect(handle orig) override;
+    handle do_dropconnect(handle orig) noexcept override;
+    handle do_disconnect(handle orig) noexcept override;
+    handle current() const { return h_; }
+
+   private:
+    handle h_ = nullptr;
+  };
+  Policy policy_;  // constructed after the base, which only keeps a reference (as libpqxx does)
+};
+
 struct PgPool::Conn {
-  std::unique_ptr<pqxx::connection> c;
+  std::unique_ptr<PgConnection> c;
   bool staged = false;  // the batch writer's temp staging tables exist on this connection
 };
 

@@ -32,7 +32,7 @@ PgPool::~PgPool() {
 
 std::unique_ptr<PgPool::Conn> PgPool::open() {
   auto conn = std::make_unique<Conn>();
-  conn->c = std::make_unique<pqxx::connection>(options_.url);
+  conn->c = std::make_unique<PgConnection>(options_.url);
   pqxx::nontransaction tx(*conn->c);
   tx.exec("SET statement_timeout = " + std::to_string(options_.statement_timeout_ms));
   tx.exec("SET synchronous_commit = on");

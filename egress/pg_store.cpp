@@ -31,7 +31,7 @@ auto PgStore::with_conn(F&& f) {
 }
 
 void PgStore::migrate() {
-  with_conn([](pqxx::connection& c) {
+  with_conn([](pqxx::connection_base& c) {
     pqxx::work tx(c);
     tx.exec("SELECT pg_advisory_xact_lock(7240811)");  // one migrator at a time
     tx.exec(R"SQL(CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -57,7 +57,7 @@ std::unique_ptr<BatchWriter> PgStore::open_writer() {
 
 SaveQuizResult PgStore::save_quiz(const QuizDef& quiz) {
   const std::string def = encode_quiz(quiz);
-  return with_conn([&](pqxx::connection& c) {
+  return with_conn([&](pqxx::connection_base& c) {
     pqxx::work tx(c);
     const auto ins = tx.exec_params(R"SQL(
 INSERT INTO quizzes (quiz_id, title, opens_at, closes_at, definition)
@@ -85,7 +85,7 @@ FROM jsonb_array_elements($2::jsonb -> 'questions') AS q)SQL",
 }
 
 std::vector<QuizDef> PgStore::load_quizzes() {
-  return with_conn([](pqxx::connection& c) {
+  return with_conn([](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
     std::vector<QuizDef> out;
     for (const auto& row : tx.exec("SELECT quiz_id, definition::text FROM quizzes")) {
@@ -102,7 +102,7 @@ std::vector<QuizDef> PgStore::load_quizzes() {
 }
 
 std::vector<CountedRow> PgStore::load_counted() {
-  return with_conn([](pqxx::connection& c) {
+  return with_conn([](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
     std::vector<CountedRow> out;
     for (const auto& row : tx.exec(R"SQL(
@@ -127,7 +127,7 @@ FROM counted_answers)SQL")) {
 
 bool PgStore::ping(std::string& why) {
   try {
-    with_conn([](pqxx::connection& c) {
+    with_conn([](pqxx::connection_base& c) {
       pqxx::nontransaction tx(c);
       tx.exec("SELECT 1");
       return 0;

@@ -30,7 +30,7 @@ class PgStore final : public Store {
   PoolStats pool_stats() const override { return pool_->stats(); }
 
  private:
-  // Runs f(pqxx::connection&) on a pooled connection; retried once on a fresh connection when
+  // Runs f(pqxx::connection_base&) on a pooled connection; retried once on a fresh connection when
   // the first one turned out broken.
   template <typename F>
   auto with_conn(F&& f);

@@ -30,21 +30,25 @@ struct Validated {
   Clock::time_point enqueued = Clock::now();
 };
 struct Tick {};
-struct QuizDone {
-  int64_t quiz_id = 0;
+struct QuizDone {  // a batch transaction finished: its quizzes may start their next batch
+  std::vector<int64_t> quiz_ids;
 };
 using BatchInput = std::variant<Validated, Tick, QuizDone>;
 
-// One quiz batch on its way through the commit and score stages.
+// One batch transaction on its way through the commit and score stages: the batches of one or
+// more quizzes (each quiz's batch whole; several small quizzes share a transaction).
 struct CommitJob {
   Clock::time_point enqueued = Clock::now();
-  stages::QuizBatch batch;
+  std::vector<stages::QuizBatch> batches;
+  std::vector<int64_t> quiz_ids;           // parallel to batches
+  int64_t events = 0;                      // over all batches
   std::vector<const AnswerEvent*> unique;  // events with distinct event_ids, first occurrence
-  std::vector<int32_t> unique_of;          // per batch event: index into unique, -1 = repeat
+  std::vector<uint32_t> unique_batch;      // per unique event: index into batches
+  std::vector<int32_t> unique_of;  // per event, batches in order: index into unique, -1 = repeat
   std::string batch_key;
   CommitOutcome outcome;
-  stages::Proposal proposal;
-  std::vector<size_t> counted;  // indexes into unique that became the counted answer
+  std::vector<stages::Proposal> proposals;  // parallel to batches
+  std::vector<size_t> counted;              // indexes into unique that became the counted answer
   int64_t commit_us = 0;
 };
 using CommitJobPtr = std::shared_ptr<CommitJob>;
@@ -205,17 +209,29 @@ struct Graph::Impl {
       m(kBatch).in_flight.fetch_add(n, std::memory_order_relaxed);
       for (uint32_t i : v->accepted) buffers.add(EventRef{v->request, i}, now);
     } else if (const auto* d = std::get_if<QuizDone>(&in)) {
-      buffers.done(d->quiz_id);
+      for (int64_t quiz : d->quiz_ids) buffers.done(quiz);
+      --transactions_in_flight;
     } else {
       tick_pending.store(false, std::memory_order_release);
     }
-    for (auto& b : buffers.take_due(now, draining.load(std::memory_order_acquire))) {
+    // At most one transaction per writer thread in flight: while they commit, events keep
+    // filling the buffers, so the next transaction is larger exactly when the load is (group
+    // commit). A transaction takes the due quizzes' batches up to batch_max_size events.
+    const bool force = draining.load(std::memory_order_acquire);
+    while (transactions_in_flight < max_transactions) {
+      auto batches = buffers.take_due(now, force, static_cast<size_t>(deps.config.batch_max_size));
+      if (batches.empty()) break;
       auto job = std::make_shared<CommitJob>();
-      job->batch = std::move(b);
+      job->batches = std::move(batches);
+      for (const auto& b : job->batches) {
+        job->quiz_ids.push_back(b.quiz_id);
+        job->events += static_cast<int64_t>(b.events.size());
+      }
       job->batch_key = batch_prefix + "-" + std::to_string(++batch_seq);
+      ++transactions_in_flight;
       std::get<0>(p).try_put(job);
     }
-    buffered.store(static_cast<int64_t>(buffers.pending_events() + buffers.in_flight_batches()),
+    buffered.store(static_cast<int64_t>(buffers.pending_events()) + transactions_in_flight,
                    std::memory_order_release);
     m(kBatch).oldest_wait_us.store(buffers.oldest_wait_ms(now) * 1000, std::memory_order_relaxed);
     // A snapshot for operators, ten times a second (and at once when the buffers emptied).
@@ -240,50 +256,66 @@ struct Graph::Impl {
 
   void run_commit(CommitJob& job, BatchWriter& writer) {
     const auto t0 = Clock::now();
-    const int64_t quiz = job.batch.quiz_id;
-    // Duplicates inside the batch are removed first (one statement must not touch a key twice).
+    // Duplicates inside the transaction are removed first (one statement must not touch a key
+    // twice).
     std::unordered_map<std::string_view, int32_t> first;
-    first.reserve(job.batch.events.size());
-    job.unique_of.reserve(job.batch.events.size());
-    for (const auto& ref : job.batch.events) {
-      const AnswerEvent& e = ref.event();
-      auto [it, fresh] = first.try_emplace(e.event_id, static_cast<int32_t>(job.unique.size()));
-      if (fresh) {
-        job.unique.push_back(&e);
-        job.unique_of.push_back(it->second);
-      } else {
-        job.unique_of.push_back(-1);
+    first.reserve(static_cast<size_t>(job.events));
+    job.unique_of.reserve(static_cast<size_t>(job.events));
+    for (uint32_t bi = 0; bi < job.batches.size(); ++bi) {
+      for (const auto& ref : job.batches[bi].events) {
+        const AnswerEvent& e = ref.event();
+        auto [it, fresh] = first.try_emplace(e.event_id, static_cast<int32_t>(job.unique.size()));
+        if (fresh) {
+          job.unique.push_back(&e);
+          job.unique_batch.push_back(bi);
+          job.unique_of.push_back(it->second);
+        } else {
+          job.unique_of.push_back(-1);
+        }
       }
     }
     job.outcome =
-        writer.commit(quiz, job.batch_key, job.unique, [&](const std::vector<bool>& inserted) {
-          std::vector<const AnswerEvent*> fresh;
-          std::vector<size_t> fresh_index;
-          for (size_t i = 0; i < job.unique.size(); ++i) {
-            if (inserted[i]) {
-              fresh.push_back(job.unique[i]);
-              fresh_index.push_back(i);
-            }
-          }
-          job.proposal = deps.standings.read(quiz, [&](const stages::QuizStandings* s) {
-            return s ? s->propose(quiz, fresh) : stages::QuizStandings().propose(quiz, fresh);
-          });
-          job.counted.clear();
-          for (size_t k : job.proposal.newly_counted) job.counted.push_back(fresh_index[k]);
-          return DerivedRows{job.proposal.counted, job.proposal.standings};
-        });
+        writer.commit(job.quiz_ids, job.batch_key, job.unique,
+                      [&](const std::vector<bool>& inserted) { return derive(job, inserted); });
     job.commit_us = since_us(t0);
+  }
+
+  // The counted answers and standings the new events of each quiz in `job` make (spec §4).
+  DerivedRows derive(CommitJob& job, const std::vector<bool>& inserted) {
+    const size_t nb = job.batches.size();
+    std::vector<std::vector<const AnswerEvent*>> fresh(nb);
+    std::vector<std::vector<size_t>> fresh_index(nb);
+    for (size_t i = 0; i < job.unique.size(); ++i) {
+      if (!inserted[i]) continue;
+      fresh[job.unique_batch[i]].push_back(job.unique[i]);
+      fresh_index[job.unique_batch[i]].push_back(i);
+    }
+    DerivedRows rows;
+    job.proposals.assign(nb, stages::Proposal{});
+    job.counted.clear();
+    for (size_t b = 0; b < nb; ++b) {
+      const int64_t quiz = job.quiz_ids[b];
+      if (fresh[b].empty()) continue;
+      stages::Proposal& pr = job.proposals[b];
+      pr = deps.standings.read(quiz, [&](const stages::QuizStandings* s) {
+        return s ? s->propose(quiz, fresh[b]) : stages::QuizStandings().propose(quiz, fresh[b]);
+      });
+      for (size_t k : pr.newly_counted) job.counted.push_back(fresh_index[b][k]);
+      rows.counted.insert(rows.counted.end(), pr.counted.begin(), pr.counted.end());
+      rows.standings.insert(rows.standings.end(), pr.standings.begin(), pr.standings.end());
+    }
+    return rows;
   }
 
   // ---- score: apply committed changes, answer the items, free the quiz ----
   void on_score(const CommitJobPtr& job, ScoreNode::output_ports_type& p) {
     const auto t0 = Clock::now();
     StageScope scope(m(kScore), job->enqueued, t0);
-    const int64_t quiz = job->batch.quiz_id;
-    const auto n = static_cast<int64_t>(job->batch.events.size());
+    const int64_t n = job->events;
+    const size_t quizzes = job->quiz_ids.size();
     if (job->commit_us / 1000 >= deps.config.slow_commit_ms)
-      spdlog::warn("slow commit: batch {} of quiz {} ({} events) took {} ms", job->batch_key, quiz,
-                   n, job->commit_us / 1000);
+      spdlog::warn("slow commit: batch {} ({} quizzes, first {}; {} events) took {} ms",
+                   job->batch_key, quizzes, job->quiz_ids.front(), n, job->commit_us / 1000);
     auto& bm = deps.metrics.batches;
     auto chunk = std::make_shared<NotifyChunk>();
     if (job->outcome.ok) {
@@ -293,7 +325,10 @@ struct Graph::Impl {
       bm.rows.fetch_add(fresh, std::memory_order_relaxed);  // new rows in the event log
       bm.last_commit_ms.store(job->commit_us / 1000, std::memory_order_relaxed);
       bm.commit.record_us(job->commit_us);
-      deps.standings.write(quiz, [&](stages::QuizStandings& s) { s.apply(job->proposal); });
+      for (const auto& pr : job->proposals) {
+        if (pr.counted.empty() && pr.standings.empty()) continue;
+        deps.standings.write(pr.quiz_id, [&](stages::QuizStandings& s) { s.apply(pr); });
+      }
       chunk->messages.reserve(job->counted.size());
       for (size_t k : job->counted)
         chunk->messages.push_back(stages::answer_result(*job->unique[k]));
@@ -301,28 +336,30 @@ struct Graph::Impl {
     } else {
       bm.failed.fetch_add(1, std::memory_order_relaxed);
       m(kBatch).failed.fetch_add(n, std::memory_order_relaxed);
-      spdlog::error("batch {} of quiz {} failed ({} events): {}", job->batch_key, quiz, n,
-                    job->outcome.error);
+      spdlog::error("batch {} ({} quizzes, first {}; {} events) failed: {}", job->batch_key,
+                    quizzes, job->quiz_ids.front(), n, job->outcome.error);
     }
     m(kBatch).in_flight.fetch_sub(n, std::memory_order_relaxed);
     m(kBatch).latency.record_us(job->commit_us);
     // Counted before the answers go out, so a client reading stats after its response sees them.
     m(kScore).processed.fetch_add(job->outcome.ok ? n : 0, std::memory_order_relaxed);
-    // Free the quiz before answering, so its next batch can start.
-    std::get<1>(p).try_put(BatchInput{QuizDone{quiz}});
-    for (size_t i = 0; i < job->batch.events.size(); ++i) {
-      const EventRef& ref = job->batch.events[i];
-      const int32_t u = job->unique_of[i];
-      Verdict v;
-      if (!job->outcome.ok) {
-        v = Verdict::reject("storage_unavailable",
-                            "the answer could not be stored; retry the request", "");
-      } else if (u < 0 || !job->outcome.inserted[static_cast<size_t>(u)]) {
-        v.status = ItemStatus::duplicate;
-      } else {
-        v.status = ItemStatus::accepted;
+    // Free the quizzes before answering, so their next batches can start.
+    std::get<1>(p).try_put(BatchInput{QuizDone{job->quiz_ids}});
+    size_t i = 0;
+    for (const auto& batch : job->batches) {
+      for (const EventRef& ref : batch.events) {
+        const int32_t u = job->unique_of[i++];
+        Verdict v;
+        if (!job->outcome.ok) {
+          v = Verdict::reject("storage_unavailable",
+                              "the answer could not be stored; retry the request", "");
+        } else if (u < 0 || !job->outcome.inserted[static_cast<size_t>(u)]) {
+          v.status = ItemStatus::duplicate;
+        } else {
+          v.status = ItemStatus::accepted;
+        }
+        ref.request->resolve(ref.index, std::move(v));
       }
-      ref.request->resolve(ref.index, std::move(v));
     }
     m(kScore).latency.record_us(since_us(t0));
     if (!chunk->messages.empty()) {
@@ -345,8 +382,10 @@ struct Graph::Impl {
 
   GraphDeps deps;
   flow::graph g;
-  stages::BatchBuffers buffers;  // used only by the serial batch node
-  uint64_t batch_seq = 0;        // used only by the serial batch node
+  stages::BatchBuffers buffers;    // used only by the serial batch node
+  uint64_t batch_seq = 0;          // used only by the serial batch node
+  int transactions_in_flight = 0;  // used only by the serial batch node
+  const int max_transactions = std::max(1, deps.config.db_writers);
   std::string batch_prefix;
   IngestNode ingest;
   ValidateNode validate;

@@ -24,6 +24,7 @@ struct CountedRow {
   bool correct = false;
   int64_t points = 0;
   int64_t elapsed_ms = 0;
+  bool replaces = false;  // the engine holds a stored counted answer for this key
 };
 
 // One player's standing, written as absolute values.
@@ -33,6 +34,7 @@ struct StandingRow {
   int64_t score = 0;
   int64_t correct = 0;
   int64_t time_ms = 0;
+  bool exists = false;  // the engine holds a stored standing for this player
 };
 
 struct DerivedRows {
@@ -53,12 +55,13 @@ using DeriveFn = std::function<DerivedRows(const std::vector<bool>& inserted)>;
 class BatchWriter {
  public:
   virtual ~BatchWriter() = default;
-  // Runs one transaction for one quiz batch: appends `events` (unique event_ids) to the event log,
-  // skipping event_ids already stored; calls `derive` with the per-event insert flags; upserts the
-  // returned counted answers and standings; records `batch_key`; commits. Never throws. When the
-  // outcome is !ok nothing of the batch is stored (a commit of unknown outcome is resolved by
-  // looking up batch_key before answering).
-  virtual CommitOutcome commit(int64_t quiz_id, const std::string& batch_key,
+  // Runs one transaction for the batches of `quiz_ids` (one or more quizzes, each quiz's batch
+  // whole): appends `events` (unique event_ids) to the event log, skipping event_ids already
+  // stored; calls `derive` with the per-event insert flags; writes the returned counted answers
+  // and standings; records `batch_key`; commits. Never throws. When the outcome is !ok nothing
+  // of it is stored (a commit of unknown outcome is resolved by looking up batch_key first).
+  // `derive` may run more than once (once per attempt); only the last call's rows are stored.
+  virtual CommitOutcome commit(const std::vector<int64_t>& quiz_ids, const std::string& batch_key,
                                const std::vector<const AnswerEvent*>& events,
                                const DeriveFn& derive) = 0;
 };

@@ -13,18 +13,28 @@ void BatchBuffers::add(EventRef ev, int64_t now_ms) {
   ++pending_events_;
 }
 
-std::vector<QuizBatch> BatchBuffers::take_due(int64_t now_ms, bool force) {
-  std::vector<QuizBatch> out;
-  for (auto it = nonempty_.begin(); it != nonempty_.end();) {
-    const int64_t quiz = *it;
-    Buffer& b = buffers_[quiz];
-    const bool due = force || b.closing || b.events.size() >= policy_.max_size ||
-                     now_ms - b.arrived_ms.front() >= policy_.max_delay_ms;
-    if (b.in_flight || !due) {
-      ++it;
-      continue;
+std::vector<QuizBatch> BatchBuffers::take_due(int64_t now_ms, bool force, size_t max_events) {
+  // The due quizzes: (oldest arrival, quiz).
+  std::vector<std::pair<int64_t, int64_t>> due;
+  size_t due_events = 0;
+  for (int64_t quiz : nonempty_) {
+    const Buffer& b = buffers_.at(quiz);
+    if (b.in_flight) continue;
+    if (force || b.closing || b.events.size() >= policy_.max_size ||
+        now_ms - b.arrived_ms.front() >= policy_.max_delay_ms) {
+      due.emplace_back(b.arrived_ms.front(), quiz);
+      due_events += std::min(b.events.size(), policy_.max_size);
     }
-    const size_t n = std::min(b.events.size(), policy_.max_size);
+  }
+  // Over the budget: longest waiting first, so that no quiz starves behind busier ones.
+  if (due_events > max_events) std::sort(due.begin(), due.end());
+  std::vector<QuizBatch> out;
+  size_t budget = max_events;
+  for (const auto& [arrived, quiz] : due) {
+    if (budget == 0) break;
+    Buffer& b = buffers_.at(quiz);
+    const size_t n = std::min({b.events.size(), policy_.max_size, budget});
+    budget -= n;
     QuizBatch batch;
     batch.quiz_id = quiz;
     batch.events.reserve(n);
@@ -39,9 +49,7 @@ std::vector<QuizBatch> BatchBuffers::take_due(int64_t now_ms, bool force) {
     out.push_back(std::move(batch));
     if (b.events.empty()) {
       b.closing = false;
-      it = nonempty_.erase(it);
-    } else {
-      ++it;
+      nonempty_.erase(quiz);
     }
   }
   return out;

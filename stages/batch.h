@@ -2,6 +2,7 @@
 // pipeline owns one BatchBuffers and calls it from a single serial graph node.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <unordered_map>
@@ -34,7 +35,9 @@ class BatchBuffers {
   // Takes the batches due at `now_ms`: for every quiz with no batch in flight whose buffer
   // reached max_size, whose oldest event waited max_delay_ms, or that is closing (or every
   // pending quiz when `force`), up to max_size events. Marks those quizzes in flight.
-  std::vector<QuizBatch> take_due(int64_t now_ms, bool force = false);
+  // At most `max_events` events in all: when more are due, the quizzes whose oldest event waited
+  // longest go first and the last one taken may get a shorter batch (its rest waits its turn).
+  std::vector<QuizBatch> take_due(int64_t now_ms, bool force = false, size_t max_events = SIZE_MAX);
 
   // The in-flight batch of `quiz_id` finished (committed or failed).
   void done(int64_t quiz_id);

@@ -49,12 +49,13 @@ Proposal QuizStandings::propose(int64_t quiz_id,
     s.time_ms += e.elapsed_ms;
     p.counted.push_back(CountedRow{quiz_id, e.user_id, e.question_id, e.event_id, e.answered_at_ms,
                                    static_cast<int32_t>(e.option_id), e.correct, e.points,
-                                   e.elapsed_ms});
+                                   e.elapsed_ms, old != counted_.end()});
     p.newly_counted.push_back(idx);
   }
   p.standings.reserve(touched.size());
   for (const auto& [user, s] : touched)
-    p.standings.push_back(StandingRow{quiz_id, user, s.score, s.correct, s.time_ms});
+    p.standings.push_back(
+        StandingRow{quiz_id, user, s.score, s.correct, s.time_ms, standings_.count(user) > 0});
   return p;
 }
 

@@ -112,7 +112,7 @@ TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
   e.question_id = 1;
   e.answered_at_ms = 10;
   const std::vector<const AnswerEvent*> events{&e};
-  const CommitOutcome out = writer->commit(9, "kill-batch-1", events,
+  const CommitOutcome out = writer->commit({9}, "kill-batch-1", events,
                                            [](const std::vector<bool>&) { return DerivedRows{}; });
   EXPECT_TRUE(out.ok) << out.error;
   ASSERT_EQ(out.inserted.size(), 1u);

@@ -203,6 +203,44 @@ TEST(PipelineInvariants, AnyOrderAndBatchingGivesTheIndependentlyComputedStandin
             static_cast<int64_t>(w.distinct_valid));
 }
 
+// Many small quizzes: their batches share transactions (each quiz's batch whole), and the
+// result is the same as ever.
+TEST(PipelineInvariants, SmallQuizzesShareTransactions) {
+  const Workload w = make_workload(31, 4000, 300, 0, 5000, 400);
+  TestDatabase db;
+  Tally t;
+  int64_t transactions = 0;
+  {
+    auto e = make_engine(db, test_config(db.url()));
+    create_quizzes(*e, w);
+    std::vector<const SentAnswer*> order;
+    for (const auto& a : w.answers) order.push_back(&a);
+    send(*e, order, 20, 8, 5, t);
+    e->stop();
+    transactions = e->metrics().batches.committed.load();
+  }
+  EXPECT_EQ(t.request_errors.load(), 0);
+  EXPECT_EQ(t.accepted.load(), static_cast<int64_t>(w.distinct_valid));
+  EXPECT_EQ(t.duplicates.load(), static_cast<int64_t>(w.resends));
+  EXPECT_EQ(db_standings(db), expected_rows(w));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), transactions);
+  // 400 quizzes with about 10 answers each: without sharing, nearly every answer would be a
+  // transaction of its own.
+  const auto answers = static_cast<int64_t>(w.answers.size());
+  EXPECT_LE(transactions, answers / 10);
+  EXPECT_GT(db.scalar("SELECT count(*) FROM batches WHERE cardinality(quiz_ids) > 1"), 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM batches WHERE quiz_id IS NOT NULL AND "
+                      "quiz_ids <> ARRAY[quiz_id]"),
+            0);
+  // Every stored answer's quiz is listed by some transaction.
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE quiz_id NOT IN "
+                      "(SELECT unnest(quiz_ids) FROM batches)"),
+            0);
+  std::printf("%lld answers over %zu quizzes in %lld transactions\n",
+              static_cast<long long>(answers), w.quizzes.size(),
+              static_cast<long long>(transactions));
+}
+
 TEST(PipelineInvariants, AcceptedAnswerIsInTheDatabaseWhenItsResponseArrives) {
   const Workload w = make_workload(7, 600, 0, 0, 200);
   TestDatabase db;

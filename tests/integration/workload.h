@@ -47,7 +47,7 @@ inline std::string answer_json(const SentAnswer& a) {
 // `valid_events` distinct valid events (with supersedes and answered_at ties), `resends`
 // identical re-sends and `invalid` items of every rejection kind, in a random order.
 inline Workload make_workload(uint32_t seed, size_t valid_events, size_t resends, size_t invalid,
-                              int64_t quiz_base = 100) {
+                              int64_t quiz_base = 100, int quiz_count = 3) {
   std::mt19937_64 rng(seed);
   auto uni = [&](int64_t lo, int64_t hi) {
     return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
@@ -55,7 +55,7 @@ inline Workload make_workload(uint32_t seed, size_t valid_events, size_t resends
   Workload w;
   const int64_t opens = *parse_rfc3339_ms("2026-01-01T00:00:00Z");
   const int64_t closes = *parse_rfc3339_ms("2027-01-01T00:00:00Z");
-  for (int q = 1; q <= 3; ++q) {
+  for (int q = 1; q <= quiz_count; ++q) {
     QuizDef d;
     d.quiz_id = quiz_base + q;
     d.title = "workload " + std::to_string(q);
@@ -76,7 +76,7 @@ inline Workload make_workload(uint32_t seed, size_t valid_events, size_t resends
   for (size_t i = 0; i < valid_events; ++i) {
     SentAnswer a;
     a.event_id = "w" + std::to_string(seed) + "-" + std::to_string(i);
-    const QuizDef& q = w.quizzes[static_cast<size_t>(uni(0, 2))];
+    const QuizDef& q = w.quizzes[static_cast<size_t>(uni(0, quiz_count - 1))];
     a.quiz_id = q.quiz_id;
     a.user_id = uni(1, 300);
     const Question& qu = q.questions[static_cast<size_t>(uni(0, 19))];

@@ -296,6 +296,47 @@ TEST(BatchPolicy, OldestWaitAcrossQuizzes) {
   EXPECT_EQ(buf.oldest_wait_ms(500), 460);
 }
 
+TEST(BatchPolicy, EventBudgetTakesTheLongestWaitingQuizzesFirst) {
+  BatchBuffers buf(BatchPolicy{4, 10});
+  Events ev;
+  buf.add(ev.make(3), 30);  // e0
+  buf.add(ev.make(1), 10);  // e1
+  buf.add(ev.make(1), 11);  // e2
+  buf.add(ev.make(2), 20);  // e3
+  buf.add(ev.make(2), 21);  // e4
+  buf.add(ev.make(2), 22);  // e5
+  // All three are due at 100; a budget of 4 takes quiz 1 (oldest) whole, then 2 of quiz 2's 3.
+  auto out = buf.take_due(100, false, 4);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].quiz_id, 1);
+  EXPECT_EQ(ids(out[0]), (std::vector<std::string>{"e1", "e2"}));
+  EXPECT_EQ(out[1].quiz_id, 2);
+  EXPECT_EQ(ids(out[1]), (std::vector<std::string>{"e3", "e4"}));
+  EXPECT_EQ(buf.pending_events(), 2u);
+  EXPECT_EQ(buf.in_flight_batches(), 2u);
+  // Quiz 2 is in flight: its last event waits; quiz 3 goes next.
+  auto next = buf.take_due(100, false, 4);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(ids(next[0]), (std::vector<std::string>{"e0"}));
+  buf.done(2);
+  auto last = buf.take_due(100, false, 4);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(ids(last[0]), (std::vector<std::string>{"e5"}));
+  EXPECT_EQ(buf.pending_events(), 0u);
+  EXPECT_TRUE(buf.take_due(100, true, 0).empty());
+}
+
+TEST(BatchPolicy, EventBudgetDoesNotMakeUndueQuizzesDue) {
+  BatchBuffers buf(BatchPolicy{100, 50});
+  Events ev;
+  buf.add(ev.make(1), 0);
+  buf.add(ev.make(2), 40);
+  auto out = buf.take_due(60, false, 1000);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].quiz_id, 1);
+  EXPECT_EQ(buf.pending_events(), 1u);
+}
+
 // Random interleavings of add/take/done/close: every event is taken exactly once, in arrival
 // order within its quiz; batches never exceed max_size; never two batches of a quiz in flight;
 // the counters match a model.
@@ -321,7 +362,11 @@ TEST(BatchPolicy, RandomScheduleConservesEventsAndOrder) {
         ++pending;
       } else if (op < 8) {
         const bool force = rng() % 5 == 0;
-        for (auto& b : buf.take_due(now, force)) {
+        const size_t budget = rng() % 3 == 0 ? 1 + rng() % 10 : SIZE_MAX;
+        size_t took = 0;
+        for (auto& b : buf.take_due(now, force, budget)) {
+          took += b.events.size();
+          ASSERT_LE(took, budget);
           ASSERT_FALSE(in_flight.count(b.quiz_id)) << "second batch in flight for a quiz";
           ASSERT_FALSE(b.events.empty());
           ASSERT_LE(b.events.size(), max_size);

@@ -1,0 +1,132 @@
+#include "egress/pg_copy.h"
+
+#include <endian.h>
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <pqxx/except>
+#include <stdexcept>
+
+#include "egress/batch_writer.h"
+#include "egress/pg_conn.h"
+
+namespace quizflow::egress {
+
+// ---- PgConnection ----
+
+PgConnection::PgConnection(const std::string& options)
+    : pqxx::connection_base(policy_), policy_(options) {
+  init();
+}
+
+PgConnection::~PgConnection() noexcept { close(); }
+
+PgConnection::Policy::handle PgConnection::Policy::do_startconnect(handle orig) {
+  h_ = pqxx::connect_direct::do_startconnect(orig);
+  return h_;
+}
+
+PgConnection::Policy::handle PgConnection::Policy::do_dropconnect(handle orig) noexcept {
+  h_ = pqxx::connect_direct::do_dropconnect(orig);
+  return h_;
+}
+
+PgConnection::Policy::handle PgConnection::Policy::do_disconnect(handle orig) noexcept {
+  h_ = pqxx::connect_direct::do_disconnect(orig);
+  return h_;
+}
+
+// ---- BinaryCopy ----
+
+void BinaryCopy::start(size_t rows_hint) {
+  buf_.clear();
+  buf_.reserve(rows_hint * 96 + 32);
+  buf_.append("PGCOPY\n\377\r\n\0", 11);
+  i32(0);  // flags
+  i32(0);  // header extension length
+  rows_ = 0;
+}
+
+void BinaryCopy::text(std::string_view s) {
+  i32(static_cast<int32_t>(s.size()));
+  buf_.append(s);
+}
+
+void BinaryCopy::int8(int64_t v) {
+  i32(8);
+  const uint64_t be = htobe64(static_cast<uint64_t>(v));
+  buf_.append(reinterpret_cast<const char*>(&be), 8);
+}
+
+void BinaryCopy::int4(int32_t v) {
+  i32(4);
+  i32(v);
+}
+
+void BinaryCopy::boolean(bool b) {
+  i32(1);
+  buf_.push_back(b ? 1 : 0);
+}
+
+void BinaryCopy::timestamptz_ms(int64_t unix_ms) {
+  constexpr int64_t kPgEpochMs = 946684800000LL;  // 2000-01-01T00:00:00Z
+  int8((unix_ms - kPgEpochMs) * 1000);
+}
+
+const std::string& BinaryCopy::finish() {
+  i16(-1);
+  return buf_;
+}
+
+void BinaryCopy::i16(int16_t v) {
+  const uint16_t be = htobe16(static_cast<uint16_t>(v));
+  buf_.append(reinterpret_cast<const char*>(&be), 2);
+}
+
+void BinaryCopy::i32(int32_t v) {
+  const uint32_t be = htobe32(static_cast<uint32_t>(v));
+  buf_.append(reinterpret_cast<const char*>(&be), 4);
+}
+
+// ---- COPY FROM STDIN ----
+
+void copy_in(pg_conn* conn, const char* copy_sql, const std::string& data) {
+  if (!conn) throw pqxx::broken_connection("COPY: not connected");
+  PGresult* r = PQexec(conn, copy_sql);
+  const bool started = PQresultStatus(r) == PGRES_COPY_IN;
+  std::string why = started ? "" : PQresultErrorMessage(r);
+  PQclear(r);
+  if (!started) {
+    // Collect what is left of the command's results so the connection is usable again.
+    while (PGresult* rest = PQgetResult(conn)) PQclear(rest);
+    if (PQstatus(conn) == CONNECTION_BAD)
+      throw pqxx::broken_connection("COPY failed to start: " + one_line(why));
+    throw pqxx::sql_error("COPY failed to start: " + one_line(why), copy_sql);
+  }
+  constexpr size_t kChunk = 1 << 18;
+  bool sent = true;
+  for (size_t off = 0; off < data.size() && sent; off += kChunk) {
+    const size_t len = std::min(kChunk, data.size() - off);
+    sent = PQputCopyData(conn, data.data() + off, static_cast<int>(len)) == 1;
+  }
+  if (!sent) why = PQerrorMessage(conn);
+  // End the COPY in every case (with an error when the data could not be sent), then read the
+  // outcome: the server's error, if any, arrives here.
+  PQputCopyEnd(conn, sent ? nullptr : "client could not send the COPY data");
+  std::string err, state;
+  while (PGresult* res = PQgetResult(conn)) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && err.empty()) {
+      err = PQresultErrorMessage(res);
+      if (const char* s = PQresultErrorField(res, PG_DIAG_SQLSTATE)) state = s;
+    }
+    PQclear(res);
+  }
+  if (!sent && err.empty()) err = why;
+  if (err.empty()) return;
+  err = "COPY failed: " + one_line(err);
+  if (PQstatus(conn) == CONNECTION_BAD) throw pqxx::broken_connection(err);
+  if (state == "23505") throw pqxx::unique_violation(err, copy_sql, state.c_str());
+  throw pqxx::sql_error(err, copy_sql, state.empty() ? nullptr : state.c_str());
+}
+
+}  // namespace quizflow::egress

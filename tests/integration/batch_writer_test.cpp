@@ -1,0 +1,180 @@
+// The batch writer against the real PostgreSQL: binary COPY keeps every value exact, new rows
+// take the fast path, stored rows that differ from the engine's expectation make it redo the
+// transaction with upserts (same result), and one transaction may hold several quizzes.
+#include "egress/batch_writer.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "egress/pg_store.h"
+#include "support/test_db.h"
+
+namespace quizflow::testing {
+namespace {
+
+using egress::PgBatchWriter;
+using egress::PgPool;
+using egress::PoolOptions;
+
+class BatchWriterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    egress::PgStore(PoolOptions{db.url()}).migrate();
+    pool = std::make_shared<PgPool>(PoolOptions{db.url(), 1, 0, 5000, 30000});
+    writer = std::make_unique<PgBatchWriter>(pool);
+  }
+
+  static AnswerEvent event(const std::string& id, int64_t quiz, int64_t user, int32_t question,
+                           int64_t answered_at_ms) {
+    AnswerEvent e;
+    e.event_id = id;
+    e.quiz_id = quiz;
+    e.user_id = user;
+    e.question_id = question;
+    e.option_id = 3;
+    e.answered_at_ms = answered_at_ms;
+    e.elapsed_ms = 1234;
+    e.correct = true;
+    e.points = 950;
+    return e;
+  }
+
+  static CountedRow counted_of(const AnswerEvent& e, bool replaces) {
+    return CountedRow{e.quiz_id,  e.user_id,        e.question_id,
+                      e.event_id, e.answered_at_ms, static_cast<int32_t>(e.option_id),
+                      e.correct,  e.points,         e.elapsed_ms,
+                      replaces};
+  }
+
+  // Commits `events` with the given derived rows (whatever the insert flags say).
+  CommitOutcome commit(const std::vector<int64_t>& quizzes, const std::string& key,
+                       const std::vector<AnswerEvent>& events, const DerivedRows& rows) {
+    std::vector<const AnswerEvent*> ptrs;
+    for (const auto& e : events) ptrs.push_back(&e);
+    return writer->commit(quizzes, key, ptrs, [&](const std::vector<bool>&) { return rows; });
+  }
+
+  TestDatabase db;
+  std::shared_ptr<PgPool> pool;
+  std::unique_ptr<PgBatchWriter> writer;
+};
+
+TEST_F(BatchWriterTest, BinaryCopyKeepsEveryValueExact) {
+  // Event ids with bytes that text COPY would have to escape, and a millisecond timestamp.
+  const std::vector<AnswerEvent> events{event("tab\there", 7, 1, 1, 1795000000123),
+                                        event("back\\slash\nnew", 7, 2, 1, 1),
+                                        event("ünïcödé-✓", 7, 3, 2, 1795000000999)};
+  const CommitOutcome out =
+      commit({7}, "exact-1", events,
+             DerivedRows{{counted_of(events[0], false)}, {StandingRow{7, 1, 950, 1, 1234, false}}});
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(out.inserted, (std::vector<bool>{true, true, true}));
+  EXPECT_EQ(db.query("SELECT event_id, quiz_id, user_id, question_id, option_id, "
+                     "(extract(epoch FROM answered_at) * 1000)::bigint, elapsed_ms "
+                     "FROM answer_events ORDER BY user_id"),
+            (std::vector<std::vector<std::string>>{
+                {"tab\there", "7", "1", "1", "3", "1795000000123", "1234"},
+                {"back\\slash\nnew", "7", "2", "1", "3", "1", "1234"},
+                {"ünïcödé-✓", "7", "3", "2", "3", "1795000000999", "1234"}}));
+  EXPECT_EQ(db.query("SELECT quiz_id, user_id, question_id, event_id, "
+                     "(extract(epoch FROM answered_at) * 1000)::bigint, option_id, correct, "
+                     "points, elapsed_ms FROM counted_answers"),
+            (std::vector<std::vector<std::string>>{
+                {"7", "1", "1", "tab\there", "1795000000123", "3", "t", "950", "1234"}}));
+  EXPECT_EQ(db.query("SELECT quiz_id, user_id, score, correct, time_ms FROM standings"),
+            (std::vector<std::vector<std::string>>{{"7", "1", "950", "1", "1234"}}));
+  EXPECT_EQ(db.query("SELECT quiz_id, quiz_ids::text, events FROM batches"),
+            (std::vector<std::vector<std::string>>{{"7", "{7}", "3"}}));
+  EXPECT_EQ(writer->upsert_fallbacks(), 0);
+
+  // The same ids again are duplicates; nothing else is written.
+  const CommitOutcome again = commit({7}, "exact-2", events, DerivedRows{});
+  ASSERT_TRUE(again.ok) << again.error;
+  EXPECT_EQ(again.inserted, (std::vector<bool>{false, false, false}));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 3);
+}
+
+TEST_F(BatchWriterTest, ReplacingRowsTakesTheUpdatePath) {
+  const AnswerEvent first = event("r1", 8, 1, 1, 2000);
+  ASSERT_TRUE(commit({8}, "rep-1", {first},
+                     DerivedRows{{counted_of(first, false)}, {StandingRow{8, 1, 950, 1, 1234}}})
+                  .ok);
+  AnswerEvent earlier = event("r0", 8, 1, 1, 1000);
+  earlier.points = 10;
+  earlier.correct = false;
+  const CommitOutcome out =
+      commit({8}, "rep-2", {earlier},
+             DerivedRows{{counted_of(earlier, true)}, {StandingRow{8, 1, 10, 0, 1234, true}}});
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(writer->upsert_fallbacks(), 0);
+  EXPECT_EQ(db.query("SELECT event_id, points, correct FROM counted_answers"),
+            (std::vector<std::vector<std::string>>{{"r0", "10", "f"}}));
+  EXPECT_EQ(db.query("SELECT score, correct FROM standings"),
+            (std::vector<std::vector<std::string>>{{"10", "0"}}));
+}
+
+TEST_F(BatchWriterTest, StoredRowsUnlikeTheEnginesStateFallBackToUpserts) {
+  const AnswerEvent a = event("m1", 9, 1, 1, 1000);
+  ASSERT_TRUE(commit({9}, "mis-1", {a},
+                     DerivedRows{{counted_of(a, false)}, {StandingRow{9, 1, 950, 1, 1234}}})
+                  .ok);
+  // Claims the rows are new although they are stored: the COPY hits the primary key.
+  const AnswerEvent b = event("m2", 9, 1, 1, 500);
+  CommitOutcome out =
+      commit({9}, "mis-2", {b}, DerivedRows{{counted_of(b, false)}, {StandingRow{9, 1, 7, 0, 8}}});
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(writer->upsert_fallbacks(), 1);
+  EXPECT_EQ(out.inserted, std::vector<bool>{true});
+  EXPECT_EQ(db.query("SELECT event_id FROM counted_answers WHERE quiz_id = 9"),
+            (std::vector<std::vector<std::string>>{{"m2"}}));
+  EXPECT_EQ(db.query("SELECT score, correct, time_ms FROM standings WHERE quiz_id = 9"),
+            (std::vector<std::vector<std::string>>{{"7", "0", "8"}}));
+  // Claims rows are stored that are not: the update finds nothing.
+  const AnswerEvent c = event("m3", 9, 2, 1, 500);
+  out = commit({9}, "mis-3", {c},
+               DerivedRows{{counted_of(c, true)}, {StandingRow{9, 2, 950, 1, 1234, true}}});
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(writer->upsert_fallbacks(), 2);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM counted_answers WHERE quiz_id = 9 AND user_id = 2"), 1);
+  EXPECT_EQ(db.scalar("SELECT score FROM standings WHERE quiz_id = 9 AND user_id = 2"), 950);
+  // Each fallback was one transaction: three batch rows, three events.
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 3);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 3);
+}
+
+TEST_F(BatchWriterTest, SeveralQuizzesInOneTransaction) {
+  const std::vector<AnswerEvent> events{event("q1", 21, 1, 1, 1000), event("q2", 22, 1, 1, 1000),
+                                        event("q3", 23, 5, 2, 1000)};
+  DerivedRows rows;
+  for (const auto& e : events) {
+    rows.counted.push_back(counted_of(e, false));
+    rows.standings.push_back(StandingRow{e.quiz_id, e.user_id, e.points, 1, e.elapsed_ms});
+  }
+  const CommitOutcome out = commit({21, 22, 23}, "multi-1", events, rows);
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(db.query("SELECT quiz_id, quiz_ids::text, events FROM batches"),
+            (std::vector<std::vector<std::string>>{{"", "{21,22,23}", "3"}}));
+  EXPECT_EQ(db.scalar("SELECT count(DISTINCT quiz_id) FROM standings"), 3);
+}
+
+TEST_F(BatchWriterTest, AFailedStatementStoresNothing) {
+  // A standing row for a player the same transaction also claims as new twice: the primary key
+  // rejects it, the upsert fallback then hits "cannot affect row a second time", and the
+  // transaction fails as a whole.
+  const AnswerEvent e = event("f1", 30, 1, 1, 1000);
+  const CommitOutcome out =
+      commit({30}, "fail-1", {e},
+             DerivedRows{{counted_of(e, false)},
+                         {StandingRow{30, 1, 1, 1, 1}, StandingRow{30, 1, 2, 2, 2}}});
+  EXPECT_FALSE(out.ok);
+  EXPECT_FALSE(out.error.empty());
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM counted_answers"), 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 0);
+}
+
+}  // namespace
+}  // namespace quizflow::testing
