@@ -224,6 +224,16 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out
     copy_in(raw, batch_sql::kCopyEvents, bc.finish());
   });
   step("insert_events", [&] {
+    // First as if every event were new; only when one is stored already, again with ON CONFLICT
+    // to learn which.
+    try {
+      pqxx::subtransaction sp(*tx, "qf_events");
+      sp.exec(batch_sql::kInsertNewEvents);
+      sp.commit();
+      out.inserted.assign(a.events.size(), true);
+      return;
+    } catch (const pqxx::unique_violation&) {
+    }
     const pqxx::result ins = tx->exec(batch_sql::kInsertEvents);
     out.inserted.assign(a.events.size(), false);
     std::unordered_map<std::string_view, size_t> index;
