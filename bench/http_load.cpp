@@ -86,6 +86,8 @@ constexpr const char* kUsage = R"(usage: qf-http-load --mode closed|open|batch [
   --threads T           client event loops (default 1)
   --questions Q         questions in the created quiz, 1-500 (default 500)
   --quiz-id ID          quiz id (default: derived from the clock)
+  --quizzes N           spread the connections over N quizzes, ids ID..ID+N-1 (default 1):
+                        quiz rooms running at once; one quiz commits one batch at a time
   --token TOKEN         bearer token for POSTs (QUIZFLOW_API_TOKEN)
   --timeout-ms MS       a request without a response after MS is a connection error (30000)
   --visibility-interval-ms MS
@@ -140,6 +142,7 @@ struct Options {
   int batch_size = 100;
   int threads = 1;
   int questions = 500;
+  int quizzes = 1;
   std::optional<int64_t> quiz_id;
   std::string token;
   int64_t timeout_ms = 30000;
@@ -231,6 +234,8 @@ std::optional<Options> parse_args(int argc, char** argv) {
       ok = parse_num(v, o.threads) && o.threads >= 1 && o.threads <= 64;
     } else if (a == "--questions") {
       ok = parse_num(v, o.questions) && o.questions >= 1 && o.questions <= 500;
+    } else if (a == "--quizzes") {
+      ok = parse_num(v, o.quizzes) && o.quizzes >= 1 && o.quizzes <= 1000;
     } else if (a == "--quiz-id") {
       int64_t q = 0;
       ok = parse_num(v, q) && q >= 1;
@@ -335,6 +340,7 @@ class Histogram {
 // ---------------------------------------------------------------- visibility sampler
 
 struct Sample {
+  int64_t quiz_id = 0;
   int64_t user_id = 0;
   int64_t score = 0, correct = 0, time_ms = 0;  // the standing the player must reach
   int64_t response_ns = 0;                      // when the POST's response arrived
@@ -344,7 +350,7 @@ struct Sample {
 // expected one; records the time since the POST's response. One blocking keep-alive connection.
 class Sampler {
  public:
-  Sampler(const quizflow::tools::Url& url, int64_t quiz_id) : url_(url), quiz_id_(quiz_id) {}
+  explicit Sampler(const quizflow::tools::Url& url) : url_(url) {}
 
   void add(const Sample& s) {
     std::lock_guard lock(mu_);
@@ -371,7 +377,7 @@ class Sampler {
         bool resolved = false;
         try {
           const std::string path =
-              "/v1/quizzes/" + std::to_string(quiz_id_) + "/players/" + std::to_string(s.user_id);
+              "/v1/quizzes/" + std::to_string(s.quiz_id) + "/players/" + std::to_string(s.user_id);
           const HttpResponse r = client.request("GET", path);
           const int64_t now = mono_ns();
           if (r.status == 200 && reached(r.body, s)) {
@@ -414,7 +420,6 @@ class Sampler {
   }
 
   quizflow::tools::Url url_;
-  int64_t quiz_id_;
   std::mutex mu_;
   std::vector<Sample> incoming_;  // guarded by mu_
   std::atomic<bool> done_{false};
@@ -530,6 +535,8 @@ class Worker {
   void append_answer(Conn& c, std::string& body, int64_t now);
   const std::string& timestamp();
   void wait_events(int64_t until_ns);
+  // The quiz of a connection's answers: connections are spread over --quizzes quizzes.
+  int64_t quiz_of(const Conn& c) const { return p_.quiz_id + c.id % p_.o.quizzes; }
 
   const Plan& p_;
   int index_;
@@ -656,7 +663,7 @@ void Worker::append_answer(Conn& c, std::string& body, int64_t now) {
       buf, sizeof buf,
       R"({"event_id":"%s-%d-%)" PRIu64 R"(","quiz_id":%)" PRId64 R"(,"user_id":%)" PRId64
       R"(,"question_id":%d,"option_id":%d,"answered_at":"%s","elapsed_ms":%)" PRId64 "}",
-      p_.run_tag.c_str(), c.id, seq, p_.quiz_id, user, question, option, timestamp().c_str(),
+      p_.run_tag.c_str(), c.id, seq, quiz_of(c), user, question, option, timestamp().c_str(),
       elapsed);
   body.append(buf, static_cast<size_t>(n));
 }
@@ -907,7 +914,7 @@ void Worker::finish_request(size_t i, int status, std::string_view body, int64_t
     const Item& last = c.items.back();
     const Slot& s = c.slots[last.slot];
     if (!s.tainted) {
-      p_.sampler->add(Sample{last.user_id, s.score, s.correct, s.time_ms, now});
+      p_.sampler->add(Sample{quiz_of(c), last.user_id, s.score, s.correct, s.time_ms, now});
       next_sample_ns_ = now + p_.o.visibility_interval_ms * 1'000'000 * p_.o.threads;
     }
   }
@@ -1154,13 +1161,16 @@ int main(int argc, char** argv) {
       HttpClient::Headers h;
       if (!o.token.empty()) h.emplace_back("Authorization", "Bearer " + o.token);
       const int64_t closes_in_ms = static_cast<int64_t>(o.duration_s * 1000) + 3'600'000;
-      const HttpResponse r = setup.request(
-          "POST", "/v1/quizzes",
-          quiz_json(plan.quiz_id, o.questions, plan.time_limit_ms, now_ms, closes_in_ms), h);
-      if (r.status != 201 && r.status != 200) {
-        std::fprintf(stderr, "qf-http-load: creating quiz %" PRId64 ": HTTP %d %s\n", plan.quiz_id,
-                     r.status, r.body.c_str());
-        return 3;
+      for (int q = 0; q < o.quizzes; ++q) {
+        const int64_t id = plan.quiz_id + q;
+        const HttpResponse r =
+            setup.request("POST", "/v1/quizzes",
+                          quiz_json(id, o.questions, plan.time_limit_ms, now_ms, closes_in_ms), h);
+        if (r.status != 201 && r.status != 200) {
+          std::fprintf(stderr, "qf-http-load: creating quiz %" PRId64 ": HTTP %d %s\n", id,
+                       r.status, r.body.c_str());
+          return 3;
+        }
       }
     } else {
       const HttpResponse r = setup.request("GET", "/health");
@@ -1176,7 +1186,7 @@ int main(int argc, char** argv) {
 
   std::optional<Sampler> sampler;
   if (o.target == Target::quizflow && o.visibility_interval_ms > 0) {
-    sampler.emplace(url, plan.quiz_id);
+    sampler.emplace(url);
     plan.sampler = &*sampler;
   }
 
@@ -1193,13 +1203,13 @@ int main(int argc, char** argv) {
 
   std::fprintf(stderr,
                "qf-http-load: %s, target %s, mode %s, case %s, %d connection(s) on %d "
-               "thread(s), %.1f s, seed %" PRIu64 ", quiz %" PRId64 "\n",
+               "thread(s), %.1f s, seed %" PRIu64 ", quiz %" PRId64 " (%d quiz(zes))\n",
                o.url.c_str(), o.target == Target::bare ? "bare" : "quizflow",
                o.mode == Mode::closed ? "closed"
                : o.mode == Mode::open ? "open"
                                       : "batch",
-               o.case_name.c_str(), o.connections, o.threads, o.duration_s, plan.seed,
-               plan.quiz_id);
+               o.case_name.c_str(), o.connections, o.threads, o.duration_s, plan.seed, plan.quiz_id,
+               o.quizzes);
   plan.start_ns = mono_ns() + 20'000'000;
   plan.end_ns = plan.start_ns + static_cast<int64_t>(o.duration_s * 1e9);
   std::thread sampler_thread;

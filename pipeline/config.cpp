@@ -82,6 +82,7 @@ const std::vector<Key>& keys() {
       int_key("DB_POOL_SIZE", &Config::db_pool_size),
       int_key("DB_MAX_OVERFLOW", &Config::db_max_overflow),
       int_key("DB_WRITERS", &Config::db_writers),
+      int_key("QUIZFLOW_GRAPH_THREADS", &Config::graph_threads),
       int_key("DB_CHECKOUT_TIMEOUT_MS", &Config::db_checkout_timeout_ms),
       int_key("DB_STATEMENT_TIMEOUT_MS", &Config::db_statement_timeout_ms),
       int_key("QUIZFLOW_SLOW_COMMIT_MS", &Config::slow_commit_ms),
@@ -172,6 +173,7 @@ void validate_config(const Config& c) {
   range("DB_POOL_SIZE", c.db_pool_size, 1, 1000);
   range("DB_MAX_OVERFLOW", c.db_max_overflow, 0, 1000);
   range("DB_WRITERS", c.db_writers, 1, 64);
+  range("QUIZFLOW_GRAPH_THREADS", c.graph_threads, 1, 256);
   range("DB_CHECKOUT_TIMEOUT_MS", c.db_checkout_timeout_ms, 1, 600000);
   range("DB_STATEMENT_TIMEOUT_MS", c.db_statement_timeout_ms, 100, 3600000);
   range("QUIZFLOW_SLOW_COMMIT_MS", c.slow_commit_ms, 1, 3600000);

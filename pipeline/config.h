@@ -32,6 +32,7 @@ struct Config {
   int db_pool_size = 30;                // DB_POOL_SIZE (connections kept)
   int db_max_overflow = 50;             // DB_MAX_OVERFLOW
   int db_writers = 2;                   // DB_WRITERS: batch-committing threads
+  int graph_threads = 2;                // QUIZFLOW_GRAPH_THREADS: oneTBB workers of the graph
   int db_checkout_timeout_ms = 5000;    // DB_CHECKOUT_TIMEOUT_MS: wait for a pooled connection
   int db_statement_timeout_ms = 30000;  // DB_STATEMENT_TIMEOUT_MS: per statement
   int slow_commit_ms = 1000;            // QUIZFLOW_SLOW_COMMIT_MS: log batches slower than this

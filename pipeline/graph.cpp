@@ -1,6 +1,8 @@
 #include "pipeline/graph.h"
 
 #include <oneapi/tbb/flow_graph.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -405,9 +407,29 @@ struct Graph::Impl {
   bool drained = false;
 };
 
-Graph::Graph(GraphDeps deps) : impl_(std::make_unique<Impl>(deps)) {}
+// The graph's own task arena. oneTBB's default arena keeps a slot for the thread that created
+// the graph — here the main thread, which only waits for signals — so on 2 cores a single worker
+// ran every node: while score answered a batch (several ms), the batch node could not start the
+// next transaction. This arena has no slot for external threads and `graph_threads` workers
+// (the global limit allows that many, plus the external threads that hand work in).
+struct Graph::Arena {
+  explicit Arena(int threads)
+      : limit(tbb::global_control::max_allowed_parallelism,
+              static_cast<size_t>(std::max(threads, 1)) + 1),
+        arena(std::max(threads, 1), 0) {}
+  tbb::global_control limit;
+  tbb::task_arena arena;
+};
 
-Graph::~Graph() { drain(); }
+Graph::Graph(GraphDeps deps) : arena_(std::make_unique<Arena>(deps.config.graph_threads)) {
+  // The graph attaches to the arena it is built in.
+  arena_->arena.execute([&] { impl_ = std::make_unique<Impl>(deps); });
+}
+
+Graph::~Graph() {
+  drain();
+  arena_->arena.execute([&] { impl_.reset(); });
+}
 
 void Graph::put(RequestPtr r) {
   impl_->m(kIngest).backlog.fetch_add(1, std::memory_order_relaxed);
@@ -420,10 +442,21 @@ void Graph::drain() {
   // Force flushes until every admitted request is answered and nothing is buffered. Polls with
   // sleeps: wait_for_all() would spin a core that the database may need.
   const auto& in_flight = impl_->deps.metrics.events_in_flight;
+  auto report_at = Clock::now() + std::chrono::seconds(1);
   while (in_flight.load(std::memory_order_acquire) > 0 ||
          impl_->buffered.load(std::memory_order_acquire) > 0) {
     impl_->send_tick();
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (Clock::now() >= report_at) {  // a slow drain says what it waits for
+      report_at += std::chrono::seconds(1);
+      const auto& st = impl_->deps.metrics.stages;
+      auto load = [](const std::atomic<int64_t>& a) { return a.load(std::memory_order_relaxed); };
+      spdlog::warn(
+          "drain: waiting for {} admitted events; backlog ingest {} validate {} batch {}; "
+          "batch stage holds {} (buffered or committing), {} commit jobs queued",
+          load(in_flight), load(st[kIngest].backlog), load(st[kValidate].backlog),
+          load(st[kBatch].backlog), load(st[kBatch].in_flight), impl_->deps.commits.queued());
+    }
   }
   impl_->stop_ticker.store(true, std::memory_order_release);
   if (impl_->ticker.joinable()) impl_->ticker.join();

@@ -2,7 +2,7 @@
 //
 //   put() -> ingest -> validate -> batch -> commit (async, CommitPool) -> score -> notify
 //                                    ^                                      |
-//                                    +------------- quiz done --------------+
+//                                    +------- transaction done -------------+
 //
 // Chunks (a request's items, a quiz batch) move between nodes, never single events.
 #pragma once
@@ -54,7 +54,9 @@ class Graph {
   std::vector<std::pair<int64_t, int64_t>> largest_pending() const;
 
  private:
+  struct Arena;
   struct Impl;
+  std::unique_ptr<Arena> arena_;  // where the graph's tasks run; outlives impl_
   std::unique_ptr<Impl> impl_;
 };
 

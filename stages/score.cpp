@@ -1,5 +1,6 @@
 #include "stages/score.h"
 
+#include <algorithm>
 #include <mutex>
 
 namespace quizflow::stages {
@@ -15,47 +16,55 @@ Proposal QuizStandings::propose(int64_t quiz_id,
                                 const std::vector<const AnswerEvent*>& events) const {
   Proposal p;
   p.quiz_id = quiz_id;
-  // Winner per key among the batch: index into events.
-  std::map<Key, size_t> best;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const AnswerEvent& e = *events[i];
-    const Key key{e.user_id, e.question_id};
-    auto [it, fresh] = best.try_emplace(key, i);
-    if (!fresh) {
-      const AnswerEvent& cur = *events[it->second];
-      if (earlier(e.answered_at_ms, e.event_id, cur.answered_at_ms, cur.event_id)) it->second = i;
-    }
-  }
-  std::map<int64_t, Standing> touched;  // user -> new standing
-  for (const auto& [key, idx] : best) {
+  // The batch's candidates in key order, the earliest answer of each key first.
+  std::vector<std::pair<Key, size_t>> cand;
+  cand.reserve(events.size());
+  for (size_t i = 0; i < events.size(); ++i)
+    cand.emplace_back(Key{events[i]->user_id, events[i]->question_id}, i);
+  std::sort(cand.begin(), cand.end(), [&](const auto& x, const auto& y) {
+    if (x.first != y.first) return x.first < y.first;
+    const AnswerEvent& a = *events[x.second];
+    const AnswerEvent& b = *events[y.second];
+    return earlier(a.answered_at_ms, a.event_id, b.answered_at_ms, b.event_id);
+  });
+  // Players come in order: one running standing at a time.
+  int64_t user = 0;
+  bool touched = false, stored = false;
+  Standing st;
+  auto finish_player = [&] {
+    if (touched)
+      p.standings.push_back(StandingRow{quiz_id, user, st.score, st.correct, st.time_ms, stored});
+  };
+  for (size_t k = 0; k < cand.size(); ++k) {
+    if (k > 0 && cand[k].first == cand[k - 1].first) continue;  // a later answer of the key
+    const auto& [key, idx] = cand[k];
     const AnswerEvent& e = *events[idx];
     auto old = counted_.find(key);
     if (old != counted_.end() &&
         !earlier(e.answered_at_ms, e.event_id, old->second.answered_at_ms, old->second.event_id))
       continue;  // the stored answer still counts; this one is superseded
-    auto [st, fresh] = touched.try_emplace(e.user_id);
-    if (fresh) {
-      auto cur = standings_.find(e.user_id);
-      if (cur != standings_.end()) st->second = cur->second;
+    if (!touched || user != e.user_id) {
+      finish_player();
+      user = e.user_id;
+      touched = true;
+      auto cur = standings_.find(user);
+      stored = cur != standings_.end();
+      st = stored ? cur->second : Standing{};
     }
-    Standing& s = st->second;
     if (old != counted_.end()) {
-      s.score -= old->second.points;
-      s.correct -= old->second.correct ? 1 : 0;
-      s.time_ms -= old->second.elapsed_ms;
+      st.score -= old->second.points;
+      st.correct -= old->second.correct ? 1 : 0;
+      st.time_ms -= old->second.elapsed_ms;
     }
-    s.score += e.points;
-    s.correct += e.correct ? 1 : 0;
-    s.time_ms += e.elapsed_ms;
+    st.score += e.points;
+    st.correct += e.correct ? 1 : 0;
+    st.time_ms += e.elapsed_ms;
     p.counted.push_back(CountedRow{quiz_id, e.user_id, e.question_id, e.event_id, e.answered_at_ms,
                                    static_cast<int32_t>(e.option_id), e.correct, e.points,
                                    e.elapsed_ms, old != counted_.end()});
     p.newly_counted.push_back(idx);
   }
-  p.standings.reserve(touched.size());
-  for (const auto& [user, s] : touched)
-    p.standings.push_back(
-        StandingRow{quiz_id, user, s.score, s.correct, s.time_ms, standings_.count(user) > 0});
+  finish_player();
   return p;
 }
 

@@ -80,13 +80,19 @@ class QuizStandings {
     int64_t option_id = 0;
   };
   using Key = std::pair<int64_t, int32_t>;  // (user_id, question_id)
+  struct KeyHash {
+    size_t operator()(const Key& k) const {
+      return static_cast<size_t>(static_cast<uint64_t>(k.first) * 0x9E3779B97F4A7C15ULL) ^
+             static_cast<size_t>(k.second);
+    }
+  };
   using OrderTree =
       __gnu_pbds::tree<RankKey, __gnu_pbds::null_type, std::less<RankKey>, __gnu_pbds::rb_tree_tag,
                        __gnu_pbds::tree_order_statistics_node_update>;
 
   void set_standing(int64_t user_id, const Standing& s);
 
-  std::map<Key, Counted> counted_;
+  std::unordered_map<Key, Counted, KeyHash> counted_;
   std::unordered_map<int64_t, Standing> standings_;
   OrderTree order_;
 };
