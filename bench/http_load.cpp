@@ -1256,6 +1256,16 @@ int main(int argc, char** argv) {
   result(o.case_name, "p99_ms", lat.quantile_ms(0.99), "ms");
   result(o.case_name, "max_ms", lat.max_ms(), "ms");
   result(o.case_name, "errors", static_cast<double>(errors), "count");
+  // For CPU accounting per request (scripts/bench): every 200 during the run and this
+  // client's own CPU time for the whole run.
+  result(o.case_name, "requests_ok", static_cast<double>(all.ok_requests), "count");
+  {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    const double cpu_s = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    result(o.case_name, "client_cpu_s", cpu_s, "s");
+  }
   if (sampler && sampler->histogram().count() > 0) {
     result(o.case_name, "visibility_p50_ms", sampler->histogram().quantile_ms(0.50), "ms");
     result(o.case_name, "visibility_p99_ms", sampler->histogram().quantile_ms(0.99), "ms");

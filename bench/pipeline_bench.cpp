@@ -191,10 +191,10 @@ int main(int argc, char** argv) {
     std::printf("RESULT bench=pipeline case=%s metric=answers_per_s value=%.0f unit=answers/s\n",
                 cases[i].name.c_str(), o.answers_per_s);
     std::printf(
-        "RESULT bench=pipeline case=%s metric=answers_per_batch value=%.1f unit=answers\n",
+        "RESULT bench=pipeline case=%s metric=answers_per_transaction value=%.1f unit=answers\n",
         cases[i].name.c_str(),
         static_cast<double>(o.accepted) / static_cast<double>(std::max<int64_t>(1, o.batches)));
-    std::fprintf(stderr, "%-20s %6d quizzes  %10.0f answers/s  %lld batches\n",
+    std::fprintf(stderr, "%-20s %6d quizzes  %10.0f answers/s  %lld batch transactions\n",
                  cases[i].name.c_str(), cases[i].quizzes, o.answers_per_s,
                  static_cast<long long>(o.batches));
     std::fflush(stdout);
