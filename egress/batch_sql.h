@@ -19,7 +19,13 @@ CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
 )SQL";
 
 // Binary COPY targets. The field order is the column order listed here.
-inline constexpr const char* kCopyEvents =
+// The events go straight into the event log when none of them is stored yet (the common case;
+// in a savepoint: a stored one fails it with unique_violation, and they are staged instead).
+// The rows come sorted by event_id, so concurrent writers take index locks in the same order.
+inline constexpr const char* kCopyEventsNew =
+    "COPY answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at, "
+    "elapsed_ms) FROM STDIN (FORMAT binary)";
+inline constexpr const char* kCopyEventsStage =
     "COPY qf_stage_events (event_id, quiz_id, user_id, question_id, option_id, answered_at, "
     "elapsed_ms) FROM STDIN (FORMAT binary)";
 inline constexpr const char* kCopyCountedNew =
@@ -33,15 +39,6 @@ inline constexpr const char* kCopyStandingsNew =
 inline constexpr const char* kCopyStandingsStage =
     "COPY qf_stage_standings (quiz_id, user_id, score, correct, time_ms) FROM STDIN "
     "(FORMAT binary)";
-
-// Appends the staged events to the event log when none of them is stored yet (the common case;
-// run in a savepoint: a duplicate fails it with unique_violation). Half the cost of the
-// ON CONFLICT form below, which checks the index before every insertion and returns the ids.
-inline constexpr const char* kInsertNewEvents = R"SQL(
-INSERT INTO answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at,
-                           elapsed_ms)
-SELECT event_id, quiz_id, user_id, question_id, option_id, answered_at, elapsed_ms
-FROM qf_stage_events ORDER BY event_id)SQL";
 
 // Appends the staged events to the event log, skipping stored ones; returns the event_ids that
 // were new.

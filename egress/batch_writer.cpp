@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <pqxx/pqxx>
@@ -209,9 +210,13 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out
   step("begin", [&] { tx.emplace(*conn.c); });
   pg_conn* raw = conn.c->raw();
   BinaryCopy bc;
-  step("copy_events", [&] {
-    bc.start(a.events.size());
-    for (const AnswerEvent* e : a.events) {
+  step("encode_events", [&] {
+    // Sorted by event_id (bytewise, as COLLATE "C"): index locks in one order for all writers.
+    std::vector<const AnswerEvent*> sorted(a.events);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const AnswerEvent* x, const AnswerEvent* y) { return x->event_id < y->event_id; });
+    bc.start(sorted.size());
+    for (const AnswerEvent* e : sorted) {
       bc.row(7);
       bc.text(e->event_id);
       bc.int8(e->quiz_id);
@@ -221,29 +226,40 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out
       bc.timestamptz_ms(e->answered_at_ms);
       bc.int4(static_cast<int32_t>(e->elapsed_ms));
     }
-    copy_in(raw, batch_sql::kCopyEvents, bc.finish());
+    bc.finish();
   });
-  step("insert_events", [&] {
-    // First as if every event were new; only when one is stored already, again with ON CONFLICT
-    // to learn which.
+  bool all_new = false;
+  step("copy_events", [&] {
+    // First straight into the event log, as if every event were new (no index probe before each
+    // insertion, no ids sent back); only when one is stored already, staged and inserted with
+    // ON CONFLICT to learn which.
+    // A plain savepoint (pqxx::subtransaction would send SAVEPOINT only with its first
+    // statement, after this raw COPY).
+    tx->exec("SAVEPOINT qf_events");
     try {
-      pqxx::subtransaction sp(*tx, "qf_events");
-      sp.exec(batch_sql::kInsertNewEvents);
-      sp.commit();
-      out.inserted.assign(a.events.size(), true);
-      return;
+      copy_in(raw, batch_sql::kCopyEventsNew, bc.data());
+      all_new = true;
     } catch (const pqxx::unique_violation&) {
+      tx->exec("ROLLBACK TO SAVEPOINT qf_events");
     }
-    const pqxx::result ins = tx->exec(batch_sql::kInsertEvents);
-    out.inserted.assign(a.events.size(), false);
-    std::unordered_map<std::string_view, size_t> index;
-    index.reserve(a.events.size());
-    for (size_t i = 0; i < a.events.size(); ++i) index.emplace(a.events[i]->event_id, i);
-    for (const auto& row : ins) {
-      auto it = index.find(std::string_view(row[0].c_str(), row[0].size()));
-      if (it != index.end()) out.inserted[it->second] = true;
-    }
+    if (all_new) tx->exec("RELEASE SAVEPOINT qf_events");
   });
+  if (all_new) {
+    out.inserted.assign(a.events.size(), true);
+  } else {
+    step("insert_events", [&] {
+      copy_in(raw, batch_sql::kCopyEventsStage, bc.data());
+      const pqxx::result ins = tx->exec(batch_sql::kInsertEvents);
+      out.inserted.assign(a.events.size(), false);
+      std::unordered_map<std::string_view, size_t> index;
+      index.reserve(a.events.size());
+      for (size_t i = 0; i < a.events.size(); ++i) index.emplace(a.events[i]->event_id, i);
+      for (const auto& row : ins) {
+        auto it = index.find(std::string_view(row[0].c_str(), row[0].size()));
+        if (it != index.end()) out.inserted[it->second] = true;
+      }
+    });
+  }
   DerivedRows rows;
   step("derive", [&] { rows = a.derive(out.inserted); });
   step("write_counted", [&] {

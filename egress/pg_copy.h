@@ -26,8 +26,9 @@ class BinaryCopy {
   void int8(int64_t v);
   void int4(int32_t v);
   void boolean(bool b);
-  void timestamptz_ms(int64_t unix_ms);  // stored as microseconds since 2000-01-01 UTC
-  const std::string& finish();           // the whole input, trailer included
+  void timestamptz_ms(int64_t unix_ms);             // stored as microseconds since 2000-01-01 UTC
+  const std::string& finish();                      // the whole input, trailer included
+  const std::string& data() const { return buf_; }  // after finish()
   size_t rows() const { return rows_; }
 
  private:

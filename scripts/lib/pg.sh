@@ -6,10 +6,17 @@
 # mktemp directory that pg_stop deletes. This file does not change the caller's
 # shell options (no set -e here); every function works with or without set -euo pipefail.
 
-# Prints a TCP port on 127.0.0.1 that nothing answers on.
+# Prints a TCP port on 127.0.0.1 that nothing answers on, below the kernel's ephemeral range:
+# a port in that range can be taken by any outgoing connection (a load test opens thousands),
+# and a server binding it later fails with "Address already in use".
 qf_free_port() {
-  local p
-  for p in $(shuf -i 20000-60000 -n 200); do
+  local p lo=32768 hi
+  if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
+  fi
+  ((lo > 11000)) || lo=32768
+  hi=$((lo - 1))
+  for p in $(shuf -i "$((hi > 20000 ? 10000 : 1025))-$hi" -n 200); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0
