@@ -37,7 +37,7 @@ struct Config {
   int db_statement_timeout_ms = 30000;  // DB_STATEMENT_TIMEOUT_MS: per statement
   int slow_commit_ms = 1000;            // QUIZFLOW_SLOW_COMMIT_MS: log batches slower than this
 
-  int batch_max_size = 5000;   // BATCH_MAX_SIZE: events per quiz batch
+  int batch_max_size = 5000;   // BATCH_MAX_SIZE: events per batch transaction
   int batch_max_delay_ms = 1;  // BATCH_MAX_DELAY_MS: oldest event's wait before a flush
 
   int64_t max_in_flight_events = 200000;  // QUIZFLOW_MAX_IN_FLIGHT: admitted, not yet answered
