@@ -182,7 +182,8 @@ StatsReport collect_stats(const Engine& engine) {
             "Batch transactions committed (each holds one or more quizzes' batches).",
             static_cast<double>(bm.committed.load()));
   b.counter("batches.failed", "quizflow_batches_failed_total",
-            "Batch transactions that failed (their requests got 503).", static_cast<double>(bm.failed.load()));
+            "Batch transactions that failed (their requests got 503).",
+            static_cast<double>(bm.failed.load()));
   b.counter("batches.rows", "quizflow_batch_rows_total",
             "Answers newly stored by committed batches.", static_cast<double>(bm.rows.load()));
   b.gauge("batches.last_commit_ms", "quizflow_batch_last_commit_seconds",
