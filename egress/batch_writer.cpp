@@ -147,21 +147,23 @@ CommitOutcome PgBatchWriter::commit(const std::vector<int64_t>& quiz_ids,
       out.error = "connection lost: " + one_line(e.what());
       spdlog::warn("batch {}: {} (attempt {} of 3)", batch_key, out.error, attempt);
     } catch (const std::exception& e) {
-      if (lease) lease->discard();  // the transaction is gone; never reuse its state
       out.error = one_line(e.what());
       const bool mismatch = dynamic_cast<const StateMismatch*>(&e) != nullptr ||
                             dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr;
       if (mismatch && !a.upsert && !commit_sent) {
         // The stored counted answers or standings differ from the engine's: redo with upserts,
-        // which give the same result whatever is stored.
+        // which give the same result whatever is stored. The transaction was rolled back; the
+        // connection is fine and keeps serving. Not counted as an attempt.
         a.upsert = true;
         ++upsert_fallbacks_;
+        --attempt;
         spdlog::warn(
             "batch {}: stored rows differ from the engine's state ({}); redoing the "
             "transaction with upserts",
             batch_key, out.error);
         continue;
       }
+      if (lease) lease->discard();  // the transaction is gone; never reuse its state
       spdlog::error("batch {}: {}", batch_key, out.error);
       return out;
     }
@@ -208,6 +210,8 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out
                         bool& commit_sent) {
   std::optional<pqxx::work> tx;
   step("begin", [&] { tx.emplace(*conn.c); });
+  if (!conn.same_session())  // the staging tables went with the old session
+    throw pqxx::broken_connection("libpqxx re-established the connection; its session is new");
   pg_conn* raw = conn.c->raw();
   BinaryCopy bc;
   step("encode_events", [&] {

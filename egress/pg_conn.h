@@ -22,6 +22,11 @@ class PgConnection : public pqxx::connection_base {
   // the current transaction, from the thread that owns the connection.
   pqxx::internal::pq::PGconn* raw() const { return policy_.current(); }
 
+  // Counts the server connections opened. libpqxx 6.4 silently reconnects a broken connection
+  // on the next transaction; when this changes, the session's state (temp tables, SET
+  // variables) is gone.
+  int connects() const { return policy_.connects(); }
+
  private:
   class Policy : public pqxx::connect_direct {
    public:
@@ -30,16 +35,20 @@ class PgConnection : public pqxx::connection_base {
     handle do_dropconnect(handle orig) noexcept override;
     handle do_disconnect(handle orig) noexcept override;
     handle current() const { return h_; }
+    int connects() const { return connects_; }
 
    private:
     handle h_ = nullptr;
+    int connects_ = 0;
   };
   Policy policy_;  // constructed after the base, which only keeps a reference (as libpqxx does)
 };
 
 struct PgPool::Conn {
   std::unique_ptr<PgConnection> c;
+  int session = 0;      // c->connects() when the pool set the session up
   bool staged = false;  // the batch writer's temp staging tables exist on this connection
+  bool same_session() const { return c && c->connects() == session; }
 };
 
 }  // namespace quizflow::egress

@@ -22,6 +22,7 @@ PgConnection::PgConnection(const std::string& options)
 PgConnection::~PgConnection() noexcept { close(); }
 
 PgConnection::Policy::handle PgConnection::Policy::do_startconnect(handle orig) {
+  ++connects_;
   h_ = pqxx::connect_direct::do_startconnect(orig);
   return h_;
 }

@@ -36,6 +36,7 @@ std::unique_ptr<PgPool::Conn> PgPool::open() {
   pqxx::nontransaction tx(*conn->c);
   tx.exec("SET statement_timeout = " + std::to_string(options_.statement_timeout_ms));
   tx.exec("SET synchronous_commit = on");
+  conn->session = conn->c->connects();
   return conn;
 }
 
@@ -106,7 +107,8 @@ void PgPool::give_back(std::unique_ptr<Conn> conn, bool discard) {
   {
     std::lock_guard lock(mu_);
     --checked_out_;
-    const bool broken = discard || !conn->c || !conn->c->is_open();
+    // A connection libpqxx re-established while it was out lost its session settings.
+    const bool broken = discard || !conn->c || !conn->c->is_open() || !conn->same_session();
     if (broken || static_cast<int>(idle_.size()) >= options_.pool_size) {
       --total_;
       ++closed_;

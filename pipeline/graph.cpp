@@ -34,6 +34,7 @@ struct Validated {
 struct Tick {};
 struct QuizDone {  // a batch transaction finished: its quizzes may start their next batch
   std::vector<int64_t> quiz_ids;
+  int64_t events = 0;
 };
 using BatchInput = std::variant<Validated, Tick, QuizDone>;
 
@@ -213,6 +214,7 @@ struct Graph::Impl {
     } else if (const auto* d = std::get_if<QuizDone>(&in)) {
       for (int64_t quiz : d->quiz_ids) buffers.done(quiz);
       --transactions_in_flight;
+      events_committing -= d->events;
     } else {
       tick_pending.store(false, std::memory_order_release);
     }
@@ -231,9 +233,10 @@ struct Graph::Impl {
       }
       job->batch_key = batch_prefix + "-" + std::to_string(++batch_seq);
       ++transactions_in_flight;
+      events_committing += job->events;
       std::get<0>(p).try_put(job);
     }
-    buffered.store(static_cast<int64_t>(buffers.pending_events()) + transactions_in_flight,
+    buffered.store(static_cast<int64_t>(buffers.pending_events()) + events_committing,
                    std::memory_order_release);
     m(kBatch).oldest_wait_us.store(buffers.oldest_wait_ms(now) * 1000, std::memory_order_relaxed);
     // A snapshot for operators, ten times a second (and at once when the buffers emptied).
@@ -346,7 +349,7 @@ struct Graph::Impl {
     // Counted before the answers go out, so a client reading stats after its response sees them.
     m(kScore).processed.fetch_add(job->outcome.ok ? n : 0, std::memory_order_relaxed);
     // Free the quizzes before answering, so their next batches can start.
-    std::get<1>(p).try_put(BatchInput{QuizDone{job->quiz_ids}});
+    std::get<1>(p).try_put(BatchInput{QuizDone{job->quiz_ids, n}});
     size_t i = 0;
     for (const auto& batch : job->batches) {
       for (const EventRef& ref : batch.events) {
@@ -387,6 +390,7 @@ struct Graph::Impl {
   stages::BatchBuffers buffers;    // used only by the serial batch node
   uint64_t batch_seq = 0;          // used only by the serial batch node
   int transactions_in_flight = 0;  // used only by the serial batch node
+  int64_t events_committing = 0;   // used only by the serial batch node
   const int max_transactions = std::max(1, deps.config.db_writers);
   std::string batch_prefix;
   IngestNode ingest;

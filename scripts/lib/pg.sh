@@ -10,13 +10,14 @@
 # a port in that range can be taken by any outgoing connection (a load test opens thousands),
 # and a server binding it later fails with "Address already in use".
 qf_free_port() {
-  local p lo=32768 hi
+  local p lo=32768 from
   if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
     read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
   fi
-  ((lo > 11000)) || lo=32768
-  hi=$((lo - 1))
-  for p in $(shuf -i "$((hi > 20000 ? 10000 : 1025))-$hi" -n 200); do
+  # At least 1,000 ports below the range; with a range starting lower than that, none is safe
+  # from outgoing connections, and any port above 1024 will do.
+  if ((lo > 2025)); then from=$((lo > 22025 ? lo - 20000 : 1025)); else from=1025 lo=65536; fi
+  for p in $(shuf -i "$from-$((lo - 1))" -n 200); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0

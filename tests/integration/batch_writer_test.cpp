@@ -97,6 +97,19 @@ TEST_F(BatchWriterTest, BinaryCopyKeepsEveryValueExact) {
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 3);
 }
 
+TEST_F(BatchWriterTest, StoredAndNewEventsInOneBatchAreToldApart) {
+  const AnswerEvent a = event("s1", 11, 1, 1, 1000), b = event("s2", 11, 2, 1, 1000);
+  ASSERT_TRUE(commit({11}, "sn-1", {a, b}, DerivedRows{}).ok);
+  // New, stored, new, stored: the event log's primary key stops the straight COPY, and the
+  // staged ON CONFLICT insert says which ones were new.
+  const AnswerEvent c = event("s0", 11, 3, 1, 1000), d = event("s9", 11, 4, 1, 1000);
+  const CommitOutcome out = commit({11}, "sn-2", {c, b, d, a}, DerivedRows{});
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(out.inserted, (std::vector<bool>{true, false, true, false}));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE quiz_id = 11"), 4);
+  EXPECT_EQ(writer->upsert_fallbacks(), 0);
+}
+
 TEST_F(BatchWriterTest, ReplacingRowsTakesTheUpdatePath) {
   const AnswerEvent first = event("r1", 8, 1, 1, 2000);
   ASSERT_TRUE(commit({8}, "rep-1", {first},
@@ -171,6 +184,7 @@ TEST_F(BatchWriterTest, AFailedStatementStoresNothing) {
                          {StandingRow{30, 1, 1, 1, 1}, StandingRow{30, 1, 2, 2, 2}}});
   EXPECT_FALSE(out.ok);
   EXPECT_FALSE(out.error.empty());
+  EXPECT_EQ(writer->upsert_fallbacks(), 1);  // the safe path ran and failed too
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 0);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM counted_answers"), 0);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 0);

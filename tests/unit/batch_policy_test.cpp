@@ -323,7 +323,13 @@ TEST(BatchPolicy, EventBudgetTakesTheLongestWaitingQuizzesFirst) {
   ASSERT_EQ(last.size(), 1u);
   EXPECT_EQ(ids(last[0]), (std::vector<std::string>{"e5"}));
   EXPECT_EQ(buf.pending_events(), 0u);
-  EXPECT_TRUE(buf.take_due(100, true, 0).empty());
+  // A budget of 0 takes nothing, even when forced and something is pending.
+  buf.done(1);
+  buf.done(3);
+  buf.add(ev.make(1), 100);
+  EXPECT_TRUE(buf.take_due(1000, true, 0).empty());
+  EXPECT_EQ(buf.pending_events(), 1u);
+  EXPECT_EQ(buf.take_due(1000, true, 1).size(), 1u);
 }
 
 TEST(BatchPolicy, EventBudgetDoesNotMakeUndueQuizzesDue) {
@@ -390,15 +396,20 @@ TEST(BatchPolicy, RandomScheduleConservesEventsAndOrder) {
       ASSERT_EQ(buf.pending_events(), pending);
       ASSERT_EQ(buf.in_flight_batches(), in_flight.size());
     }
-    // Drain.
+    // Drain, with a small budget per call (the engine passes BATCH_MAX_SIZE).
     for (int round = 0; round < 100000 && pending > 0; ++round) {
       for (int64_t q : in_flight) buf.done(q);
       in_flight.clear();
-      for (auto& b : buf.take_due(now, true)) {
+      const size_t budget = 1 + rng() % 5;
+      size_t took = 0;
+      for (auto& b : buf.take_due(now, true, budget)) {
+        took += b.events.size();
+        ASSERT_LE(took, budget);
         in_flight.insert(b.quiz_id);
         for (const auto& e : b.events) taken[b.quiz_id].push_back(e.event().event_id);
         pending -= b.events.size();
       }
+      ASSERT_GT(took, 0u) << "a forced take with a budget left pending events behind";
     }
     EXPECT_EQ(buf.pending_events(), 0u);
     EXPECT_EQ(taken, added);
