@@ -129,6 +129,29 @@ TEST_F(BatchWriterTest, ReplacingRowsTakesTheUpdatePath) {
             (std::vector<std::vector<std::string>>{{"10", "0"}}));
 }
 
+TEST_F(BatchWriterTest, ALostConnectionIsReplacedWithItsStagingTables) {
+  const AnswerEvent first = event("k1", 12, 1, 1, 2000);
+  ASSERT_TRUE(commit({12}, "lost-1", {first},
+                     DerivedRows{{counted_of(first, false)}, {StandingRow{12, 1, 950, 1, 1234}}})
+                  .ok);
+  // The writer's idle connection dies; the next batch replaces stored rows, so it needs the
+  // staging tables, which lived in the dead session.
+  db.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+      "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  AnswerEvent earlier = event("k0", 12, 1, 1, 1000);
+  earlier.points = 10;
+  const CommitOutcome out =
+      commit({12}, "lost-2", {earlier},
+             DerivedRows{{counted_of(earlier, true)}, {StandingRow{12, 1, 10, 1, 1234, true}}});
+  ASSERT_TRUE(out.ok) << out.error;
+  EXPECT_EQ(out.inserted, std::vector<bool>{true});
+  EXPECT_EQ(writer->upsert_fallbacks(), 0);
+  EXPECT_EQ(db.query("SELECT event_id, points FROM counted_answers WHERE quiz_id = 12"),
+            (std::vector<std::vector<std::string>>{{"k0", "10"}}));
+  EXPECT_GE(pool->stats().discarded, 1);
+}
+
 TEST_F(BatchWriterTest, StoredRowsUnlikeTheEnginesStateFallBackToUpserts) {
   const AnswerEvent a = event("m1", 9, 1, 1, 1000);
   ASSERT_TRUE(commit({9}, "mis-1", {a},
