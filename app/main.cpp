@@ -16,7 +16,7 @@
 #include "egress/kafka_producer.h"
 #include "egress/pg_store.h"
 #include "ingress/http_server.h"
-#include "pipeline/config.h"
+#include "core/config.h"
 #include "pipeline/engine.h"
 #include "pipeline/logging.h"
 
@@ -57,13 +57,12 @@ int serve(const Config& c, const std::string& port_file) {
   spdlog::info("quizflow starting: database {}, http {}", mask_url(c.database_url), c.http_addr);
   spdlog::info("effective configuration: {}", describe_config(c));
   auto store = make_store(c);
-  auto sink = std::make_unique<egress::KafkaProducer>(
-      egress::KafkaOptions{c.kafka_brokers,
-                           c.topic_notifications,
-                           {c.topic_answers, c.topic_notifications, c.topic_dlq},
-                           c.notify_queue_max});
+  auto sink = std::make_unique<egress::KafkaProducer>(egress::kafka_options(c));
   Engine engine(c, std::move(store), std::move(sink));
-  engine.start();
+  if (Status st = engine.start(); !st.ok()) {
+    spdlog::critical("quizflow serve: the engine could not start: {}", st.to_string());
+    return 1;
+  }
   ingress::HttpServer http(engine);
   http.start();
   if (!port_file.empty()) {
@@ -137,7 +136,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "migrate") {
-      make_store(c)->migrate();
+      if (Status st = make_store(c)->migrate(); !st.ok()) {
+        spdlog::critical("quizflow migrate failed: {}", st.to_string());
+        return 1;
+      }
       spdlog::info("migrations applied");
       return 0;
     }

@@ -52,19 +52,24 @@
 #include "egress/pg_copy.h"
 #include "egress/pg_pool.h"
 #include "egress/pg_store.h"
-#include "pipeline/events.h"
-#include "pipeline/store.h"
-#include "pipeline/time_util.h"
+#include "core/events.h"
+#include "core/store.h"
+#include "core/time_util.h"
+#include "stages/dedupe.h"
+#include "stages/derive.h"
 #include "stages/score.h"
 
 namespace {
 
 using quizflow::AnswerEvent;
-using quizflow::CommitOutcome;
-using quizflow::DerivedRows;
-using quizflow::stages::Proposal;
-using quizflow::stages::QuizStandings;
+using quizflow::BatchTxn;
+using quizflow::stages::apply;
+using quizflow::stages::dedupe;
+using quizflow::stages::derive;
+using quizflow::stages::DistinctEvents;
+using quizflow::stages::rows_of;
 using quizflow::stages::StandingsBook;
+using quizflow::stages::TxnChanges;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kQuestions = 20;
@@ -467,7 +472,8 @@ class Bench {
   Bench(Options o, std::string conninfo) : o_(std::move(o)), url_(std::move(conninfo)) {}
 
   void setup() {
-    quizflow::egress::PgStore(quizflow::egress::PoolOptions{url_}).migrate();
+    if (auto st = quizflow::egress::PgStore(quizflow::egress::PoolOptions{url_}).migrate(); !st.ok())
+      throw std::runtime_error(st.to_string());
     admin_ = std::make_unique<pqxx::connection>(url_);
     {
       // Case d's tables: quizflow's own migrations, applied in a schema of their own.
@@ -812,31 +818,22 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
             check_stop();
             const std::string key = "bench-" + r.name + "-" + tag + "-" + std::to_string(bi);
             // Duplicates inside the batch are removed first, as run_commit does.
-            std::vector<const AnswerEvent*> unique;
-            std::unordered_map<std::string_view, int32_t> first;
-            first.reserve(b.end - b.begin);
-            unique.reserve(b.end - b.begin);
-            for (size_t i = b.begin; i < b.end; ++i) {
-              const AnswerEvent& e = d.events[i];
-              if (first.try_emplace(e.event_id, static_cast<int32_t>(unique.size())).second)
-                unique.push_back(&e);
-            }
-            Proposal proposal;
-            const CommitOutcome out =
-                writer.commit({b.quiz_id}, key, unique, [&](const std::vector<bool>& inserted) {
-                  std::vector<const AnswerEvent*> fresh_events;
-                  for (size_t i = 0; i < unique.size(); ++i)
-                    if (inserted[i]) fresh_events.push_back(unique[i]);
-                  proposal = book.read(b.quiz_id, [&](const QuizStandings* s) {
-                    return s ? s->propose(b.quiz_id, fresh_events)
-                             : QuizStandings().propose(b.quiz_id, fresh_events);
-                  });
-                  return DerivedRows{proposal.counted, proposal.standings};
+            std::vector<const AnswerEvent*> in_order;
+            in_order.reserve(b.end - b.begin);
+            for (size_t i = b.begin; i < b.end; ++i) in_order.push_back(&d.events[i]);
+            const DistinctEvents distinct = dedupe(in_order);
+            TxnChanges changes;
+            const auto out = writer.commit(
+                BatchTxn{{b.quiz_id}, key, distinct.events},
+                [&](const std::vector<bool>& inserted) {
+                  changes = derive(distinct, inserted, book);
+                  return rows_of(changes);
                 });
-            if (!out.ok) throw std::runtime_error("batch " + key + " failed: " + out.error);
-            book.write(b.quiz_id, [&](QuizStandings& s) { s.apply(proposal); });
+            if (!out.ok())
+              throw std::runtime_error("batch " + key + " failed: " + out.status().to_string());
+            apply(book, changes);
             ++commits[ti];
-            for (bool x : out.inserted) fresh[ti] += x ? 1 : 0;
+            for (bool x : out->inserted) fresh[ti] += x ? 1 : 0;
           }
         } catch (...) {
           errors[ti] = std::current_exception();
@@ -963,34 +960,26 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
       const Batch& b = d.batches[bi];
       check_stop();
       const std::string key = "bench-profile-" + tag + "-" + std::to_string(bi);
-      std::vector<const AnswerEvent*> events;
+      std::vector<const AnswerEvent*> in_order;
+      DistinctEvents distinct;
       st.time("dedupe", [&] {
-        std::unordered_map<std::string_view, int32_t> first;
-        first.reserve(b.end - b.begin);
-        for (size_t i = b.begin; i < b.end; ++i) {
-          const AnswerEvent& e = d.events[i];
-          if (first.try_emplace(e.event_id, static_cast<int32_t>(events.size())).second)
-            events.push_back(&e);
-        }
+        in_order.reserve(b.end - b.begin);
+        for (size_t i = b.begin; i < b.end; ++i) in_order.push_back(&d.events[i]);
+        distinct = dedupe(in_order);
       });
-      Proposal proposal;
-      const CommitOutcome out =
-          writer.commit({b.quiz_id}, key, events, [&](const std::vector<bool>& inserted) {
-            std::vector<const AnswerEvent*> fresh;
-            for (size_t i = 0; i < events.size(); ++i)
-              if (inserted[i]) fresh.push_back(events[i]);
-            proposal = book.read(b.quiz_id, [&](const QuizStandings* s) {
-              return s ? s->propose(b.quiz_id, fresh) : QuizStandings().propose(b.quiz_id, fresh);
-            });
-            return DerivedRows{proposal.counted, proposal.standings};
-          });
-      if (!out.ok) throw std::runtime_error("batch " + key + " failed: " + out.error);
-      st.time("apply",
-              [&] { book.write(b.quiz_id, [&](QuizStandings& s) { s.apply(proposal); }); });
+      TxnChanges changes;
+      const auto out = writer.commit(BatchTxn{{b.quiz_id}, key, distinct.events},
+                                     [&](const std::vector<bool>& inserted) {
+                                       changes = derive(distinct, inserted, book);
+                                       return rows_of(changes);
+                                     });
+      if (!out.ok())
+        throw std::runtime_error("batch " + key + " failed: " + out.status().to_string());
+      if (out->upsert_fallback)
+        throw std::runtime_error("the writer left its fast path: the bench's state is wrong");
+      st.time("apply", [&] { apply(book, changes); });
       ++r.commits;
     }
-    if (writer.upsert_fallbacks() != 0)
-      throw std::runtime_error("the writer left its fast path: the bench's state is wrong");
     r.secs = seconds_since(t0);
     r.steps = st.take();
     return r;

@@ -20,7 +20,7 @@
 #include "egress/kafka_producer.h"
 #include "egress/pg_store.h"
 #include "pipeline/engine.h"
-#include "pipeline/time_util.h"
+#include "core/time_util.h"
 
 namespace {
 
@@ -61,11 +61,11 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
     cfg.batch_max_delay_ms = delay_ms;
     cfg.db_writers = 2;
     cfg.max_in_flight_events = 200000;
-    auto producer = std::make_unique<egress::KafkaProducer>(
-        egress::KafkaOptions{"", cfg.topic_notifications, {cfg.topic_notifications}, 2000000});
+    cfg.notify_queue_max = 2000000;
+    auto producer = std::make_unique<egress::KafkaProducer>(egress::kafka_options(cfg));
     Engine engine(cfg, std::make_unique<egress::PgStore>(egress::pool_options(cfg)),
                   std::move(producer));
-    engine.start();
+    if (auto st = engine.start(); !st.ok()) throw std::runtime_error(st.to_string());
 
     const int64_t opens = *parse_rfc3339_ms("2026-01-01T00:00:00Z");
     const int64_t closes = *parse_rfc3339_ms("2027-01-01T00:00:00Z");
@@ -81,7 +81,8 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
             d.opens_at_ms = opens;
             d.closes_at_ms = closes;
             for (int k = 1; k <= 20; ++k) d.questions.push_back(Question{k, 4, k % 4, 1000, 20000});
-            engine.create_quiz(d);
+            if (auto r = engine.create_quiz(d); !r.ok())
+              throw std::runtime_error(r.status().to_string());
           }
         });
       for (auto& t : ts) t.join();

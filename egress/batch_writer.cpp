@@ -14,6 +14,8 @@
 #include "egress/pg_conn.h"
 #include "egress/pg_copy.h"
 
+#include "core/log_rate.h"
+
 namespace quizflow::egress {
 
 std::string one_line(const std::string& s) {
@@ -105,22 +107,39 @@ void write_rows(pqxx::work& tx, pg_conn* raw, BinaryCopy& bc, const std::vector<
 }  // namespace
 
 struct PgBatchWriter::Attempt {
-  const std::vector<int64_t>& quiz_ids;
-  const std::string& batch_key;
-  const std::vector<const AnswerEvent*>& events;
+  const BatchTxn& txn;
   const DeriveFn& derive;
   bool upsert = false;  // the safe path (see commit)
 };
 
 PgBatchWriter::PgBatchWriter(std::shared_ptr<PgPool> pool) : pool_(std::move(pool)) {}
 
-CommitOutcome PgBatchWriter::commit(const std::vector<int64_t>& quiz_ids,
-                                    const std::string& batch_key,
-                                    const std::vector<const AnswerEvent*>& events,
-                                    const DeriveFn& derive) {
-  CommitOutcome out;
-  Attempt a{quiz_ids, batch_key, events, derive};
-  for (int attempt = 1; attempt <= 3; ++attempt) {
+namespace {
+
+constexpr int kAttempts = 3;
+
+// Waits before retry `n` (1, 2, …): 100 ms, 200 ms, 400 ms, … at most 2 s.
+void backoff(int n) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(std::min(2000, 100 << std::min(n - 1, 5))));
+}
+
+void warn_limited(const std::string& batch_key, const std::string& what) {
+  static LogRate rate;
+  if (int64_t more = 0; rate.allow(more))
+    spdlog::warn("batch {}: {} ({} similar lines held back)", batch_key, what, more);
+}
+
+}  // namespace
+
+Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& derive) {
+  Committed out;
+  Attempt a{txn, derive};
+  Status last = Status::unavailable("no attempt was made");
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    if (attempt > 1) {
+      out.retries = attempt - 1;
+      backoff(attempt - 1);
+    }
     bool commit_sent = false;
     std::optional<PgPool::Lease> lease;
     try {
@@ -131,23 +150,30 @@ CommitOutcome PgBatchWriter::commit(const std::vector<int64_t>& quiz_ids,
         conn.staged = true;
       }
       run(conn, a, out, commit_sent);
-      out.ok = true;
       return out;
     } catch (const PoolTimeout& e) {
-      out.error = e.what();
-      return out;
+      return Status::timeout(e.what());
     } catch (const pqxx::in_doubt_error& e) {
       if (lease) lease->discard();
       lease.reset();
-      return resolve_in_doubt(batch_key, e.what(), out);
+      auto r = after_lost_commit(txn.batch_key, e.what(), out);
+      if (!r.ok()) return r.status();
+      if (*r) return out;
+      last = Status::unavailable("connection lost at COMMIT, which did not happen");
     } catch (const pqxx::broken_connection& e) {
       if (lease) lease->discard();
       lease.reset();
-      if (commit_sent) return resolve_in_doubt(batch_key, e.what(), out);
-      out.error = "connection lost: " + one_line(e.what());
-      spdlog::warn("batch {}: {} (attempt {} of 3)", batch_key, out.error, attempt);
+      if (commit_sent) {
+        auto r = after_lost_commit(txn.batch_key, e.what(), out);
+        if (!r.ok()) return r.status();
+        if (*r) return out;
+        last = Status::unavailable("connection lost at COMMIT, which did not happen");
+      } else {
+        last = Status::unavailable("connection lost: " + one_line(e.what()));
+      }
+      warn_limited(txn.batch_key, last.message() + " (attempt " + std::to_string(attempt) +
+                                      " of " + std::to_string(kAttempts) + ")");
     } catch (const std::exception& e) {
-      out.error = one_line(e.what());
       const bool mismatch = dynamic_cast<const StateMismatch*>(&e) != nullptr ||
                             dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr;
       if (mismatch && !a.upsert && !commit_sent) {
@@ -155,44 +181,46 @@ CommitOutcome PgBatchWriter::commit(const std::vector<int64_t>& quiz_ids,
         // which give the same result whatever is stored. The transaction was rolled back; the
         // connection is fine and keeps serving. Not counted as an attempt.
         a.upsert = true;
-        ++upsert_fallbacks_;
+        out.upsert_fallback = true;
         --attempt;
-        spdlog::warn(
-            "batch {}: stored rows differ from the engine's state ({}); redoing the "
-            "transaction with upserts",
-            batch_key, out.error);
+        warn_limited(txn.batch_key, "stored rows differ from the engine's state (" +
+                                        one_line(e.what()) +
+                                        "); redoing the transaction with upserts");
         continue;
       }
       if (lease) lease->discard();  // the transaction is gone; never reuse its state
-      spdlog::error("batch {}: {}", batch_key, out.error);
-      return out;
+      return Status::internal(one_line(e.what()));
     }
   }
-  return out;
+  return last;
 }
-CommitOutcome PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const std::string& why,
-                                              CommitOutcome out) {
-  spdlog::warn("batch {}: commit outcome unknown ({}); checking", batch_key, one_line(why));
-  for (int attempt = 0; attempt < 20; ++attempt) {
+
+// COMMIT was sent and its answer lost: the database is asked before anything is retried.
+Result<bool> PgBatchWriter::after_lost_commit(const std::string& batch_key, const std::string& why,
+                                              Committed& out) {
+  ++out.in_doubt;
+  return resolve_in_doubt(batch_key, why);
+}
+
+Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const std::string& why) {
+  warn_limited(batch_key, "commit outcome unknown (" + one_line(why) + "); checking");
+  for (int attempt = 1; attempt <= 12; ++attempt) {
     try {
       auto lease = pool_->checkout();
       try {
         pqxx::read_transaction tx(*lease.conn().c);
         const auto r = tx.exec_params("SELECT 1 FROM batches WHERE batch_key = $1", batch_key);
-        out.ok = !r.empty();
-        if (!out.ok) out.error = "commit did not happen: " + one_line(why);
-        return out;
+        return !r.empty();
       } catch (...) {
         lease.discard();
         throw;
       }
     } catch (const std::exception&) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      backoff(attempt);
     }
   }
-  out.ok = false;
-  out.error = "commit outcome unknown and the database is unreachable: " + one_line(why);
-  return out;
+  return Status::in_doubt("commit outcome unknown and the database is unreachable: " +
+                          one_line(why));
 }
 
 template <typename F>
@@ -206,7 +234,7 @@ void PgBatchWriter::step(const char* name, F&& f) {
   step_timer_(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
-void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out,
+void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out,
                         bool& commit_sent) {
   std::optional<pqxx::work> tx;
   step("begin", [&] { tx.emplace(*conn.c); });
@@ -216,7 +244,7 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out
   BinaryCopy bc;
   step("encode_events", [&] {
     // Sorted by event_id (bytewise, as COLLATE "C"): index locks in one order for all writers.
-    std::vector<const AnswerEvent*> sorted(a.events);
+    std::vector<const AnswerEvent*> sorted(a.txn.events.begin(), a.txn.events.end());
     std::sort(sorted.begin(), sorted.end(),
               [](const AnswerEvent* x, const AnswerEvent* y) { return x->event_id < y->event_id; });
     bc.start(sorted.size());
@@ -246,18 +274,18 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out
     } catch (const pqxx::unique_violation&) {
       tx->exec("ROLLBACK TO SAVEPOINT qf_events");
     }
-    if (all_new) tx->exec("RELEASE SAVEPOINT qf_events");
+    if (all_new) tx->exec("QF_RELEASE SAVEPOINT qf_events");
   });
   if (all_new) {
-    out.inserted.assign(a.events.size(), true);
+    out.inserted.assign(a.txn.events.size(), true);
   } else {
     step("insert_events", [&] {
       copy_in(raw, batch_sql::kCopyEventsStage, bc.data());
       const pqxx::result ins = tx->exec(batch_sql::kInsertEvents);
-      out.inserted.assign(a.events.size(), false);
+      out.inserted.assign(a.txn.events.size(), false);
       std::unordered_map<std::string_view, size_t> index;
-      index.reserve(a.events.size());
-      for (size_t i = 0; i < a.events.size(); ++i) index.emplace(a.events[i]->event_id, i);
+      index.reserve(a.txn.events.size());
+      for (size_t i = 0; i < a.txn.events.size(); ++i) index.emplace(a.txn.events[i]->event_id, i);
       for (const auto& row : ins) {
         auto it = index.find(std::string_view(row[0].c_str(), row[0].size()));
         if (it != index.end()) out.inserted[it->second] = true;
@@ -279,9 +307,10 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out
         batch_sql::kUpdateStandings, batch_sql::kUpsertStandings);
   });
   step("insert_batch", [&] {
-    const int64_t single = a.quiz_ids.size() == 1 ? a.quiz_ids[0] : 0;
-    tx->exec_params(batch_sql::kInsertBatch, a.batch_key, single, join_ids(a.quiz_ids),
-                    static_cast<int64_t>(a.events.size()));
+    const auto& ids = a.txn.quiz_ids;
+    const int64_t single = ids.size() == 1 ? ids[0] : 0;
+    tx->exec_params(batch_sql::kInsertBatch, a.txn.batch_key, single, join_ids(ids),
+                    static_cast<int64_t>(a.txn.events.size()));
   });
   commit_sent = true;
   step("commit", [&] { tx->commit(); });

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "egress/pg_pool.h"
-#include "pipeline/store.h"
+#include "core/store.h"
 
 namespace quizflow::egress {
 
@@ -16,35 +16,35 @@ class PgBatchWriter final : public BatchWriter {
  public:
   explicit PgBatchWriter(std::shared_ptr<PgPool> pool);
 
-  // See BatchWriter::commit. A connection lost before COMMIT is retried (up to 3 attempts) on a
-  // new connection; one lost at COMMIT is resolved by looking up batch_key; a pool checkout
-  // timeout fails the batch (its requests get 503). New counted answers and standings are
-  // copied straight into their tables (the engine knows they are new); should the stored rows
-  // differ from what the engine expected, the transaction is redone with upserts, and a warning
-  // is logged.
-  CommitOutcome commit(const std::vector<int64_t>& quiz_ids, const std::string& batch_key,
-                       const std::vector<const AnswerEvent*>& events,
-                       const DeriveFn& derive) override;
+  // See BatchWriter::commit. A connection lost before COMMIT is retried on a new connection (3
+  // attempts, with backoff); one lost at COMMIT is resolved by looking up batch_key (with
+  // backoff, about 10 s at most) and retried only when the COMMIT did not happen; a pool
+  // checkout timeout fails the batch (`timeout`: its requests get 503). New counted answers and
+  // standings are copied straight into their tables (the engine knows they are new); should the
+  // stored rows differ from what the engine expected, the transaction is redone with upserts.
+  // Retries, fallbacks and in-doubt resolutions are reported in Committed.
+  Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) override;
 
-  // Transactions redone with upserts since start (see commit).
-  int64_t upsert_fallbacks() const { return upsert_fallbacks_; }
-
-  // Optional: called with each step of the transaction and its duration in seconds (the DB-path
-  // benchmark's profile of where the time goes).
+  // Optional: called after each step of the transaction ("begin", "copy_events", …,
+  // "insert_batch", "commit") with its duration in seconds: the DB-path benchmark's profile of
+  // where the time goes. A hook that throws fails the step as the exception would (the fault-
+  // injecting writer of the tests uses that).
   using StepTimer = std::function<void(const char* step, double secs)>;
   void set_step_timer(StepTimer timer) { step_timer_ = std::move(timer); }
 
  private:
   struct Attempt;
-  void run(PgPool::Conn& conn, const Attempt& a, CommitOutcome& out, bool& commit_sent);
-  CommitOutcome resolve_in_doubt(const std::string& batch_key, const std::string& why,
-                                 CommitOutcome out);
+  void run(PgPool::Conn& conn, const Attempt& a, Committed& out, bool& commit_sent);
+  // True when the batch committed, false when it did not; in_doubt when the database could
+  // not be asked.
+  Result<bool> resolve_in_doubt(const std::string& batch_key, const std::string& why);
+  Result<bool> after_lost_commit(const std::string& batch_key, const std::string& why,
+                                 Committed& out);
 
   template <typename F>
   void step(const char* name, F&& f);
 
   std::shared_ptr<PgPool> pool_;
-  int64_t upsert_fallbacks_ = 0;
   StepTimer step_timer_;
 };
 

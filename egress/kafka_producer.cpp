@@ -5,17 +5,24 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <stdexcept>
+
+#include "core/log_rate.h"
 
 namespace quizflow::egress {
 namespace {
 
-void set(rd_kafka_conf_t* conf, const char* key, const std::string& value) {
+struct ConfDeleter {
+  void operator()(rd_kafka_conf_t* c) const { rd_kafka_conf_destroy(c); }
+};
+using ConfPtr = std::unique_ptr<rd_kafka_conf_t, ConfDeleter>;
+
+void set(rd_kafka_conf_t* conf, const std::string& key, const std::string& value) {
   char err[512];
-  if (rd_kafka_conf_set(conf, key, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-    rd_kafka_conf_destroy(conf);
-    throw std::runtime_error(std::string("kafka config ") + key + ": " + err);
-  }
+  if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+    throw std::runtime_error("kafka config " + key + ": " + err);
 }
 
 // librdkafka's own log lines go through spdlog, in the configured format.
@@ -27,112 +34,182 @@ void log_to_spdlog(const rd_kafka_t* /*rk*/, int level, const char* fac, const c
   spdlog::log(lvl, "kafka {}: {}", fac, buf);
 }
 
+// rd_kafka_new takes the configuration only when it succeeds.
+rd_kafka_t* new_handle(rd_kafka_type_t type, ConfPtr conf, const char* what) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof err);
+  if (!rk) throw std::runtime_error(std::string(what) + ": " + err);
+  (void)conf.release();
+  return rk;
+}
+
 }  // namespace
+
+KafkaOptions kafka_options(const Config& c) {
+  KafkaOptions o;
+  o.brokers = c.kafka_brokers;
+  o.topic = c.topic_notifications;
+  o.mock_topics = {c.topic_answers, c.topic_notifications, c.topic_dlq};
+  o.queue_max = c.notify_queue_max;
+  return o;
+}
+
+void KafkaProducer::KafkaDeleter::operator()(rd_kafka_s* rk) const { rd_kafka_destroy(rk); }
+void KafkaProducer::MockDeleter::operator()(rd_kafka_mock_cluster_s* m) const {
+  rd_kafka_mock_cluster_destroy(m);
+}
 
 void KafkaProducer::on_delivery(rd_kafka_s* /*rk*/, const void* msg, void* opaque) {
   auto* self = static_cast<KafkaProducer*>(opaque);
   const auto* m = static_cast<const rd_kafka_message_t*>(msg);
   if (m->err) {
     self->failed_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("notification delivery failed: {}", rd_kafka_err2str(m->err));
+    static LogRate rate;
+    if (int64_t more = 0; rate.allow(more))
+      spdlog::warn("notification delivery failed: {} ({} more held back)", rd_kafka_err2str(m->err),
+                   more);
   } else {
     self->delivered_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
 KafkaProducer::KafkaProducer(KafkaOptions options) : options_(std::move(options)) {
-  char err[512];
   bootstrap_ = options_.brokers;
   if (bootstrap_.empty()) {
-    rd_kafka_conf_t* hc = rd_kafka_conf_new();
-    set(hc, "log_level", "3");
-    rd_kafka_conf_set_log_cb(hc, log_to_spdlog);
-    mock_host_ = rd_kafka_new(RD_KAFKA_PRODUCER, hc, err, sizeof err);
-    if (!mock_host_) throw std::runtime_error(std::string("kafka mock host: ") + err);
-    mock_ = rd_kafka_mock_cluster_new(mock_host_, 1);
+    ConfPtr hc(rd_kafka_conf_new());
+    set(hc.get(), "log_level", "3");
+    rd_kafka_conf_set_log_cb(hc.get(), log_to_spdlog);
+    mock_host_.reset(new_handle(RD_KAFKA_PRODUCER, std::move(hc), "kafka mock host"));
+    mock_.reset(rd_kafka_mock_cluster_new(mock_host_.get(), 1));
     if (!mock_) throw std::runtime_error("kafka: cannot start the mock cluster");
-    bootstrap_ = rd_kafka_mock_cluster_bootstraps(mock_);
-    for (const auto& t : options_.mock_topics) rd_kafka_mock_topic_create(mock_, t.c_str(), 3, 1);
+    bootstrap_ = rd_kafka_mock_cluster_bootstraps(mock_.get());
+    for (const auto& t : options_.mock_topics)
+      rd_kafka_mock_topic_create(mock_.get(), t.c_str(), 3, 1);
+  }
+  ConfPtr conf(rd_kafka_conf_new());
+  set(conf.get(), "bootstrap.servers", bootstrap_);
+  set(conf.get(), "acks", "all");
+  set(conf.get(), "enable.idempotence", "true");
+  set(conf.get(), "linger.ms", "5");
+  set(conf.get(), "queue.buffering.max.messages",
+      std::to_string(std::clamp<int64_t>(options_.queue_max, 1, 10000000)));
+  set(conf.get(), "message.timeout.ms", "300000");
+  for (const auto& [k, v] : options_.properties) set(conf.get(), k, v);
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  rd_kafka_conf_set_log_cb(conf.get(), log_to_spdlog);
+  rd_kafka_conf_set_dr_msg_cb(conf.get(),
+                              [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
+                                on_delivery(rk, m, opaque);
+                              });
+  rk_.reset(new_handle(RD_KAFKA_PRODUCER, std::move(conf), "kafka producer"));
+  poller_ = std::thread([this] { poll_loop(); });
+  if (mock_)
     spdlog::warn(
         "KAFKA_BROKERS is not set: notifications go to an in-process mock Kafka cluster at {} "
         "and are NOT durable",
         bootstrap_);
-  }
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  set(conf, "bootstrap.servers", bootstrap_);
-  set(conf, "acks", "all");
-  set(conf, "enable.idempotence", "true");
-  set(conf, "linger.ms", "5");
-  set(conf, "queue.buffering.max.messages",
-      std::to_string(std::min<int64_t>(options_.queue_max, 10000000)));
-  set(conf, "message.timeout.ms", "300000");
-  rd_kafka_conf_set_opaque(conf, this);
-  rd_kafka_conf_set_log_cb(conf, log_to_spdlog);
-  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
-    on_delivery(rk, m, opaque);
-  });
-  rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  if (!rk_) throw std::runtime_error(std::string("kafka producer: ") + err);
-  poller_ = std::thread([this] {
-    while (!stop_.load(std::memory_order_acquire)) rd_kafka_poll(rk_, 100);
-  });
 }
 
 KafkaProducer::~KafkaProducer() {
   flush(5000);
   stop_.store(true, std::memory_order_release);
   if (poller_.joinable()) poller_.join();
-  const int left = rd_kafka_outq_len(rk_);
+  const int64_t left = rd_kafka_outq_len(rk_.get()) + backlog_size_.load();
   if (left > 0) spdlog::warn("closing the Kafka producer with {} notifications undelivered", left);
-  rd_kafka_destroy(rk_);
-  if (mock_) rd_kafka_mock_cluster_destroy(mock_);
-  if (mock_host_) rd_kafka_destroy(mock_host_);
+}
+
+bool KafkaProducer::produce(const Notification& n) {
+  const rd_kafka_resp_err_t e = rd_kafka_producev(
+      rk_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
+      RD_KAFKA_V_KEY(n.key.data(), n.key.size()),
+      // RD_KAFKA_MSG_F_COPY: librdkafka copies the value and never writes through the pointer.
+      RD_KAFKA_V_VALUE(const_cast<char*>(n.value.data()), n.value.size()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) return false;
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    static LogRate rate;
+    if (int64_t more = 0; rate.allow(more))
+      spdlog::warn("notification refused by the producer: {} ({} more held back)",
+                   rd_kafka_err2str(e), more);
+  }
+  return true;
 }
 
 size_t KafkaProducer::publish(std::vector<Notification>& batch) {
   size_t refused = 0;
-  for (auto& n : batch) {
-    for (int attempt = 0;; ++attempt) {
-      const rd_kafka_resp_err_t e = rd_kafka_producev(
-          rk_, RD_KAFKA_V_TOPIC(options_.topic.c_str()), RD_KAFKA_V_KEY(n.key.data(), n.key.size()),
-          RD_KAFKA_V_VALUE(n.value.data(), n.value.size()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && attempt < 50) {
-        rd_kafka_poll(rk_, 10);  // the queue is bounded: wait briefly for deliveries
-        continue;
-      }
+  MutexLock lock(mu_);
+  size_t i = 0;
+  // Straight to librdkafka while nothing waits before them (per-key order is kept).
+  if (backlog_.empty()) {
+    while (i < batch.size() && produce(batch[i])) ++i;
+  }
+  for (; i < batch.size(); ++i) {
+    if (static_cast<int64_t>(backlog_.size()) >= options_.backlog_max) {
       ++refused;
-      failed_.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("notification refused by the producer: {}", rd_kafka_err2str(e));
-      break;
+      continue;
     }
+    backlog_.push_back(std::move(batch[i]));
+  }
+  backlog_size_.store(static_cast<int64_t>(backlog_.size()), std::memory_order_relaxed);
+  if (refused > 0) {
+    failed_.fetch_add(static_cast<int64_t>(refused), std::memory_order_relaxed);
+    static LogRate rate;
+    if (int64_t more = 0; rate.allow(more))
+      spdlog::warn("producer backlog full ({} messages): {} notifications refused ({} more lines)",
+                   options_.backlog_max, refused, more);
   }
   return refused;
 }
 
-void KafkaProducer::flush(int timeout_ms) { rd_kafka_flush(rk_, timeout_ms); }
+void KafkaProducer::drain_backlog() {
+  while (!backlog_.empty() && produce(backlog_.front())) backlog_.pop_front();
+  backlog_size_.store(static_cast<int64_t>(backlog_.size()), std::memory_order_relaxed);
+}
+
+void KafkaProducer::poll_loop() {
+  while (!stop_.load(std::memory_order_acquire)) {
+    // Delivery reports make room in librdkafka's queue; a waiting backlog is retried at once
+    // after them, and the wait is short only while one waits.
+    const bool waiting = backlog_size_.load(std::memory_order_relaxed) > 0;
+    rd_kafka_poll(rk_.get(), waiting ? 5 : 100);
+    if (waiting) {
+      MutexLock lock(mu_);
+      drain_backlog();
+    }
+  }
+}
+
+void KafkaProducer::flush(int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  // The backlog goes to librdkafka first (the poller hands it over as room appears).
+  while (backlog_size_.load(std::memory_order_relaxed) > 0 &&
+         std::chrono::steady_clock::now() < deadline && !stop_.load())
+    rd_kafka_poll(rk_.get(), 5);
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        deadline - std::chrono::steady_clock::now())
+                        .count();
+  rd_kafka_flush(rk_.get(), static_cast<int>(std::max<int64_t>(0, left)));
+}
 
 SinkStats KafkaProducer::stats() const {
   SinkStats s;
-  s.queue_size = rd_kafka_outq_len(rk_);
+  s.queue_size = rd_kafka_outq_len(rk_.get()) + backlog_size_.load(std::memory_order_relaxed);
   s.delivered = delivered_.load(std::memory_order_relaxed);
   s.failed = failed_.load(std::memory_order_relaxed);
   s.running = !stop_.load(std::memory_order_relaxed);
   return s;
 }
 
-bool KafkaProducer::healthy(std::string& why) {
+Status KafkaProducer::health() {
   const struct rd_kafka_metadata* md = nullptr;
-  const rd_kafka_resp_err_t e = rd_kafka_metadata(rk_, 0, nullptr, &md, 1000);
-  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    why = std::string("kafka metadata: ") + rd_kafka_err2str(e);
-    return false;
-  }
+  const rd_kafka_resp_err_t e = rd_kafka_metadata(rk_.get(), 0, nullptr, &md, 1000);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return Status::unavailable(std::string("kafka metadata: ") + rd_kafka_err2str(e));
   const bool ok = md->broker_cnt > 0;
   rd_kafka_metadata_destroy(md);
-  if (!ok) why = "no Kafka broker reachable";
-  return ok;
+  if (!ok) return Status::unavailable("no Kafka broker reachable");
+  return Status();
 }
 
 }  // namespace quizflow::egress

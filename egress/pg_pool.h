@@ -12,9 +12,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "pipeline/config.h"
-#include "pipeline/metrics.h"
-#include "pipeline/store.h"
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/store.h"
 
 namespace quizflow::egress {
 

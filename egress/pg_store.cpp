@@ -7,12 +7,24 @@
 #include "egress/batch_writer.h"
 #include "egress/migrations.h"
 #include "egress/pg_conn.h"
-#include "pipeline/time_util.h"
+#include "core/time_util.h"
 
 namespace quizflow::egress {
 
 PgStore::PgStore(PoolOptions options) : pool_(std::make_shared<PgPool>(std::move(options))) {}
 PgStore::~PgStore() = default;
+
+namespace {
+
+// What a storage call threw, as the Status the Store interface returns (docs/error-policy.md).
+Status status_of(const char* what, const std::exception& e) {
+  const std::string msg = std::string(what) + ": " + one_line(e.what());
+  if (dynamic_cast<const PoolTimeout*>(&e)) return Status::timeout(msg);
+  if (dynamic_cast<const pqxx::broken_connection*>(&e)) return Status::unavailable(msg);
+  return Status::internal(msg);
+}
+
+}  // namespace
 
 template <typename F>
 auto PgStore::with_conn(F&& f) {
@@ -30,7 +42,7 @@ auto PgStore::with_conn(F&& f) {
   }
 }
 
-void PgStore::migrate() {
+Status PgStore::migrate() try {
   with_conn([](pqxx::connection_base& c) {
     pqxx::work tx(c);
     tx.exec("SELECT pg_advisory_xact_lock(7240811)");  // one migrator at a time
@@ -49,13 +61,16 @@ void PgStore::migrate() {
     tx.commit();
     return 0;
   });
+  return Status();
+} catch (const std::exception& e) {
+  return status_of("migrate", e);
 }
 
-std::unique_ptr<BatchWriter> PgStore::open_writer() {
-  return std::make_unique<PgBatchWriter>(pool_);
+Result<std::unique_ptr<BatchWriter>> PgStore::open_writer() {
+  return std::unique_ptr<BatchWriter>(std::make_unique<PgBatchWriter>(pool_));
 }
 
-SaveQuizResult PgStore::save_quiz(const QuizDef& quiz) {
+Result<SaveQuizResult> PgStore::save_quiz(const QuizDef& quiz) try {
   const std::string def = encode_quiz(quiz);
   return with_conn([&](pqxx::connection_base& c) {
     pqxx::work tx(c);
@@ -82,9 +97,11 @@ FROM jsonb_array_elements($2::jsonb -> 'questions') AS q)SQL",
     tx.commit();
     return SaveQuizResult::created;
   });
+} catch (const std::exception& e) {
+  return status_of("save quiz", e);
 }
 
-std::vector<QuizDef> PgStore::load_quizzes() {
+Result<std::vector<QuizDef>> PgStore::load_quizzes() try {
   return with_conn([](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
     std::vector<QuizDef> out;
@@ -99,9 +116,11 @@ std::vector<QuizDef> PgStore::load_quizzes() {
     }
     return out;
   });
+} catch (const std::exception& e) {
+  return status_of("load quizzes", e);
 }
 
-std::vector<CountedRow> PgStore::load_counted() {
+Result<std::vector<CountedRow>> PgStore::load_counted() try {
   return with_conn([](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
     std::vector<CountedRow> out;
@@ -123,20 +142,19 @@ FROM counted_answers)SQL")) {
     }
     return out;
   });
+} catch (const std::exception& e) {
+  return status_of("load counted answers", e);
 }
 
-bool PgStore::ping(std::string& why) {
-  try {
-    with_conn([](pqxx::connection_base& c) {
-      pqxx::nontransaction tx(c);
-      tx.exec("SELECT 1");
-      return 0;
-    });
-    return true;
-  } catch (const std::exception& e) {
-    why = one_line(e.what());
-    return false;
-  }
+Status PgStore::ping() try {
+  with_conn([](pqxx::connection_base& c) {
+    pqxx::nontransaction tx(c);
+    tx.exec("SELECT 1");
+    return 0;
+  });
+  return Status();
+} catch (const std::exception& e) {
+  return Status::unavailable(one_line(e.what()));
 }
 
 }  // namespace quizflow::egress

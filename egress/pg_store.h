@@ -1,4 +1,4 @@
-// PostgreSQL implementation of the pipeline's Store and BatchWriter (libpqxx 6.4).
+// PostgreSQL implementation of the engine's Store and BatchWriter (libpqxx 6.4).
 #pragma once
 
 #include <memory>
@@ -6,7 +6,7 @@
 #include <string>
 
 #include "egress/pg_pool.h"
-#include "pipeline/store.h"
+#include "core/store.h"
 
 namespace quizflow::egress {
 
@@ -21,12 +21,12 @@ class PgStore final : public Store {
   explicit PgStore(PoolOptions options);
   ~PgStore() override;
 
-  void migrate() override;
-  std::unique_ptr<BatchWriter> open_writer() override;
-  SaveQuizResult save_quiz(const QuizDef& quiz) override;
-  std::vector<QuizDef> load_quizzes() override;
-  std::vector<CountedRow> load_counted() override;
-  bool ping(std::string& why) override;
+  Status migrate() override;
+  Result<std::unique_ptr<BatchWriter>> open_writer() override;
+  Result<SaveQuizResult> save_quiz(const QuizDef& quiz) override;
+  Result<std::vector<QuizDef>> load_quizzes() override;
+  Result<std::vector<CountedRow>> load_counted() override;
+  Status ping() override;
   PoolStats pool_stats() const override { return pool_->stats(); }
 
  private:

@@ -13,10 +13,10 @@
 #include <string_view>
 #include <vector>
 
+#include "core/log_rate.h"
+#include "core/time_util.h"
 #include "ingress/json_out.h"
 #include "pipeline/engine.h"
-#include "pipeline/stats.h"
-#include "pipeline/time_util.h"
 
 namespace quizflow::ingress {
 namespace {
@@ -123,11 +123,11 @@ class Handler : public Http::Handler {
     if (parts.size() == 1 && parts[0] == "health" && method == Http::Method::Get) return health(w);
     if (parts.size() == 2 && parts[0] == "monitoring" && parts[1] == "stats" &&
         method == Http::Method::Get)
-      return send_json(w, Http::Code::Ok, stats_json(collect_stats(*engine_)));
+      return send_json(w, Http::Code::Ok, stats_json(engine_->stats()));
     if (parts.size() == 1 && parts[0] == "metrics" && method == Http::Method::Get) {
       w.headers().add<Http::Header::ContentType>(
           Http::Mime::MediaType::fromString("text/plain; version=0.0.4; charset=utf-8"));
-      return void(w.send(Http::Code::Ok, stats_prometheus(collect_stats(*engine_))));
+      return void(w.send(Http::Code::Ok, stats_prometheus(engine_->stats())));
     }
     if (parts.size() >= 2 && parts[0] == "v1") {
       if (parts[1] == "answers" && parts.size() == 2) {
@@ -183,11 +183,19 @@ class Handler : public Http::Handler {
                         "the engine is shutting down; retry");
     }
     auto writer = std::make_shared<Http::ResponseWriter>(std::move(w));
-    const SubmitResult res = engine_->submit(req.body(), [writer](Request& r) {
-      int status = 200;
-      std::string body = answers_body(r, status);
-      if (status == 503) retry_after(*writer);
-      send_json(*writer, static_cast<Http::Code>(status), body);
+    // The completion runs on an engine thread and must not throw (docs/error-policy.md).
+    const SubmitResult res = engine_->submit(req.body(), [writer](Request& r) noexcept {
+      try {
+        int status = 200;
+        std::string body = answers_body(r, status);
+        if (status == 503) retry_after(*writer);
+        send_json(*writer, static_cast<Http::Code>(status), body);
+      } catch (const std::exception& e) {
+        static LogRate rate;
+        if (int64_t more = 0; rate.allow(more))
+          spdlog::error("http: answering a request failed: {} ({} more held back)", e.what(),
+                        more);
+      }
     });
     if (res == SubmitResult::admitted) return;
     retry_after(*writer);
@@ -208,15 +216,14 @@ class Handler : public Http::Handler {
           d.code == "malformed_json" ? Http::Code::Bad_Request : Http::Code::Unprocessable_Entity,
           d.code, d.message, d.field);
     }
-    SaveQuizResult res;
-    try {
-      res = engine_->create_quiz(*d.quiz);
-    } catch (const std::exception& e) {
-      spdlog::error("storing quiz {} failed: {}", d.quiz->quiz_id, e.what());
+    const auto saved = engine_->create_quiz(*d.quiz);
+    if (!saved.ok()) {
+      spdlog::error("storing quiz {} failed: {}", d.quiz->quiz_id, saved.status().to_string());
       retry_after(w);
-      return send_error(w, Http::Code::Service_Unavailable, "storage_unavailable",
+      return send_error(w, Http::Code::Service_Unavailable, kStorageUnavailable,
                         "the quiz could not be stored; retry");
     }
+    const SaveQuizResult res = *saved;
     if (res == SaveQuizResult::conflict)
       return send_error(w, Http::Code::Conflict, "conflict",
                         "a different quiz with this quiz_id exists", "quiz_id");

@@ -15,7 +15,7 @@ void str(Writer& w, const std::string& s) {
 
 std::string done(const rapidjson::StringBuffer& sb) { return {sb.GetString(), sb.GetSize()}; }
 
-void entry_fields(Writer& w, const stages::StandingEntry& e) {
+void entry_fields(Writer& w, const StandingEntry& e) {
   w.Key("rank");
   w.Int64(e.rank);
   w.Key("user_id");
@@ -65,7 +65,7 @@ std::string answers_body(const Request& r, int& http_status) {
         break;
       default:
         ++rejected;
-        if (it.verdict.code == "storage_unavailable") http_status = 503;
+        if (it.verdict.server_failure()) http_status = 503;
         break;
     }
   }
@@ -134,7 +134,7 @@ std::string leaderboard_body(const LeaderboardPage& page) {
   return done(sb);
 }
 
-std::string player_body(int64_t quiz_id, const stages::StandingEntry& e) {
+std::string player_body(int64_t quiz_id, const StandingEntry& e) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
@@ -154,7 +154,9 @@ std::string health_body(const HealthReport& h) {
   w.Key("checks");
   w.StartObject();
   w.Key("engine");
-  w.String(h.running ? "ok" : "not running");
+  w.String(!h.running ? "not running"
+           : h.degraded ? "degraded: in-memory state may differ from PostgreSQL; restart"
+                        : "ok");
   w.Key("database");
   str(w, h.database_ok ? std::string("ok") : h.database_error);
   w.Key("kafka");

@@ -18,7 +18,7 @@ std::string answers_body(const Request& r, int& http_status);
 
 std::string quiz_body(const QuizDef& q, QuizState state);
 std::string leaderboard_body(const LeaderboardPage& page);
-std::string player_body(int64_t quiz_id, const stages::StandingEntry& e);
+std::string player_body(int64_t quiz_id, const StandingEntry& e);
 std::string health_body(const HealthReport& h);
 
 }  // namespace quizflow::ingress

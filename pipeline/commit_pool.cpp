@@ -1,28 +1,38 @@
 #include "pipeline/commit_pool.h"
 
+#include <spdlog/spdlog.h>
+
 namespace quizflow {
 
-CommitPool::CommitPool(Store& store, int threads) {
-  for (int i = 0; i < threads; ++i) writers_.push_back(store.open_writer());
+Result<std::unique_ptr<CommitPool>> CommitPool::open(Store& store, int threads) {
+  std::vector<std::unique_ptr<BatchWriter>> writers;
+  for (int i = 0; i < threads; ++i) {
+    auto w = store.open_writer();
+    if (!w.ok()) return w.status();
+    writers.push_back(std::move(w).value());
+  }
+  return std::unique_ptr<CommitPool>(new CommitPool(std::move(writers)));
+}
+
+CommitPool::CommitPool(std::vector<std::unique_ptr<BatchWriter>> writers)
+    : writers_(std::move(writers)) {
   for (auto& w : writers_) threads_.emplace_back([this, &w] { run(*w); });
 }
 
 CommitPool::~CommitPool() { stop(); }
 
 void CommitPool::submit(Job job) {
-  {
-    std::lock_guard lock(mu_);
-    jobs_.push_back(std::move(job));
-  }
+  MutexLock lock(mu_);
+  jobs_.push_back(std::move(job));
   cv_.notify_one();
 }
 
 void CommitPool::stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
+    cv_.notify_all();
   }
-  cv_.notify_all();
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
@@ -30,7 +40,7 @@ void CommitPool::stop() {
 }
 
 size_t CommitPool::queued() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return jobs_.size();
 }
 
@@ -38,13 +48,19 @@ void CommitPool::run(BatchWriter& writer) {
   for (;;) {
     Job job;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      MutexLock lock(mu_);
+      while (!stopping_ && jobs_.empty()) cv_.wait(mu_);
       if (jobs_.empty()) return;  // stopping and nothing left
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    job(writer);
+    try {
+      job(writer);
+    } catch (const std::exception& e) {
+      spdlog::error("commit job threw (a bug: jobs settle their own failures): {}", e.what());
+    } catch (...) {
+      spdlog::error("commit job threw an unknown exception (a bug)");
+    }
   }
 }
 

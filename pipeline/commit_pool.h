@@ -2,44 +2,47 @@
 // jobs handed to it, so no oneTBB worker ever waits on PostgreSQL.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
-#include "pipeline/store.h"
+#include "core/mutex.h"
+#include "core/status.h"
+#include "core/store.h"
 
 namespace quizflow {
 
 class CommitPool {
  public:
+  // A job must not throw; one that does is logged and counted as an internal error, and the
+  // thread goes on with the next job.
   using Job = std::function<void(BatchWriter&)>;
 
-  // Opens `threads` writers (throws when the store cannot connect) and starts the threads.
-  CommitPool(Store& store, int threads);
+  // Opens `threads` writers and starts the threads; not ok when a writer cannot be opened.
+  static Result<std::unique_ptr<CommitPool>> open(Store& store, int threads);
   ~CommitPool();
   CommitPool(const CommitPool&) = delete;
   CommitPool& operator=(const CommitPool&) = delete;
 
-  // Queues a job; one of the threads runs it. The queue holds at most one job per quiz with a
-  // batch in flight (the batch stage's rule), so it is bounded by the in-flight budget.
-  void submit(Job job);
+  // Queues a job; one of the threads runs it. The queue holds at most one job per writer
+  // (the batch stage keeps at most DB_WRITERS transactions in flight).
+  void submit(Job job) QF_EXCLUDES(mu_);
 
   // Runs the queued jobs, then stops and joins the threads. Idempotent.
-  void stop();
+  void stop() QF_EXCLUDES(mu_);
 
-  size_t queued() const;
+  size_t queued() const QF_EXCLUDES(mu_);
 
  private:
-  void run(BatchWriter& writer);
+  explicit CommitPool(std::vector<std::unique_ptr<BatchWriter>> writers);
+  void run(BatchWriter& writer) QF_EXCLUDES(mu_);
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;   // guarded by mu_
-  bool stopping_ = false;  // guarded by mu_
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<Job> jobs_ QF_GUARDED_BY(mu_);
+  bool stopping_ QF_GUARDED_BY(mu_) = false;
   std::vector<std::unique_ptr<BatchWriter>> writers_;
   std::vector<std::thread> threads_;
 };

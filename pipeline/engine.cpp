@@ -4,62 +4,76 @@
 
 #include <chrono>
 
+#include "core/log_rate.h"
+#include "core/time_util.h"
 #include "pipeline/commit_pool.h"
 #include "pipeline/graph.h"
-#include "pipeline/time_util.h"
+#include "pipeline/stats.h"
+#include "stages/score.h"
 
 namespace quizflow {
 
 Engine::Engine(Config config, std::unique_ptr<Store> store, std::unique_ptr<NotificationSink> sink)
-    : config_(std::move(config)), store_(std::move(store)), sink_(std::move(sink)) {}
+    : config_(std::move(config)),
+      store_(std::move(store)),
+      sink_(std::move(sink)),
+      standings_(std::make_unique<stages::StandingsBook>()) {}
 
 Engine::~Engine() { stop(); }
 
-void Engine::start() {
-  std::lock_guard lock(stop_mu_);
-  if (running_.load()) return;
-  store_->migrate();
+Status Engine::start() {
+  MutexLock lock(life_mu_);
+  if (running_.load()) return Status();
+  if (Status s = store_->migrate(); !s.ok()) return s;
   auto quizzes = store_->load_quizzes();
-  const size_t nquizzes = quizzes.size();
-  catalog_.replace_all(std::move(quizzes));
-  size_t rows = 0;
-  for (const auto& row : store_->load_counted()) {
-    standings_.write(row.quiz_id, [&](stages::QuizStandings& s) { s.load(row); });
-    ++rows;
-  }
-  spdlog::info("loaded {} quizzes and {} counted answers", nquizzes, rows);
-  commits_ = std::make_unique<CommitPool>(*store_, config_.db_writers);
-  std::unique_lock glock(graph_mu_);
-  graph_ = std::make_unique<Graph>(
-      GraphDeps{config_, catalog_, standings_, *commits_, *sink_, metrics_});
-  glock.unlock();
-  started_ms_ = now_ms();
+  if (!quizzes.ok()) return quizzes.status();
+  auto counted = store_->load_counted();
+  if (!counted.ok()) return counted.status();
+  const size_t nquizzes = quizzes->size();
+  catalog_.replace_all(std::move(quizzes).value());
+  standings_ = std::make_unique<stages::StandingsBook>();
+  for (const auto& row : *counted)
+    standings_->write(row.quiz_id, [&](stages::QuizStandings& s) { s.load(row); });
+  spdlog::info("loaded {} quizzes and {} counted answers", nquizzes, counted->size());
+  auto pool = CommitPool::open(*store_, config_.db_writers);
+  if (!pool.ok()) return pool.status();
+  commits_ = std::move(pool).value();
   {
-    std::lock_guard hl(health_mu_);
+    WriterLock glock(graph_mu_);
+    graph_ = std::make_unique<Graph>(
+        GraphDeps{config_, catalog_, *standings_, *commits_, *sink_, metrics_});
+  }
+  started_ms_.store(now_ms());
+  {
+    MutexLock hl(health_mu_);
     health_.running = true;
     health_.database_ok = true;
+    stop_monitor_ = false;
   }
   running_.store(true, std::memory_order_release);
-  accepting_.store(true, std::memory_order_release);
-  stop_monitor_.store(false);
+  gate_.open();
   monitor_ = std::thread([this] { monitor_loop(); });
+  return Status();
 }
 
 void Engine::stop() {
-  std::lock_guard lock(stop_mu_);
+  MutexLock lock(life_mu_);
   if (!running_.load()) return;
-  accepting_.store(false, std::memory_order_release);
-  // Wait for submit() calls racing with the flag to finish handing their request over.
-  while (submits_in_progress_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+  // From here submit() refuses; callers already inside have handed their request over.
+  gate_.close();
   const auto t0 = std::chrono::steady_clock::now();
   graph_->drain();
   commits_->stop();
   sink_->flush(5000);
   running_.store(false, std::memory_order_release);
-  stop_monitor_.store(true);
+  {
+    MutexLock hl(health_mu_);
+    stop_monitor_ = true;
+    health_cv_.notify_all();
+  }
   if (monitor_.joinable()) monitor_.join();
   {
-    std::unique_lock glock(graph_mu_);
+    WriterLock glock(graph_mu_);
     graph_.reset();
   }
   commits_.reset();
@@ -69,12 +83,11 @@ void Engine::stop() {
 }
 
 SubmitResult Engine::submit(std::string body, Request::DoneFn done) {
-  submits_in_progress_.fetch_add(1, std::memory_order_acq_rel);
+  if (!gate_.enter()) return SubmitResult::stopped;
   struct Leave {
-    std::atomic<int64_t>& n;
-    ~Leave() { n.fetch_sub(1, std::memory_order_acq_rel); }
-  } leave{submits_in_progress_};
-  if (!accepting_.load(std::memory_order_acquire)) return SubmitResult::stopped;
+    AdmissionGate& gate;
+    ~Leave() { gate.leave(); }
+  } leave{gate_};
   // Admission estimate before parsing: a JSON answer takes well over 64 bytes. Reconciled to
   // the real item count by ingest.
   const int64_t estimate = std::max<int64_t>(1, static_cast<int64_t>(body.size() / 64));
@@ -86,9 +99,21 @@ SubmitResult Engine::submit(std::string body, Request::DoneFn done) {
     return SubmitResult::overloaded;
   }
   metrics_.events_in_flight.fetch_add(estimate, std::memory_order_relaxed);
+  // The completion callback: releases the budget, then answers; an exception from the answer
+  // is logged (bounded) and counted, never thrown into the graph (docs/error-policy.md).
   auto release = [this, done = std::move(done)](Request& r) {
     metrics_.events_in_flight.fetch_sub(r.admitted, std::memory_order_relaxed);
-    if (done) done(r);
+    if (!done) return;
+    try {
+      done(r);
+    } catch (const std::exception& e) {
+      metrics_.internal_errors.fetch_add(1, std::memory_order_relaxed);
+      static LogRate rate;
+      if (int64_t more = 0; rate.allow(more))
+        spdlog::error("answer completion failed: {} ({} more held back)", e.what(), more);
+    } catch (...) {
+      metrics_.internal_errors.fetch_add(1, std::memory_order_relaxed);
+    }
   };
   auto r = std::make_shared<Request>(std::move(body), std::move(release));
   r->admitted = estimate;
@@ -96,9 +121,9 @@ SubmitResult Engine::submit(std::string body, Request::DoneFn done) {
   return SubmitResult::admitted;
 }
 
-SaveQuizResult Engine::create_quiz(const QuizDef& quiz) {
-  const SaveQuizResult res = store_->save_quiz(quiz);
-  if (res != SaveQuizResult::conflict) {
+Result<SaveQuizResult> Engine::create_quiz(const QuizDef& quiz) {
+  auto res = store_->save_quiz(quiz);
+  if (res.ok() && *res != SaveQuizResult::conflict) {
     auto snap = catalog_.snapshot();
     if (!snap->find(quiz.quiz_id)) catalog_.put(quiz);
   }
@@ -117,7 +142,7 @@ std::optional<LeaderboardPage> Engine::leaderboard(int64_t quiz_id, size_t offse
   if (!catalog_.snapshot()->find(quiz_id)) return std::nullopt;
   LeaderboardPage page;
   page.quiz_id = quiz_id;
-  standings_.read(quiz_id, [&](const stages::QuizStandings* s) {
+  standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
     if (!s) return 0;
     page.total = static_cast<int64_t>(s->players());
     page.entries = s->page(offset, limit);
@@ -126,57 +151,63 @@ std::optional<LeaderboardPage> Engine::leaderboard(int64_t quiz_id, size_t offse
   return page;
 }
 
-std::optional<std::optional<stages::StandingEntry>> Engine::player(int64_t quiz_id,
-                                                                   int64_t user_id) const {
+std::optional<std::optional<StandingEntry>> Engine::player(int64_t quiz_id,
+                                                           int64_t user_id) const {
   if (!catalog_.snapshot()->find(quiz_id)) return std::nullopt;
-  return standings_.read(quiz_id, [&](const stages::QuizStandings* s) {
-    return s ? s->find(user_id) : std::optional<stages::StandingEntry>{};
+  return standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
+    return s ? s->find(user_id) : std::optional<StandingEntry>{};
   });
 }
 
 HealthReport Engine::health() const {
-  std::lock_guard lock(health_mu_);
+  MutexLock lock(health_mu_);
   HealthReport h = health_;
   h.running = running();
-  h.healthy = h.running && h.database_ok && h.kafka_ok;
+  h.degraded = metrics_.degraded.load(std::memory_order_relaxed);
+  h.healthy = h.running && !h.degraded && h.database_ok && h.kafka_ok;
   return h;
 }
+
+StatsReport Engine::stats() const { return collect_stats(*this); }
 
 SinkStats Engine::sink_stats() const { return sink_->stats(); }
 
 PoolStats Engine::pool_stats() const { return store_->pool_stats(); }
 
 int64_t Engine::pending_events() const {
-  std::shared_lock lock(graph_mu_);
+  ReaderLock lock(graph_mu_);
   return graph_ ? graph_->pending_events() : 0;
 }
 
 std::vector<std::pair<int64_t, int64_t>> Engine::largest_pending() const {
-  std::shared_lock lock(graph_mu_);
+  ReaderLock lock(graph_mu_);
   return graph_ ? graph_->largest_pending() : std::vector<std::pair<int64_t, int64_t>>{};
 }
 
-int64_t Engine::uptime_s() const { return running() ? (now_ms() - started_ms_) / 1000 : 0; }
+int64_t Engine::uptime_s() const {
+  return running() ? (now_ms() - started_ms_.load()) / 1000 : 0;
+}
 
+// Checks PostgreSQL and Kafka once a second (the checks block on I/O; health() never does).
 void Engine::monitor_loop() {
   bool was_ok = true;
-  while (!stop_monitor_.load()) {
-    std::string db_why, kafka_why;
-    const bool db_ok = store_->ping(db_why);
-    const bool kafka_ok = sink_->healthy(kafka_why);
-    {
-      std::lock_guard lock(health_mu_);
-      health_.database_ok = db_ok;
-      health_.database_error = db_why;
-      health_.kafka_ok = kafka_ok;
-      health_.kafka_error = kafka_why;
+  for (;;) {
+    const Status db = store_->ping();
+    const Status kafka = sink_->health();
+    const bool ok = db.ok() && kafka.ok();
+    if (was_ok && !ok)
+      spdlog::warn("health check failing: database={} kafka={}", db.to_string(),
+                   kafka.to_string());
+    was_ok = ok;
+    MutexLock lock(health_mu_);
+    health_.database_ok = db.ok();
+    health_.database_error = db.ok() ? "" : db.message();
+    health_.kafka_ok = kafka.ok();
+    health_.kafka_error = kafka.ok() ? "" : kafka.message();
+    const auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!stop_monitor_ && health_cv_.wait_until(health_mu_, next)) {
     }
-    if (was_ok && !(db_ok && kafka_ok))
-      spdlog::warn("health check failing: database={} kafka={}", db_ok ? "ok" : db_why,
-                   kafka_ok ? "ok" : kafka_why);
-    was_ok = db_ok && kafka_ok;
-    for (int i = 0; i < 10 && !stop_monitor_.load(); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (stop_monitor_) return;
   }
 }
 

@@ -1,29 +1,36 @@
 // The engine's life cycle and its API for the ingress side: start (migrate, load the catalog
 // and standings, open database threads, build the graph), submit answers, admin and read calls,
-// health and stats, and a draining stop.
+// health and stats, and a draining stop. This is the one header of pipeline/ that ingress/ and
+// app/ include; it exposes only core/ types.
 #pragma once
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
-#include "pipeline/config.h"
-#include "pipeline/metrics.h"
-#include "pipeline/notifier.h"
-#include "pipeline/quiz.h"
-#include "pipeline/request.h"
-#include "pipeline/store.h"
-#include "stages/score.h"
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/mutex.h"
+#include "core/notifier.h"
+#include "core/quiz.h"
+#include "core/request.h"
+#include "core/standing.h"
+#include "core/stats_report.h"
+#include "core/status.h"
+#include "core/store.h"
+#include "pipeline/admission_gate.h"
 
 namespace quizflow {
 
 class CommitPool;
 class Graph;
+namespace stages {
+class StandingsBook;
+}
 
 enum class SubmitResult { admitted, overloaded, stopped };
 
@@ -35,12 +42,13 @@ struct QuizView {
 struct LeaderboardPage {
   int64_t quiz_id = 0;
   int64_t total = 0;
-  std::vector<stages::StandingEntry> entries;
+  std::vector<StandingEntry> entries;
 };
 
 struct HealthReport {
   bool healthy = false;
   bool running = false;
+  bool degraded = false;  // in-memory state may differ from PostgreSQL's (restart to reload)
   bool database_ok = false;
   std::string database_error;
   bool kafka_ok = false;
@@ -55,29 +63,31 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Migrates the schema, loads quizzes and standings, opens the database threads and starts
-  // the graph. Throws (std::exception with a message) when storage is unreachable.
-  void start();
+  // the graph. Not ok (nothing started) when storage is unreachable or the schema cannot be
+  // migrated. Idempotent while running.
+  Status start() QF_EXCLUDES(life_mu_);
 
   // Stops admitting, drains every buffered batch (each waiting request gets its answer),
-  // flushes notifications. Idempotent.
-  void stop();
+  // flushes notifications. Idempotent; safe to call while other threads submit.
+  void stop() QF_EXCLUDES(life_mu_);
 
   // Admits a POST /v1/answers body; `done` runs exactly once, on some engine thread, when
   // every item has its verdict (or the request failed as a whole). Never blocks on I/O.
+  // Thread-safe, also against a concurrent stop(): `stopped` means `done` will not run.
   SubmitResult submit(std::string body, Request::DoneFn done);
 
   // Stores a quiz (idempotent by quiz_id) and adds it to the catalog. Blocks on one database
-  // round trip; throws on storage failure.
-  SaveQuizResult create_quiz(const QuizDef& quiz);
+  // round trip.
+  Result<SaveQuizResult> create_quiz(const QuizDef& quiz);
 
   std::optional<QuizView> quiz(int64_t quiz_id) const;
   // nullopt: no such quiz.
   std::optional<LeaderboardPage> leaderboard(int64_t quiz_id, size_t offset, size_t limit) const;
   // Outer nullopt: no such quiz; inner nullopt: the player has no standing.
-  std::optional<std::optional<stages::StandingEntry>> player(int64_t quiz_id,
-                                                             int64_t user_id) const;
+  std::optional<std::optional<StandingEntry>> player(int64_t quiz_id, int64_t user_id) const;
 
-  HealthReport health() const;  // cached by a monitor thread; never blocks on I/O
+  HealthReport health() const QF_EXCLUDES(health_mu_);  // cached by a monitor thread; no I/O
+  StatsReport stats() const;                          // every figure of spec §6
   const PipelineMetrics& metrics() const { return metrics_; }
   SinkStats sink_stats() const;
   PoolStats pool_stats() const;
@@ -88,26 +98,28 @@ class Engine {
   int64_t uptime_s() const;
 
  private:
-  void monitor_loop();
+  void monitor_loop() QF_EXCLUDES(health_mu_);
 
   Config config_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<NotificationSink> sink_;
   Catalog catalog_;
-  stages::StandingsBook standings_;
+  std::unique_ptr<stages::StandingsBook> standings_;
   PipelineMetrics metrics_;
   std::unique_ptr<CommitPool> commits_;
+  // Set by start() before the gate opens, reset by stop() after it closed: submit() reads it
+  // only inside the gate, readers of its figures under graph_mu_.
   std::unique_ptr<Graph> graph_;
+  AdmissionGate gate_;
   std::atomic<bool> running_{false};
-  std::atomic<bool> accepting_{false};
-  std::atomic<int64_t> submits_in_progress_{0};
-  std::mutex stop_mu_;                  // serializes start() and stop()
-  mutable std::shared_mutex graph_mu_;  // guards graph_ for readers while stop() resets it
-  int64_t started_ms_ = 0;
+  Mutex life_mu_;                    // serializes start() and stop()
+  mutable SharedMutex graph_mu_;     // readers of graph_'s figures vs stop() resetting it
+  std::atomic<int64_t> started_ms_{0};
 
-  mutable std::mutex health_mu_;
-  HealthReport health_;  // guarded by health_mu_
-  std::atomic<bool> stop_monitor_{false};
+  mutable Mutex health_mu_;
+  CondVar health_cv_;
+  HealthReport health_ QF_GUARDED_BY(health_mu_);
+  bool stop_monitor_ QF_GUARDED_BY(health_mu_) = false;
   std::thread monitor_;
 };
 

@@ -7,13 +7,17 @@
 
 #include <chrono>
 #include <random>
-#include <unordered_map>
 #include <variant>
 
+#include "core/log_rate.h"
+#include "pipeline/deadline_timer.h"
 #include "stages/batch.h"
+#include "stages/dedupe.h"
+#include "stages/derive.h"
 #include "stages/ingest.h"
 #include "stages/notify.h"
 #include "stages/validate.h"
+#include "stages/verdict.h"
 
 namespace quizflow {
 namespace flow = tbb::flow;
@@ -23,6 +27,11 @@ using Clock = std::chrono::steady_clock;
 
 int64_t since_us(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
+}
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+      .count();
 }
 
 // A request whose accepted candidates (indexes into items) go on to the batch stage.
@@ -38,20 +47,16 @@ struct QuizDone {  // a batch transaction finished: its quizzes may start their 
 };
 using BatchInput = std::variant<Validated, Tick, QuizDone>;
 
-// One batch transaction on its way through the commit and score stages: the batches of one or
-// more quizzes (each quiz's batch whole; several small quizzes share a transaction).
+// One batch transaction on its way through the commit and score stages.
 struct CommitJob {
   Clock::time_point enqueued = Clock::now();
-  std::vector<stages::QuizBatch> batches;
-  std::vector<int64_t> quiz_ids;           // parallel to batches
+  std::vector<stages::QuizBatch> batches;  // each quiz's batch whole
   int64_t events = 0;                      // over all batches
-  std::vector<const AnswerEvent*> unique;  // events with distinct event_ids, first occurrence
-  std::vector<uint32_t> unique_batch;      // per unique event: index into batches
-  std::vector<int32_t> unique_of;  // per event, batches in order: index into unique, -1 = repeat
-  std::string batch_key;
-  CommitOutcome outcome;
-  std::vector<stages::Proposal> proposals;  // parallel to batches
-  std::vector<size_t> counted;              // indexes into unique that became the counted answer
+  BatchTxn txn;                            // what the writer stores (events: distinct.events)
+  std::vector<const AnswerEvent*> events_in_order;  // the batches' events, batch by batch
+  stages::DistinctEvents distinct;
+  Result<Committed> result{Status::internal("the transaction did not run")};
+  stages::TxnChanges changes;  // derived inside the transaction, applied by score
   int64_t commit_us = 0;
 };
 using CommitJobPtr = std::shared_ptr<CommitJob>;
@@ -86,6 +91,13 @@ class StageScope {
   StageMetrics& m_;
 };
 
+// Settles every item of `r` that still waits for a verdict: the engine failed it.
+void settle_pending(Request& r) {
+  for (uint32_t i = 0; i < r.items.size(); ++i)
+    if (r.items[i].event && r.items[i].verdict.status == ItemStatus::pending)
+      r.resolve(i, Verdict::internal_error());
+}
+
 }  // namespace
 
 struct Graph::Impl {
@@ -107,10 +119,12 @@ struct Graph::Impl {
         score(
             g, flow::serial,
             [this](const CommitJobPtr& job, ScoreNode::output_ports_type& p) { on_score(job, p); }),
-        notify(g, flow::serial, [this](const NotifyChunkPtr& c) {
-          on_notify(c);
-          return flow::continue_msg();
-        }) {
+        notify(g, flow::serial,
+               [this](const NotifyChunkPtr& c) {
+                 on_notify(c);
+                 return flow::continue_msg();
+               }),
+        timer([this] { send_tick(); }) {
     flow::make_edge(flow::output_port<0>(ingest), validate);
     flow::make_edge(flow::output_port<0>(validate), batch);
     flow::make_edge(flow::output_port<0>(batch), commit);
@@ -122,14 +136,6 @@ struct Graph::Impl {
     char prefix[32];
     std::snprintf(prefix, sizeof prefix, "%08x%08x", rd(), rd());
     batch_prefix = prefix;
-
-    const int tick_ms = std::max(1, d.config.batch_max_delay_ms / 2);
-    ticker = std::thread([this, tick_ms] {
-      while (!stop_ticker.load(std::memory_order_acquire)) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(tick_ms));
-        send_tick();
-      }
-    });
   }
 
   StageMetrics& m(StageIndex i) { return deps.metrics.stages[i]; }
@@ -138,8 +144,57 @@ struct Graph::Impl {
     if (!tick_pending.exchange(true, std::memory_order_acq_rel)) batch.try_put(BatchInput{Tick{}});
   }
 
+  // The error policy of the nodes (docs/error-policy.md): an exception never leaves a node body
+  // (it would cancel the whole graph). It is logged at a bounded rate and counted, and `recover`
+  // settles the items the body still held, so that every admitted request is answered.
+  template <typename Body, typename Recover>
+  void guarded(StageIndex stage, Body&& body, Recover&& recover) noexcept {
+    try {
+      body();
+      return;
+    } catch (const std::exception& e) {
+      report(stage, e.what());
+    } catch (...) {
+      report(stage, "unknown exception");
+    }
+    try {
+      recover();
+    } catch (...) {
+      report(stage, "recovery failed");
+      degrade("a stage could not settle the items it held after an exception");
+    }
+  }
+
+  void report(StageIndex stage, const char* what) noexcept {
+    deps.metrics.internal_errors.fetch_add(1, std::memory_order_relaxed);
+    m(stage).failed.fetch_add(1, std::memory_order_relaxed);
+    static LogRate rate;
+    int64_t more = 0;
+    if (rate.allow(more))
+      spdlog::error("stage {}: {} ({} similar lines held back)", kStageNames[stage], what, more);
+  }
+
+  // State the engine cannot vouch for any more: /health answers 503 until a restart reloads it.
+  void degrade(const char* why) noexcept {
+    if (!deps.metrics.degraded.exchange(true))
+      spdlog::critical("engine degraded: {}; restart it (state is reloaded from PostgreSQL)", why);
+  }
+
   // ---- ingest: bytes -> typed events ----
   void on_ingest(const RequestPtr& r, IngestNode::output_ports_type& p) {
+    bool armed = false, forwarded = false;
+    guarded(
+        kIngest, [&] { ingest_request(r, p, armed, forwarded); },
+        [&] {
+          if (!armed)
+            r->fail(RequestError{500, kInternalError, "the engine could not read this request", ""});
+          else if (!forwarded)
+            settle_pending(*r);
+        });
+  }
+
+  void ingest_request(const RequestPtr& r, IngestNode::output_ports_type& p, bool& armed,
+                      bool& forwarded) {
     const auto t0 = Clock::now();
     StageScope scope(m(kIngest), r->received, t0);
     m(kIngest).backlog.fetch_sub(1, std::memory_order_relaxed);
@@ -148,6 +203,7 @@ struct Graph::Impl {
     if (r->error) {
       m(kIngest).rejected.fetch_add(1, std::memory_order_relaxed);
       m(kIngest).latency.record_us(since_us(t0));
+      armed = true;
       r->fail(*r->error);
       return;
     }
@@ -158,19 +214,26 @@ struct Graph::Impl {
     m(kIngest).rejected.fetch_add(n - static_cast<int64_t>(ok), std::memory_order_relaxed);
     m(kIngest).processed.fetch_add(static_cast<int64_t>(ok), std::memory_order_relaxed);
     m(kIngest).latency.record_us(since_us(t0));
-    if (ok == 0) {
-      r->arm(0);
-      return;
-    }
-    r->arm(ok);  // ok > 0 items stay pending: the request cannot complete here
+    armed = true;
+    r->arm(ok);  // when ok > 0, those items stay pending: the request cannot complete here
+    if (ok == 0) return;
     m(kValidate).backlog.fetch_add(static_cast<int64_t>(ok), std::memory_order_relaxed);
     std::get<0>(p).try_put(BatchInput{Validated{r, {}}});
+    forwarded = true;
   }
 
   // ---- validate: typed events -> accepted candidates or rejections ----
   void on_validate(const BatchInput& in, ValidateNode::output_ports_type& p) {
-    const auto t0 = Clock::now();
     const Validated& v = std::get<Validated>(in);
+    bool settled = false;
+    guarded(kValidate, [&] { validate_request(v, p, settled); },
+            [&] {
+              if (!settled) settle_pending(*v.request);
+            });
+  }
+
+  void validate_request(const Validated& v, ValidateNode::output_ports_type& p, bool& settled) {
+    const auto t0 = Clock::now();
     StageScope scope(m(kValidate), v.enqueued, t0);
     Request& r = *v.request;
     auto catalog = deps.catalog.snapshot();
@@ -195,22 +258,44 @@ struct Graph::Impl {
     m(kValidate).latency.record_us(since_us(t0));
     const bool forward = !out.accepted.empty();
     if (forward) m(kBatch).backlog.fetch_add(static_cast<int64_t>(out.accepted.size()));
-    // Resolve rejections last among our writes to the request's items: resolving can complete it.
+    // From here on every item is settled by this node or a later one. Rejections are resolved
+    // last among our writes to the request's items: resolving can complete it.
+    settled = true;
+    if (forward) {
+      try {
+        std::get<0>(p).try_put(BatchInput{out});
+      } catch (...) {
+        for (uint32_t i : out.accepted) r.resolve(i, Verdict::internal_error());
+        for (auto& [i, verdict] : rejects) r.resolve(i, std::move(verdict));
+        throw;
+      }
+    }
     for (auto& [i, verdict] : rejects) r.resolve(i, std::move(verdict));
-    if (forward) std::get<0>(p).try_put(BatchInput{std::move(out)});
   }
 
   // ---- batch: per-quiz buffers, one transaction per quiz batch ----
   void on_batch(const BatchInput& in, BatchNode::output_ports_type& p) {
-    const int64_t now =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-            .count();
+    size_t added = 0;
+    guarded(kBatch, [&] { batch_step(in, p, added); },
+            [&] {
+              if (const auto* v = std::get_if<Validated>(&in))
+                for (size_t k = added; k < v->accepted.size(); ++k)
+                  v->request->resolve(v->accepted[k], Verdict::internal_error());
+            });
+    arm_timer();
+  }
+
+  void batch_step(const BatchInput& in, BatchNode::output_ports_type& p, size_t& added) {
+    const int64_t now = steady_ms();
     if (const auto* v = std::get_if<Validated>(&in)) {
       const auto n = static_cast<int64_t>(v->accepted.size());
-      deps.metrics.stages[kValidate].oldest_wait_us.store(0, std::memory_order_relaxed);
+      m(kValidate).oldest_wait_us.store(0, std::memory_order_relaxed);
       m(kBatch).backlog.fetch_sub(n, std::memory_order_relaxed);
       m(kBatch).in_flight.fetch_add(n, std::memory_order_relaxed);
-      for (uint32_t i : v->accepted) buffers.add(EventRef{v->request, i}, now);
+      for (uint32_t i : v->accepted) {
+        buffers.add(EventRef{v->request, i}, now);
+        ++added;
+      }
     } else if (const auto* d = std::get_if<QuizDone>(&in)) {
       for (int64_t quiz : d->quiz_ids) buffers.done(quiz);
       --transactions_in_flight;
@@ -225,16 +310,7 @@ struct Graph::Impl {
     while (transactions_in_flight < max_transactions) {
       auto batches = buffers.take_due(now, force, static_cast<size_t>(deps.config.batch_max_size));
       if (batches.empty()) break;
-      auto job = std::make_shared<CommitJob>();
-      job->batches = std::move(batches);
-      for (const auto& b : job->batches) {
-        job->quiz_ids.push_back(b.quiz_id);
-        job->events += static_cast<int64_t>(b.events.size());
-      }
-      job->batch_key = batch_prefix + "-" + std::to_string(++batch_seq);
-      ++transactions_in_flight;
-      events_committing += job->events;
-      std::get<0>(p).try_put(job);
+      start_transaction(std::move(batches), p);
     }
     buffered.store(static_cast<int64_t>(buffers.pending_events()) + events_committing,
                    std::memory_order_release);
@@ -244,145 +320,183 @@ struct Graph::Impl {
       largest_nonempty = buffers.pending_events() > 0;
       largest_at_ms = now;
       auto top = buffers.largest(5);
-      std::lock_guard lock(largest_mu);
+      MutexLock lock(largest_mu);
       largest = std::move(top);
     }
+  }
+
+  void start_transaction(std::vector<stages::QuizBatch> batches, BatchNode::output_ports_type& p) {
+    auto job = std::make_shared<CommitJob>();
+    job->batches = std::move(batches);
+    for (const auto& b : job->batches) {
+      job->txn.quiz_ids.push_back(b.quiz_id);
+      job->events += static_cast<int64_t>(b.events.size());
+    }
+    job->txn.batch_key = batch_prefix + "-" + std::to_string(++batch_seq);
+    ++transactions_in_flight;
+    events_committing += job->events;
+    try {
+      std::get<0>(p).try_put(job);
+    } catch (...) {
+      // Not handed on: its quizzes are free again and its items are answered here.
+      for (const auto& b : job->batches) {
+        buffers.done(b.quiz_id);
+        for (const EventRef& ref : b.events)
+          ref.request->resolve(ref.index, Verdict::internal_error());
+      }
+      --transactions_in_flight;
+      events_committing -= job->events;
+      m(kBatch).in_flight.fetch_sub(job->events, std::memory_order_relaxed);
+      throw;
+    }
+  }
+
+  // Wakes the batch stage at its next flush deadline; nothing when no quiz can flush before a
+  // transaction finishes (QuizDone wakes it then) or when nothing is buffered.
+  void arm_timer() {
+    if (transactions_in_flight >= max_transactions) return;
+    const int64_t next = buffers.next_due_ms(steady_ms());
+    if (next != INT64_MAX) timer.arm(Clock::time_point(std::chrono::milliseconds(next)));
   }
 
   // ---- commit: hands the batch to a database thread; the result re-enters the graph ----
   void on_commit(const CommitJobPtr& job, CommitNode::gateway_type& gw) {
     gw.reserve_wait();
-    deps.commits.submit([this, job, &gw](BatchWriter& writer) {
-      run_commit(*job, writer);
-      gw.try_put(job);
+    deps.commits.submit([this, job, &gw](BatchWriter& writer) noexcept {
+      try {
+        run_commit(*job, writer);
+      } catch (const std::exception& e) {
+        job->result = Status::internal(e.what());
+        report(kBatch, e.what());
+      } catch (...) {
+        job->result = Status::internal("unknown exception");
+        report(kBatch, "unknown exception in the commit job");
+      }
+      try {
+        gw.try_put(job);
+      } catch (...) {
+        report(kBatch, "the committed batch could not re-enter the graph");
+        degrade("a finished transaction could not reach the score stage");
+      }
       gw.release_wait();
     });
   }
 
+  // Runs on a database thread.
   void run_commit(CommitJob& job, BatchWriter& writer) {
     const auto t0 = Clock::now();
-    // Duplicates inside the transaction are removed first (one statement must not touch a key
-    // twice).
-    std::unordered_map<std::string_view, int32_t> first;
-    first.reserve(static_cast<size_t>(job.events));
-    job.unique_of.reserve(static_cast<size_t>(job.events));
-    for (uint32_t bi = 0; bi < job.batches.size(); ++bi) {
-      for (const auto& ref : job.batches[bi].events) {
-        const AnswerEvent& e = ref.event();
-        auto [it, fresh] = first.try_emplace(e.event_id, static_cast<int32_t>(job.unique.size()));
-        if (fresh) {
-          job.unique.push_back(&e);
-          job.unique_batch.push_back(bi);
-          job.unique_of.push_back(it->second);
-        } else {
-          job.unique_of.push_back(-1);
-        }
-      }
-    }
-    job.outcome =
-        writer.commit(job.quiz_ids, job.batch_key, job.unique,
-                      [&](const std::vector<bool>& inserted) { return derive(job, inserted); });
+    job.events_in_order.reserve(static_cast<size_t>(job.events));
+    for (const auto& b : job.batches)
+      for (const EventRef& ref : b.events) job.events_in_order.push_back(&ref.event());
+    job.distinct = stages::dedupe(job.events_in_order);
+    job.txn.events = job.distinct.events;
+    job.result = writer.commit(job.txn, [&](const std::vector<bool>& inserted) {
+      job.changes = stages::derive(job.distinct, inserted, deps.standings);
+      return stages::rows_of(job.changes);
+    });
     job.commit_us = since_us(t0);
   }
 
-  // The counted answers and standings the new events of each quiz in `job` make (spec §4).
-  DerivedRows derive(CommitJob& job, const std::vector<bool>& inserted) {
-    const size_t nb = job.batches.size();
-    std::vector<std::vector<const AnswerEvent*>> fresh(nb);
-    std::vector<std::vector<size_t>> fresh_index(nb);
-    for (size_t i = 0; i < job.unique.size(); ++i) {
-      if (!inserted[i]) continue;
-      fresh[job.unique_batch[i]].push_back(job.unique[i]);
-      fresh_index[job.unique_batch[i]].push_back(i);
-    }
-    DerivedRows rows;
-    job.proposals.assign(nb, stages::Proposal{});
-    job.counted.clear();
-    for (size_t b = 0; b < nb; ++b) {
-      const int64_t quiz = job.quiz_ids[b];
-      if (fresh[b].empty()) continue;
-      stages::Proposal& pr = job.proposals[b];
-      pr = deps.standings.read(quiz, [&](const stages::QuizStandings* s) {
-        return s ? s->propose(quiz, fresh[b]) : stages::QuizStandings().propose(quiz, fresh[b]);
-      });
-      for (size_t k : pr.newly_counted) job.counted.push_back(fresh_index[b][k]);
-      rows.counted.insert(rows.counted.end(), pr.counted.begin(), pr.counted.end());
-      rows.standings.insert(rows.standings.end(), pr.standings.begin(), pr.standings.end());
-    }
-    return rows;
-  }
-
-  // ---- score: apply committed changes, answer the items, free the quiz ----
+  // ---- score: apply committed changes, answer the items, free the quizzes ----
   void on_score(const CommitJobPtr& job, ScoreNode::output_ports_type& p) {
     const auto t0 = Clock::now();
     StageScope scope(m(kScore), job->enqueued, t0);
     const int64_t n = job->events;
-    const size_t quizzes = job->quiz_ids.size();
-    if (job->commit_us / 1000 >= deps.config.slow_commit_ms)
-      spdlog::warn("slow commit: batch {} ({} quizzes, first {}; {} events) took {} ms",
-                   job->batch_key, quizzes, job->quiz_ids.front(), n, job->commit_us / 1000);
-    auto& bm = deps.metrics.batches;
+    record_commit(*job);
     auto chunk = std::make_shared<NotifyChunk>();
-    if (job->outcome.ok) {
-      bm.committed.fetch_add(1, std::memory_order_relaxed);
-      int64_t fresh = 0;
-      for (bool b : job->outcome.inserted) fresh += b ? 1 : 0;
-      bm.rows.fetch_add(fresh, std::memory_order_relaxed);  // new rows in the event log
-      bm.last_commit_ms.store(job->commit_us / 1000, std::memory_order_relaxed);
-      bm.commit.record_us(job->commit_us);
-      for (const auto& pr : job->proposals) {
-        if (pr.counted.empty() && pr.standings.empty()) continue;
-        deps.standings.write(pr.quiz_id, [&](stages::QuizStandings& s) { s.apply(pr); });
-      }
-      chunk->messages.reserve(job->counted.size());
-      for (size_t k : job->counted)
-        chunk->messages.push_back(stages::answer_result(*job->unique[k]));
-      m(kBatch).processed.fetch_add(n, std::memory_order_relaxed);
-    } else {
-      bm.failed.fetch_add(1, std::memory_order_relaxed);
-      m(kBatch).failed.fetch_add(n, std::memory_order_relaxed);
-      spdlog::error("batch {} ({} quizzes, first {}; {} events) failed: {}", job->batch_key,
-                    quizzes, job->quiz_ids.front(), n, job->outcome.error);
+    if (job->result.ok()) {
+      guarded(
+          kScore,
+          [&] {
+            stages::apply(deps.standings, job->changes);
+            chunk->messages = stages::answer_results(job->distinct, job->changes);
+          },
+          [&] { degrade("committed changes could not be applied to the in-memory standings"); });
     }
     m(kBatch).in_flight.fetch_sub(n, std::memory_order_relaxed);
     m(kBatch).latency.record_us(job->commit_us);
     // Counted before the answers go out, so a client reading stats after its response sees them.
-    m(kScore).processed.fetch_add(job->outcome.ok ? n : 0, std::memory_order_relaxed);
+    m(kScore).processed.fetch_add(job->result.ok() ? n : 0, std::memory_order_relaxed);
     // Free the quizzes before answering, so their next batches can start.
-    std::get<1>(p).try_put(BatchInput{QuizDone{job->quiz_ids, n}});
-    size_t i = 0;
-    for (const auto& batch : job->batches) {
-      for (const EventRef& ref : batch.events) {
-        const int32_t u = job->unique_of[i++];
-        Verdict v;
-        if (!job->outcome.ok) {
-          v = Verdict::reject("storage_unavailable",
-                              "the answer could not be stored; retry the request", "");
-        } else if (u < 0 || !job->outcome.inserted[static_cast<size_t>(u)]) {
-          v.status = ItemStatus::duplicate;
-        } else {
-          v.status = ItemStatus::accepted;
-        }
-        ref.request->resolve(ref.index, std::move(v));
-      }
-    }
+    guarded(
+        kScore, [&] { std::get<1>(p).try_put(BatchInput{QuizDone{job->txn.quiz_ids, n}}); },
+        [&] { degrade("a finished transaction could not free its quizzes"); });
+    answer(*job);
     m(kScore).latency.record_us(since_us(t0));
-    if (!chunk->messages.empty()) {
-      m(kNotify).backlog.fetch_add(static_cast<int64_t>(chunk->messages.size()));
-      std::get<0>(p).try_put(chunk);
+    if (chunk->messages.empty()) return;
+    const auto nm = static_cast<int64_t>(chunk->messages.size());
+    m(kNotify).backlog.fetch_add(nm, std::memory_order_relaxed);
+    guarded(
+        kNotify, [&] { std::get<0>(p).try_put(chunk); },
+        [&] {
+          m(kNotify).backlog.fetch_sub(nm, std::memory_order_relaxed);
+          m(kNotify).failed.fetch_add(nm, std::memory_order_relaxed);
+        });
+  }
+
+  void record_commit(const CommitJob& job) {
+    auto& bm = deps.metrics.batches;
+    const auto quizzes = job.txn.quiz_ids.size();
+    const int64_t first = job.txn.quiz_ids.empty() ? 0 : job.txn.quiz_ids.front();
+    if (job.commit_us / 1000 >= deps.config.slow_commit_ms)
+      spdlog::warn("slow commit: batch {} ({} quizzes, first {}; {} events) took {} ms",
+                   job.txn.batch_key, quizzes, first, job.events, job.commit_us / 1000);
+    if (!job.result.ok()) {
+      bm.failed.fetch_add(1, std::memory_order_relaxed);
+      m(kBatch).failed.fetch_add(job.events, std::memory_order_relaxed);
+      static LogRate rate;
+      int64_t more = 0;
+      if (rate.allow(more))
+        spdlog::error("batch {} ({} quizzes, first {}; {} events) failed: {} ({} more held back)",
+                      job.txn.batch_key, quizzes, first, job.events,
+                      job.result.status().to_string(), more);
+      return;
+    }
+    const Committed& c = *job.result;
+    bm.committed.fetch_add(1, std::memory_order_relaxed);
+    int64_t fresh = 0;
+    for (bool b : c.inserted) fresh += b ? 1 : 0;
+    bm.rows.fetch_add(fresh, std::memory_order_relaxed);  // new rows in the event log
+    bm.retries.fetch_add(c.retries, std::memory_order_relaxed);
+    bm.upsert_fallbacks.fetch_add(c.upsert_fallback ? 1 : 0, std::memory_order_relaxed);
+    bm.in_doubt_resolved.fetch_add(c.in_doubt, std::memory_order_relaxed);
+    bm.last_commit_ms.store(job.commit_us / 1000, std::memory_order_relaxed);
+    bm.commit.record_us(job.commit_us);
+    m(kBatch).processed.fetch_add(job.events, std::memory_order_relaxed);
+  }
+
+  // Resolves every event of the transaction (stages/verdict.h); the last item of a request sends
+  // its response. Does not throw (the completion catches).
+  void answer(const CommitJob& job) noexcept {
+    const Status st = job.result.status();
+    static const std::vector<bool> kNone;
+    const std::vector<bool>& inserted = job.result.ok() ? job.result->inserted : kNone;
+    size_t i = 0;
+    for (const auto& b : job.batches) {
+      for (const EventRef& ref : b.events) {
+        const int32_t slot = i < job.distinct.slot_of.size() ? job.distinct.slot_of[i] : -1;
+        ++i;
+        ref.request->resolve(ref.index, stages::commit_verdict(st, slot, inserted));
+      }
     }
   }
 
-  // ---- notify: hand notifications to the producer ----
+  // ---- notify: hand notifications to the producer (never waits: the producer queues) ----
   void on_notify(const NotifyChunkPtr& c) {
-    const auto t0 = Clock::now();
-    StageScope scope(m(kNotify), c->enqueued, t0);
     const auto n = static_cast<int64_t>(c->messages.size());
-    m(kNotify).backlog.fetch_sub(n, std::memory_order_relaxed);
-    const size_t refused = deps.sink.publish(c->messages);
-    m(kNotify).processed.fetch_add(n - static_cast<int64_t>(refused), std::memory_order_relaxed);
-    m(kNotify).failed.fetch_add(static_cast<int64_t>(refused), std::memory_order_relaxed);
-    m(kNotify).latency.record_us(since_us(t0));
+    guarded(
+        kNotify,
+        [&] {
+          const auto t0 = Clock::now();
+          StageScope scope(m(kNotify), c->enqueued, t0);
+          m(kNotify).backlog.fetch_sub(n, std::memory_order_relaxed);
+          const size_t refused = deps.sink.publish(c->messages);
+          m(kNotify).processed.fetch_add(n - static_cast<int64_t>(refused),
+                                         std::memory_order_relaxed);
+          m(kNotify).failed.fetch_add(static_cast<int64_t>(refused), std::memory_order_relaxed);
+          m(kNotify).latency.record_us(since_us(t0));
+        },
+        [] {});
   }
 
   GraphDeps deps;
@@ -401,13 +515,12 @@ struct Graph::Impl {
   NotifyNode notify;
   std::atomic<bool> tick_pending{false};
   std::atomic<bool> draining{false};
-  std::atomic<bool> stop_ticker{false};
   std::atomic<int64_t> buffered{0};
   int64_t largest_at_ms = 0;      // used only by the serial batch node
   bool largest_nonempty = false;  // used only by the serial batch node
-  mutable std::mutex largest_mu;
-  std::vector<std::pair<int64_t, int64_t>> largest;  // guarded by largest_mu
-  std::thread ticker;
+  mutable Mutex largest_mu;
+  std::vector<std::pair<int64_t, int64_t>> largest QF_GUARDED_BY(largest_mu);
+  DeadlineTimer timer;  // last: its thread starts once everything it may touch exists
   bool drained = false;
 };
 
@@ -444,7 +557,7 @@ void Graph::drain() {
   if (impl_->drained) return;
   impl_->draining.store(true, std::memory_order_release);
   // Force flushes until every admitted request is answered and nothing is buffered. Polls with
-  // sleeps: wait_for_all() would spin a core that the database may need.
+  // sleeps (only while draining): wait_for_all() would spin a core that the database may need.
   const auto& in_flight = impl_->deps.metrics.events_in_flight;
   auto report_at = Clock::now() + std::chrono::seconds(1);
   while (in_flight.load(std::memory_order_acquire) > 0 ||
@@ -462,9 +575,7 @@ void Graph::drain() {
           load(st[kBatch].backlog), load(st[kBatch].in_flight), impl_->deps.commits.queued());
     }
   }
-  impl_->stop_ticker.store(true, std::memory_order_release);
-  if (impl_->ticker.joinable()) impl_->ticker.join();
-  impl_->send_tick();
+  impl_->timer.stop();
   impl_->g.wait_for_all();  // what is left (notifications) is quick
   impl_->drained = true;
 }
@@ -472,7 +583,7 @@ void Graph::drain() {
 int64_t Graph::pending_events() const { return impl_->buffered.load(std::memory_order_acquire); }
 
 std::vector<std::pair<int64_t, int64_t>> Graph::largest_pending() const {
-  std::lock_guard lock(impl_->largest_mu);
+  MutexLock lock(impl_->largest_mu);
   return impl_->largest;
 }
 

@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "pipeline/commit_pool.h"
-#include "pipeline/config.h"
-#include "pipeline/metrics.h"
-#include "pipeline/notifier.h"
-#include "pipeline/quiz.h"
-#include "pipeline/request.h"
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/notifier.h"
+#include "core/quiz.h"
+#include "core/request.h"
 #include "stages/score.h"
 
 namespace quizflow {

@@ -3,7 +3,7 @@
 // log mask_url(DATABASE_URL), never the token.
 #pragma once
 
-#include "pipeline/config.h"
+#include "core/config.h"
 
 namespace quizflow {
 

@@ -1,46 +1,14 @@
-// Every figure of GET /monitoring/stats and GET /metrics, declared once (spec §6): one list of
-// figures, each with its JSON path and its Prometheus name, rendered two ways. A figure cannot
-// appear in one output and not in the other.
+// Collects every figure of the engine (spec §6), declared once here; core/stats_report.h renders
+// them as JSON and Prometheus text. Internal to pipeline/: others call Engine::stats().
 #pragma once
 
-#include <cstdint>
-#include <string>
-#include <utility>
-#include <vector>
+#include "core/stats_report.h"
 
 namespace quizflow {
 
 class Engine;
 
-enum class FigureKind { counter, gauge, summary };
-enum class JsonType { integer, number, boolean };
-
-struct Figure {
-  std::string json;    // dotted path under /monitoring/stats, e.g. "stages.ingest.backlog"
-  std::string family;  // Prometheus metric family, e.g. "quizflow_stage_backlog"
-  std::string suffix;  // "" or, for summaries, "_sum" / "_count"
-  FigureKind kind = FigureKind::gauge;
-  std::string help;
-  std::vector<std::pair<std::string, std::string>> labels;
-  double value = 0;       // in JSON units (milliseconds for *_ms paths)
-  double prom_scale = 1;  // Prometheus value = value * prom_scale (ms -> s: 0.001)
-  JsonType type = JsonType::integer;
-};
-
-struct StatsReport {
-  bool running = false;
-  std::vector<Figure> figures;
-  std::vector<std::pair<int64_t, int64_t>> largest_pending;  // (quiz_id, events), JSON only
-};
-
 // A consistent-enough snapshot of the engine's figures; lock-free for the hot paths.
 StatsReport collect_stats(const Engine& engine);
-
-// {"status":"running","uptime_s":…,"stages":{…},"message_queue":{…},"database_pool":{…},
-//  "batches":{…},"http":{…}}
-std::string stats_json(const StatsReport& r);
-
-// Prometheus text exposition format 0.0.4.
-std::string stats_prometheus(const StatsReport& r);
 
 }  // namespace quizflow

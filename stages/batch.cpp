@@ -69,6 +69,17 @@ void BatchBuffers::close(int64_t quiz_id) {
   if (!b.events.empty()) nonempty_.insert(quiz_id);
 }
 
+int64_t BatchBuffers::next_due_ms(int64_t now_ms) const {
+  int64_t next = INT64_MAX;
+  for (int64_t quiz : nonempty_) {
+    const Buffer& b = buffers_.at(quiz);
+    if (b.in_flight) continue;
+    if (b.closing || b.events.size() >= policy_.max_size) return now_ms;
+    next = std::min(next, std::max(now_ms, b.arrived_ms.front() + policy_.max_delay_ms));
+  }
+  return next;
+}
+
 int64_t BatchBuffers::oldest_wait_ms(int64_t now_ms) const {
   int64_t oldest = 0;
   for (int64_t quiz : nonempty_) {

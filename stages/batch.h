@@ -9,7 +9,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "pipeline/request.h"
+#include "core/request.h"
 
 namespace quizflow::stages {
 
@@ -49,6 +49,11 @@ class BatchBuffers {
   size_t in_flight_batches() const { return in_flight_; }
   // The `n` quizzes with the most pending events: (quiz_id, events), largest first.
   std::vector<std::pair<int64_t, int64_t>> largest(size_t n) const;
+
+  // When take_due will next have something to take without new events: `now_ms` when a quiz
+  // without a batch in flight is due already, else the earliest time one becomes due by delay;
+  // INT64_MAX when none waits (quizzes with a batch in flight wait for done()).
+  int64_t next_due_ms(int64_t now_ms) const;
 
   // Milliseconds the oldest pending event has waited (0 when none).
   int64_t oldest_wait_ms(int64_t now_ms) const;

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "pipeline/time_util.h"
+#include "core/time_util.h"
 
 namespace quizflow::stages {
 namespace {

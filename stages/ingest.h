@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <string_view>
 
-#include "pipeline/request.h"
+#include "core/request.h"
 
 namespace quizflow::stages {
 

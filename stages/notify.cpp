@@ -30,4 +30,11 @@ Notification answer_result(const AnswerEvent& e) {
   return Notification{std::to_string(e.user_id), std::string(sb.GetString(), sb.GetSize())};
 }
 
+std::vector<Notification> answer_results(const DistinctEvents& d, const TxnChanges& c) {
+  std::vector<Notification> out;
+  out.reserve(c.counted.size());
+  for (size_t k : c.counted) out.push_back(answer_result(*d.events[k]));
+  return out;
+}
+
 }  // namespace quizflow::stages

@@ -1,9 +1,21 @@
 #include "stages/score.h"
 
 #include <algorithm>
-#include <mutex>
+#include <ext/pb_ds/assoc_container.hpp>
+#include <ext/pb_ds/tree_policy.hpp>
+#include <functional>
 
 namespace quizflow::stages {
+
+struct QuizStandings::Order
+    : __gnu_pbds::tree<RankKey, __gnu_pbds::null_type, std::less<RankKey>, __gnu_pbds::rb_tree_tag,
+                       __gnu_pbds::tree_order_statistics_node_update> {};
+
+QuizStandings::QuizStandings() : order_(std::make_unique<Order>()) {}
+QuizStandings::~QuizStandings() = default;
+QuizStandings::QuizStandings(QuizStandings&&) noexcept = default;
+QuizStandings& QuizStandings::operator=(QuizStandings&&) noexcept = default;
+
 namespace {
 
 bool earlier(int64_t at_a, const std::string& id_a, int64_t at_b, const std::string& id_b) {
@@ -71,10 +83,10 @@ Proposal QuizStandings::propose(int64_t quiz_id,
 void QuizStandings::set_standing(int64_t user_id, const Standing& s) {
   auto [it, fresh] = standings_.try_emplace(user_id, s);
   if (!fresh) {
-    order_.erase(RankKey{it->second.score, it->second.correct, it->second.time_ms, user_id});
+    order_->erase(RankKey{it->second.score, it->second.correct, it->second.time_ms, user_id});
     it->second = s;
   }
-  order_.insert(RankKey{s.score, s.correct, s.time_ms, user_id});
+  order_->insert(RankKey{s.score, s.correct, s.time_ms, user_id});
 }
 
 void QuizStandings::apply(const Proposal& p) {
@@ -106,9 +118,9 @@ void QuizStandings::load(const CountedRow& r) {
 
 std::vector<StandingEntry> QuizStandings::page(size_t offset, size_t limit) const {
   std::vector<StandingEntry> out;
-  if (offset >= order_.size()) return out;
-  auto it = order_.find_by_order(offset);
-  for (size_t rank = offset + 1; it != order_.end() && out.size() < limit; ++it, ++rank) {
+  if (offset >= order_->size()) return out;
+  auto it = order_->find_by_order(offset);
+  for (size_t rank = offset + 1; it != order_->end() && out.size() < limit; ++it, ++rank) {
     out.push_back(StandingEntry{static_cast<int64_t>(rank), it->user_id,
                                 Standing{it->score, it->correct, it->time_ms}});
   }
@@ -119,19 +131,19 @@ std::optional<StandingEntry> QuizStandings::find(int64_t user_id) const {
   auto it = standings_.find(user_id);
   if (it == standings_.end()) return std::nullopt;
   const Standing& s = it->second;
-  const auto rank = order_.order_of_key(RankKey{s.score, s.correct, s.time_ms, user_id}) + 1;
+  const auto rank = order_->order_of_key(RankKey{s.score, s.correct, s.time_ms, user_id}) + 1;
   return StandingEntry{static_cast<int64_t>(rank), user_id, s};
 }
 
 std::shared_ptr<StandingsBook::Slot> StandingsBook::find(int64_t quiz_id) const {
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = slots_.find(quiz_id);
   return it == slots_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<StandingsBook::Slot> StandingsBook::get_or_create(int64_t quiz_id) {
   if (auto s = find(quiz_id)) return s;
-  std::unique_lock lock(mu_);
+  WriterLock lock(mu_);
   auto& slot = slots_[quiz_id];
   if (!slot) slot = std::make_shared<Slot>();
   return slot;

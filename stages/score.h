@@ -3,45 +3,18 @@
 #pragma once
 
 #include <cstdint>
-#include <ext/pb_ds/assoc_container.hpp>
-#include <ext/pb_ds/tree_policy.hpp>
-#include <functional>
-#include <map>
 #include <memory>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "pipeline/events.h"
-#include "pipeline/store.h"
+#include "core/events.h"
+#include "core/mutex.h"
+#include "core/standing.h"
+#include "core/store.h"
 
 namespace quizflow::stages {
-
-struct Standing {
-  int64_t score = 0;
-  int64_t correct = 0;
-  int64_t time_ms = 0;
-  bool operator==(const Standing&) const = default;
-};
-
-// Sort key of the standings order: score desc, correct desc, time_ms asc, user_id asc.
-struct RankKey {
-  int64_t score, correct, time_ms, user_id;
-  bool operator<(const RankKey& o) const {
-    if (score != o.score) return score > o.score;
-    if (correct != o.correct) return correct > o.correct;
-    if (time_ms != o.time_ms) return time_ms < o.time_ms;
-    return user_id < o.user_id;
-  }
-};
-
-struct StandingEntry {
-  int64_t rank = 0;  // 1-based
-  int64_t user_id = 0;
-  Standing standing;
-};
 
 // What one batch changes: counted answers that now count, players' new absolute standings, and
 // which of the batch's events became the counted answer.
@@ -55,6 +28,11 @@ struct Proposal {
 // One quiz's standings. Not thread-safe (StandingsBook guards it).
 class QuizStandings {
  public:
+  QuizStandings();
+  ~QuizStandings();
+  QuizStandings(QuizStandings&&) noexcept;
+  QuizStandings& operator=(QuizStandings&&) noexcept;
+
   // The effect of `events` (events new to the event log, any order, may repeat a key): for each
   // (user, question) the counted answer is the one with the smallest (answered_at, event_id)
   // among those already counted and these. Does not change state.
@@ -86,15 +64,13 @@ class QuizStandings {
              static_cast<size_t>(k.second);
     }
   };
-  using OrderTree =
-      __gnu_pbds::tree<RankKey, __gnu_pbds::null_type, std::less<RankKey>, __gnu_pbds::rb_tree_tag,
-                       __gnu_pbds::tree_order_statistics_node_update>;
+  struct Order;  // an order-statistic tree of RankKey (score.cpp): rank and page in O(log n)
 
   void set_standing(int64_t user_id, const Standing& s);
 
   std::unordered_map<Key, Counted, KeyHash> counted_;
   std::unordered_map<int64_t, Standing> standings_;
-  OrderTree order_;
+  std::unique_ptr<Order> order_;
 };
 
 // Thread-safe registry of per-quiz standings: a reader-writer lock per quiz.
@@ -105,27 +81,27 @@ class StandingsBook {
   auto read(int64_t quiz_id, F&& f) const {
     std::shared_ptr<Slot> slot = find(quiz_id);
     if (!slot) return f(static_cast<const QuizStandings*>(nullptr));
-    std::shared_lock lock(slot->mu);
+    ReaderLock lock(slot->mu);
     return f(static_cast<const QuizStandings*>(&slot->standings));
   }
   // Runs f(QuizStandings&) under the quiz's exclusive lock, creating it when missing.
   template <typename F>
   auto write(int64_t quiz_id, F&& f) {
     std::shared_ptr<Slot> slot = get_or_create(quiz_id);
-    std::unique_lock lock(slot->mu);
+    WriterLock lock(slot->mu);
     return f(slot->standings);
   }
 
  private:
   struct Slot {
-    std::shared_mutex mu;
-    QuizStandings standings;
+    SharedMutex mu;
+    QuizStandings standings QF_GUARDED_BY(mu);
   };
   std::shared_ptr<Slot> find(int64_t quiz_id) const;
   std::shared_ptr<Slot> get_or_create(int64_t quiz_id);
 
-  mutable std::shared_mutex mu_;
-  std::unordered_map<int64_t, std::shared_ptr<Slot>> slots_;
+  mutable SharedMutex mu_;
+  std::unordered_map<int64_t, std::shared_ptr<Slot>> slots_ QF_GUARDED_BY(mu_);
 };
 
 }  // namespace quizflow::stages

@@ -3,8 +3,8 @@
 
 #include <cstdint>
 
-#include "pipeline/events.h"
-#include "pipeline/quiz.h"
+#include "core/events.h"
+#include "core/quiz.h"
 
 namespace quizflow::stages {
 

@@ -18,12 +18,12 @@ TEST(Notifications, OneAnswerResultPerCountedAnswerOnTheMockCluster) {
   TestDatabase db;
   Config c = test_config(db.url());
   c.topic_notifications = "test.notifications";
-  auto producer = std::make_unique<egress::KafkaProducer>(
-      egress::KafkaOptions{"", c.topic_notifications, {c.topic_notifications}, 100000});
+  c.notify_queue_max = 100000;
+  auto producer = std::make_unique<egress::KafkaProducer>(egress::kafka_options(c));
   const std::string bootstrap = producer->bootstrap();
   Engine e(c, std::make_unique<egress::PgStore>(egress::PoolOptions{db.url()}),
            std::move(producer));
-  e.start();
+  ASSERT_TRUE(e.start().ok());
 
   QuizDef q;
   q.quiz_id = 5;

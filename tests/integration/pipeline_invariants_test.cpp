@@ -24,7 +24,7 @@ std::unique_ptr<Engine> make_engine(const TestDatabase& db, Config c,
   auto e = std::make_unique<Engine>(
       std::move(c), std::make_unique<egress::PgStore>(egress::PoolOptions{db.url()}),
       std::move(sink));
-  e->start();
+  if (Status st = e->start(); !st.ok()) throw std::runtime_error(st.to_string());
   return e;
 }
 

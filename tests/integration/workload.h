@@ -10,8 +10,8 @@
 #include <tuple>
 #include <vector>
 
-#include "pipeline/quiz.h"
-#include "pipeline/time_util.h"
+#include "core/quiz.h"
+#include "core/time_util.h"
 
 namespace quizflow::testing {
 

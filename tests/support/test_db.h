@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "pipeline/engine.h"
-#include "pipeline/notifier.h"
+#include "core/notifier.h"
 
 namespace quizflow::testing {
 

@@ -13,7 +13,7 @@ extern char** environ;
 #include <string>
 #include <vector>
 
-#include "pipeline/config.h"
+#include "core/config.h"
 
 namespace quizflow {
 namespace {

@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "pipeline/quiz.h"
+#include "core/quiz.h"
 #include "unit/test_util.h"
 
 namespace quizflow {

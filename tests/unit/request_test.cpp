@@ -1,6 +1,6 @@
 // Request completion: the done callback fires exactly once, when every armed item is resolved or
 // the request fails.
-#include "pipeline/request.h"
+#include "core/request.h"
 
 #include <gtest/gtest.h>
 

@@ -7,7 +7,7 @@
 #include <random>
 #include <string>
 
-#include "pipeline/time_util.h"
+#include "core/time_util.h"
 #include "unit/test_util.h"
 
 namespace quizflow {

@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "pipeline/quiz.h"
+#include "core/quiz.h"
 #include "unit/test_util.h"
 
 namespace quizflow::stages {

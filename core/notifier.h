@@ -3,7 +3,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "core/status.h"
 
 namespace quizflow {
 
@@ -23,12 +26,15 @@ struct SinkStats {
 class NotificationSink {
  public:
   virtual ~NotificationSink() = default;
-  // Queues the messages for delivery; returns how many were refused (queue full or stopped).
+  // Queues the messages for delivery and returns at once, never waiting for room: a full
+  // transport queue is the sink's own to retry. Returns how many were refused (over the sink's
+  // bound, or stopped); refused messages are counted as failed.
   virtual size_t publish(std::vector<Notification>& batch) = 0;
   // Waits up to timeout_ms for queued messages to be delivered.
   virtual void flush(int timeout_ms) = 0;
   virtual SinkStats stats() const = 0;
-  virtual bool healthy(std::string& why) = 0;
+  // Ok when a broker answers; may block on a round trip (the engine's monitor thread calls it).
+  virtual Status health() = 0;
   // Bootstrap address of the broker(s) in use (for the log line and tests).
   virtual std::string bootstrap() const = 0;
 };

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/events.h"
+#include "core/events.h"
 
 namespace quizflow {
 
@@ -77,7 +77,12 @@ class Request {
   }
   void finish() {
     if (finished_.exchange(true, std::memory_order_acq_rel)) return;
-    if (done_) done_(*this);
+    // The engine's completion catches, logs and counts; this is only the last line of defence
+    // (finish() runs inside graph nodes, which must not throw).
+    try {
+      if (done_) done_(*this);
+    } catch (...) {
+    }
   }
 
   std::atomic<size_t> pending_{1};

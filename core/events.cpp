@@ -1,4 +1,4 @@
-#include "pipeline/events.h"
+#include "core/events.h"
 
 namespace quizflow {
 

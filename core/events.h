@@ -26,6 +26,11 @@ enum class ItemStatus : uint8_t { pending, accepted, duplicate, rejected };
 
 const char* to_string(ItemStatus s);
 
+// Rejection codes that say nothing about the answer itself: the engine could not process it. The
+// request is answered 503 (+ Retry-After) and a resend is safe (event ids make it idempotent).
+inline constexpr const char* kStorageUnavailable = "storage_unavailable";
+inline constexpr const char* kInternalError = "internal_error";
+
 struct Verdict {
   ItemStatus status = ItemStatus::pending;
   std::string code;     // rejection code, e.g. "schema", "unknown_quiz"; empty when accepted
@@ -34,6 +39,14 @@ struct Verdict {
 
   static Verdict reject(std::string code, std::string message, std::string field = {}) {
     return Verdict{ItemStatus::rejected, std::move(code), std::move(message), std::move(field)};
+  }
+  // The engine failed to process the item (an exception in a stage; docs/error-policy.md).
+  static Verdict internal_error() {
+    return reject(kInternalError, "the engine could not process this answer; retry the request");
+  }
+  // A rejection by the server's failure rather than the answer's content (see kStorageUnavailable).
+  bool server_failure() const {
+    return status == ItemStatus::rejected && (code == kStorageUnavailable || code == kInternalError);
   }
 };
 

@@ -1,4 +1,4 @@
-#include "pipeline/quiz.h"
+#include "core/quiz.h"
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <set>
 
-#include "pipeline/time_util.h"
+#include "core/time_util.h"
 
 namespace quizflow {
 

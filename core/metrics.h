@@ -60,6 +60,9 @@ struct BatchMetrics {
   std::atomic<int64_t> committed{0};  // transactions committed
   std::atomic<int64_t> failed{0};     // transactions that failed
   std::atomic<int64_t> rows{0};       // answers newly stored by committed batches
+  std::atomic<int64_t> retries{0};    // attempts redone after a connection lost before COMMIT
+  std::atomic<int64_t> upsert_fallbacks{0};   // redone with upserts: stored rows differed
+  std::atomic<int64_t> in_doubt_resolved{0};  // COMMITs of unknown outcome resolved by a lookup
   std::atomic<int64_t> last_commit_ms{0};
   LatencyWindow commit;  // commit time per batch
 };
@@ -74,6 +77,10 @@ struct PipelineMetrics {
   BatchMetrics batches;
   std::atomic<int64_t> http_overloaded{0};   // answered 503 at the door
   std::atomic<int64_t> events_in_flight{0};  // admitted, not yet answered
+  std::atomic<int64_t> internal_errors{0};   // exceptions caught in nodes and callbacks
+  // Set when the engine's in-memory state may differ from PostgreSQL's (an exception it could
+  // not settle): /health answers 503 until a restart reloads the state.
+  std::atomic<bool> degraded{false};
 };
 
 }  // namespace quizflow

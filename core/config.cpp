@@ -1,4 +1,4 @@
-#include "pipeline/config.h"
+#include "core/config.h"
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>

@@ -1,4 +1,4 @@
-#include "pipeline/time_util.h"
+#include "core/time_util.h"
 
 #include <chrono>
 #include <cstdio>

@@ -1,0 +1,109 @@
+// What the engine needs from durable storage. egress/ implements it over PostgreSQL; the test
+// support wraps the real implementation to inject faults (tests/support/faulty_store.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/events.h"
+#include "core/quiz.h"
+#include "core/status.h"
+
+namespace quizflow {
+
+// The answer that counts for one (quiz, user, question) (spec §4).
+struct CountedRow {
+  int64_t quiz_id = 0;
+  int64_t user_id = 0;
+  int32_t question_id = 0;
+  std::string event_id;
+  int64_t answered_at_ms = 0;
+  int32_t option_id = 0;
+  bool correct = false;
+  int64_t points = 0;
+  int64_t elapsed_ms = 0;
+  bool replaces = false;  // the engine holds a stored counted answer for this key
+};
+
+// One player's standing, written as absolute values.
+struct StandingRow {
+  int64_t quiz_id = 0;
+  int64_t user_id = 0;
+  int64_t score = 0;
+  int64_t correct = 0;
+  int64_t time_ms = 0;
+  bool exists = false;  // the engine holds a stored standing for this player
+};
+
+struct DerivedRows {
+  std::vector<CountedRow> counted;
+  std::vector<StandingRow> standings;
+};
+
+// One batch transaction: the batches of one or more quizzes (each quiz's batch whole).
+struct BatchTxn {
+  std::vector<int64_t> quiz_ids;
+  std::string batch_key;                   // unique; recorded in the transaction
+  std::span<const AnswerEvent* const> events;  // distinct event_ids (stages::dedupe)
+};
+
+// What a committed transaction did, and how it got there (counted in the stats).
+struct Committed {
+  std::vector<bool> inserted;  // per event: true = new in the event log, false = stored before
+  int retries = 0;             // attempts redone after a connection was lost before COMMIT
+  bool upsert_fallback = false;  // stored rows differed from the engine's; redone with upserts
+  int in_doubt = 0;  // COMMITs whose outcome was unknown and resolved by looking up batch_key
+};
+
+// Given which events were new, computes the rows to write in the same transaction.
+using DeriveFn = std::function<DerivedRows(const std::vector<bool>& inserted)>;
+
+// One connection, used by one thread at a time.
+class BatchWriter {
+ public:
+  virtual ~BatchWriter() = default;
+  // Runs one transaction: appends `txn.events` to the event log, skipping event_ids already
+  // stored; calls `derive` with the per-event insert flags; writes the returned counted answers
+  // and standings; records `txn.batch_key`; commits. Never throws.
+  // Ok: everything is stored, exactly once. Not ok: nothing of it is stored — `unavailable` or
+  // `timeout` (retry later), `internal` (a statement failed), or `in_doubt` (COMMIT's outcome
+  // stayed unknown: the database could not be asked). A COMMIT of unknown outcome is resolved
+  // by looking up batch_key before anything is retried, so a batch is never applied twice.
+  // `derive` may run more than once (once per attempt); only the last call's rows are stored.
+  virtual Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) = 0;
+};
+
+// Connection pool figures (spec §6 database_pool).
+struct PoolStats {
+  int64_t pool_size = 0, max_overflow = 0;
+  int64_t checked_out = 0;  // in use now
+  int64_t overflow = 0;     // open beyond pool_size
+  int64_t total = 0;        // open connections, idle or in use
+  int64_t idle = 0;
+  int64_t wait_count = 0;                         // checkouts that had to wait
+  int64_t timeouts = 0;                           // checkouts that gave up (the request got 503)
+  int64_t opened = 0, closed = 0, discarded = 0;  // discarded: broken connections dropped
+  double wait_ms_p99 = 0;
+};
+
+enum class SaveQuizResult { created, same, conflict };
+
+// Thread-safe: admin operations serialize on an internal connection. Every call returns its
+// failure as a Status (see core/status.h); none throws.
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual Status migrate() = 0;  // applies pending schema migrations
+  virtual Result<std::unique_ptr<BatchWriter>> open_writer() = 0;
+  virtual Result<SaveQuizResult> save_quiz(const QuizDef& quiz) = 0;
+  virtual Result<std::vector<QuizDef>> load_quizzes() = 0;
+  virtual Result<std::vector<CountedRow>> load_counted() = 0;  // every quiz's counted answers
+  virtual Status ping() = 0;  // ok when the database answers
+  virtual PoolStats pool_stats() const = 0;
+};
+
+}  // namespace quizflow

@@ -1,0 +1,24 @@
+// Duplicates within one batch transaction (spec §3: the same event_id again is a duplicate and
+// changes nothing). One SQL statement must not touch a key twice, so a transaction's events are
+// made distinct by event_id before they reach the writer; a repeat is answered `duplicate`.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/events.h"
+
+namespace quizflow::stages {
+
+// The distinct events of a transaction. Points to the events given to dedupe(): valid while
+// they live.
+struct DistinctEvents {
+  std::vector<const AnswerEvent*> events;  // first occurrence of each event_id, in input order
+  // Per input event: index into `events`, or -1 when an earlier input event has its event_id.
+  std::vector<int32_t> slot_of;
+};
+
+DistinctEvents dedupe(std::span<const AnswerEvent* const> events);
+
+}  // namespace quizflow::stages

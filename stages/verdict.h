@@ -1,0 +1,21 @@
+// The verdict of each answer of a finished batch transaction (spec §3 results).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/events.h"
+#include "core/status.h"
+
+namespace quizflow::stages {
+
+// For one event of a transaction (`slot`: its index among the transaction's distinct events, -1
+// when it repeated an earlier event_id of the same transaction; `inserted`: the writer's per
+// distinct event flags when it committed):
+// - transaction failed: rejected "storage_unavailable" (the HTTP answer is 503; nothing of the
+//   transaction is stored, so a resend is safe and is never counted twice);
+// - repeated in the transaction, or stored before: duplicate;
+// - otherwise: accepted (a superseded answer is accepted too: it is in the event log).
+Verdict commit_verdict(const Status& txn, int32_t slot, const std::vector<bool>& inserted);
+
+}  // namespace quizflow::stages
