@@ -22,7 +22,7 @@ using egress::PoolOptions;
 class BatchWriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    egress::PgStore(PoolOptions{db.url()}).migrate();
+    ASSERT_TRUE(egress::PgStore(PoolOptions{db.url()}).migrate().ok());
     pool = std::make_shared<PgPool>(PoolOptions{db.url(), 1, 0, 5000, 30000});
     writer = std::make_unique<PgBatchWriter>(pool);
   }
@@ -50,11 +50,12 @@ class BatchWriterTest : public ::testing::Test {
   }
 
   // Commits `events` with the given derived rows (whatever the insert flags say).
-  CommitOutcome commit(const std::vector<int64_t>& quizzes, const std::string& key,
-                       const std::vector<AnswerEvent>& events, const DerivedRows& rows) {
+  Result<Committed> commit(const std::vector<int64_t>& quizzes, const std::string& key,
+                           const std::vector<AnswerEvent>& events, const DerivedRows& rows) {
     std::vector<const AnswerEvent*> ptrs;
     for (const auto& e : events) ptrs.push_back(&e);
-    return writer->commit(quizzes, key, ptrs, [&](const std::vector<bool>&) { return rows; });
+    return writer->commit(BatchTxn{quizzes, key, ptrs},
+                          [&](const std::vector<bool>&) { return rows; });
   }
 
   TestDatabase db;
@@ -67,11 +68,11 @@ TEST_F(BatchWriterTest, BinaryCopyKeepsEveryValueExact) {
   const std::vector<AnswerEvent> events{event("tab\there", 7, 1, 1, 1795000000123),
                                         event("back\\slash\nnew", 7, 2, 1, 1),
                                         event("ünïcödé-✓", 7, 3, 2, 1795000000999)};
-  const CommitOutcome out =
+  const auto out =
       commit({7}, "exact-1", events,
              DerivedRows{{counted_of(events[0], false)}, {StandingRow{7, 1, 950, 1, 1234, false}}});
-  ASSERT_TRUE(out.ok) << out.error;
-  EXPECT_EQ(out.inserted, (std::vector<bool>{true, true, true}));
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->inserted, (std::vector<bool>{true, true, true}));
   EXPECT_EQ(db.query("SELECT event_id, quiz_id, user_id, question_id, option_id, "
                      "(extract(epoch FROM answered_at) * 1000)::bigint, elapsed_ms "
                      "FROM answer_events ORDER BY user_id"),
@@ -88,41 +89,41 @@ TEST_F(BatchWriterTest, BinaryCopyKeepsEveryValueExact) {
             (std::vector<std::vector<std::string>>{{"7", "1", "950", "1", "1234"}}));
   EXPECT_EQ(db.query("SELECT quiz_id, quiz_ids::text, events FROM batches"),
             (std::vector<std::vector<std::string>>{{"7", "{7}", "3"}}));
-  EXPECT_EQ(writer->upsert_fallbacks(), 0);
+  EXPECT_FALSE(out->upsert_fallback);
 
   // The same ids again are duplicates; nothing else is written.
-  const CommitOutcome again = commit({7}, "exact-2", events, DerivedRows{});
-  ASSERT_TRUE(again.ok) << again.error;
-  EXPECT_EQ(again.inserted, (std::vector<bool>{false, false, false}));
+  const auto again = commit({7}, "exact-2", events, DerivedRows{});
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(again->inserted, (std::vector<bool>{false, false, false}));
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 3);
 }
 
 TEST_F(BatchWriterTest, StoredAndNewEventsInOneBatchAreToldApart) {
   const AnswerEvent a = event("s1", 11, 1, 1, 1000), b = event("s2", 11, 2, 1, 1000);
-  ASSERT_TRUE(commit({11}, "sn-1", {a, b}, DerivedRows{}).ok);
+  ASSERT_TRUE(commit({11}, "sn-1", {a, b}, DerivedRows{}).ok());
   // New, stored, new, stored: the event log's primary key stops the straight COPY, and the
   // staged ON CONFLICT insert says which ones were new.
   const AnswerEvent c = event("s0", 11, 3, 1, 1000), d = event("s9", 11, 4, 1, 1000);
-  const CommitOutcome out = commit({11}, "sn-2", {c, b, d, a}, DerivedRows{});
-  ASSERT_TRUE(out.ok) << out.error;
-  EXPECT_EQ(out.inserted, (std::vector<bool>{true, false, true, false}));
+  const auto out = commit({11}, "sn-2", {c, b, d, a}, DerivedRows{});
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->inserted, (std::vector<bool>{true, false, true, false}));
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE quiz_id = 11"), 4);
-  EXPECT_EQ(writer->upsert_fallbacks(), 0);
+  EXPECT_FALSE(out->upsert_fallback);
 }
 
 TEST_F(BatchWriterTest, ReplacingRowsTakesTheUpdatePath) {
   const AnswerEvent first = event("r1", 8, 1, 1, 2000);
   ASSERT_TRUE(commit({8}, "rep-1", {first},
                      DerivedRows{{counted_of(first, false)}, {StandingRow{8, 1, 950, 1, 1234}}})
-                  .ok);
+                  .ok());
   AnswerEvent earlier = event("r0", 8, 1, 1, 1000);
   earlier.points = 10;
   earlier.correct = false;
-  const CommitOutcome out =
+  const auto out =
       commit({8}, "rep-2", {earlier},
              DerivedRows{{counted_of(earlier, true)}, {StandingRow{8, 1, 10, 0, 1234, true}}});
-  ASSERT_TRUE(out.ok) << out.error;
-  EXPECT_EQ(writer->upsert_fallbacks(), 0);
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_FALSE(out->upsert_fallback);
   EXPECT_EQ(db.query("SELECT event_id, points, correct FROM counted_answers"),
             (std::vector<std::vector<std::string>>{{"r0", "10", "f"}}));
   EXPECT_EQ(db.query("SELECT score, correct FROM standings"),
@@ -133,7 +134,7 @@ TEST_F(BatchWriterTest, ALostConnectionIsReplacedWithItsStagingTables) {
   const AnswerEvent first = event("k1", 12, 1, 1, 2000);
   ASSERT_TRUE(commit({12}, "lost-1", {first},
                      DerivedRows{{counted_of(first, false)}, {StandingRow{12, 1, 950, 1, 1234}}})
-                  .ok);
+                  .ok());
   // The writer's idle connection dies; the next batch replaces stored rows, so it needs the
   // staging tables, which lived in the dead session.
   db.query(
@@ -141,12 +142,12 @@ TEST_F(BatchWriterTest, ALostConnectionIsReplacedWithItsStagingTables) {
       "WHERE datname = current_database() AND pid <> pg_backend_pid()");
   AnswerEvent earlier = event("k0", 12, 1, 1, 1000);
   earlier.points = 10;
-  const CommitOutcome out =
+  const auto out =
       commit({12}, "lost-2", {earlier},
              DerivedRows{{counted_of(earlier, true)}, {StandingRow{12, 1, 10, 1, 1234, true}}});
-  ASSERT_TRUE(out.ok) << out.error;
-  EXPECT_EQ(out.inserted, std::vector<bool>{true});
-  EXPECT_EQ(writer->upsert_fallbacks(), 0);
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->inserted, std::vector<bool>{true});
+  EXPECT_FALSE(out->upsert_fallback);
   EXPECT_EQ(db.query("SELECT event_id, points FROM counted_answers WHERE quiz_id = 12"),
             (std::vector<std::vector<std::string>>{{"k0", "10"}}));
   EXPECT_GE(pool->stats().discarded, 1);
@@ -156,14 +157,14 @@ TEST_F(BatchWriterTest, StoredRowsUnlikeTheEnginesStateFallBackToUpserts) {
   const AnswerEvent a = event("m1", 9, 1, 1, 1000);
   ASSERT_TRUE(commit({9}, "mis-1", {a},
                      DerivedRows{{counted_of(a, false)}, {StandingRow{9, 1, 950, 1, 1234}}})
-                  .ok);
+                  .ok());
   // Claims the rows are new although they are stored: the COPY hits the primary key.
   const AnswerEvent b = event("m2", 9, 1, 1, 500);
-  CommitOutcome out =
+  auto out =
       commit({9}, "mis-2", {b}, DerivedRows{{counted_of(b, false)}, {StandingRow{9, 1, 7, 0, 8}}});
-  ASSERT_TRUE(out.ok) << out.error;
-  EXPECT_EQ(writer->upsert_fallbacks(), 1);
-  EXPECT_EQ(out.inserted, std::vector<bool>{true});
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(out->upsert_fallback);
+  EXPECT_EQ(out->inserted, std::vector<bool>{true});
   EXPECT_EQ(db.query("SELECT event_id FROM counted_answers WHERE quiz_id = 9"),
             (std::vector<std::vector<std::string>>{{"m2"}}));
   EXPECT_EQ(db.query("SELECT score, correct, time_ms FROM standings WHERE quiz_id = 9"),
@@ -172,8 +173,8 @@ TEST_F(BatchWriterTest, StoredRowsUnlikeTheEnginesStateFallBackToUpserts) {
   const AnswerEvent c = event("m3", 9, 2, 1, 500);
   out = commit({9}, "mis-3", {c},
                DerivedRows{{counted_of(c, true)}, {StandingRow{9, 2, 950, 1, 1234, true}}});
-  ASSERT_TRUE(out.ok) << out.error;
-  EXPECT_EQ(writer->upsert_fallbacks(), 2);
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_TRUE(out->upsert_fallback);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM counted_answers WHERE quiz_id = 9 AND user_id = 2"), 1);
   EXPECT_EQ(db.scalar("SELECT score FROM standings WHERE quiz_id = 9 AND user_id = 2"), 950);
   // Each fallback was one transaction: three batch rows, three events.
@@ -189,8 +190,8 @@ TEST_F(BatchWriterTest, SeveralQuizzesInOneTransaction) {
     rows.counted.push_back(counted_of(e, false));
     rows.standings.push_back(StandingRow{e.quiz_id, e.user_id, e.points, 1, e.elapsed_ms});
   }
-  const CommitOutcome out = commit({21, 22, 23}, "multi-1", events, rows);
-  ASSERT_TRUE(out.ok) << out.error;
+  const auto out = commit({21, 22, 23}, "multi-1", events, rows);
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_EQ(db.query("SELECT quiz_id, quiz_ids::text, events FROM batches"),
             (std::vector<std::vector<std::string>>{{"", "{21,22,23}", "3"}}));
   EXPECT_EQ(db.scalar("SELECT count(DISTINCT quiz_id) FROM standings"), 3);
@@ -201,13 +202,13 @@ TEST_F(BatchWriterTest, AFailedStatementStoresNothing) {
   // rejects it, the upsert fallback then hits "cannot affect row a second time", and the
   // transaction fails as a whole.
   const AnswerEvent e = event("f1", 30, 1, 1, 1000);
-  const CommitOutcome out =
+  const auto out =
       commit({30}, "fail-1", {e},
              DerivedRows{{counted_of(e, false)},
                          {StandingRow{30, 1, 1, 1, 1}, StandingRow{30, 1, 2, 2, 2}}});
-  EXPECT_FALSE(out.ok);
-  EXPECT_FALSE(out.error.empty());
-  EXPECT_EQ(writer->upsert_fallbacks(), 1);  // the safe path ran and failed too
+  EXPECT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::internal);
+  EXPECT_FALSE(out.status().message().empty());
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 0);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM counted_answers"), 0);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 0);

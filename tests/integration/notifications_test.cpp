@@ -31,7 +31,9 @@ TEST(Notifications, OneAnswerResultPerCountedAnswerOnTheMockCluster) {
   q.opens_at_ms = *parse_rfc3339_ms("2026-01-01T00:00:00Z");
   q.closes_at_ms = *parse_rfc3339_ms("2027-01-01T00:00:00Z");
   for (int k = 1; k <= 4; ++k) q.questions.push_back(Question{k, 4, k % 4, 1000, 20000});
-  ASSERT_EQ(e.create_quiz(q), SaveQuizResult::created);
+  const auto created = e.create_quiz(q);
+  ASSERT_TRUE(created.ok()) << created.status().to_string();
+  ASSERT_EQ(*created, SaveQuizResult::created);
 
   std::map<std::string, SentAnswer> sent;  // by event_id
   std::string body = "{\"answers\":[";

@@ -79,9 +79,9 @@ TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
   TestDatabase db;
   const std::string app = "qf_kill_" + std::to_string(std::random_device{}());
   egress::PgStore store(PoolOptions{with_app_name(db.url(), app), 2, 0, 2000, 30000});
-  store.migrate();
-  std::string why;
-  ASSERT_TRUE(store.ping(why)) << why;
+  ASSERT_TRUE(store.migrate().ok());
+  const Status ping = store.ping();
+  ASSERT_TRUE(ping.ok()) << ping.to_string();
   ASSERT_GE(backends(db, app), 1);
   // Kill every connection of the pool from another session.
   db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '" +
@@ -89,14 +89,17 @@ TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
   for (int i = 0; i < 50 && backends(db, app) != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   // The next uses find the broken connection, drop it and go on with a new one.
-  EXPECT_TRUE(store.ping(why)) << why;
+  const Status again = store.ping();
+  EXPECT_TRUE(again.ok()) << again.to_string();
   QuizDef q;
   q.quiz_id = 9;
   q.title = "after kill";
   q.opens_at_ms = 0;
   q.closes_at_ms = 1000000;
   q.questions.push_back(Question{1, 2, 0, 1000, 20000});
-  EXPECT_EQ(store.save_quiz(q), SaveQuizResult::created);
+  const auto saved = store.save_quiz(q);
+  ASSERT_TRUE(saved.ok()) << saved.status().to_string();
+  EXPECT_EQ(*saved, SaveQuizResult::created);
   EXPECT_GE(store.pool_stats().discarded, 1);
 
   // The batch writer too: kill again, then commit a batch.
@@ -105,6 +108,7 @@ TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
   for (int i = 0; i < 50 && backends(db, app) != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   auto writer = store.open_writer();
+  ASSERT_TRUE(writer.ok());
   AnswerEvent e;
   e.event_id = "kill-1";
   e.quiz_id = 9;
@@ -112,11 +116,11 @@ TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
   e.question_id = 1;
   e.answered_at_ms = 10;
   const std::vector<const AnswerEvent*> events{&e};
-  const CommitOutcome out = writer->commit({9}, "kill-batch-1", events,
-                                           [](const std::vector<bool>&) { return DerivedRows{}; });
-  EXPECT_TRUE(out.ok) << out.error;
-  ASSERT_EQ(out.inserted.size(), 1u);
-  EXPECT_TRUE(out.inserted[0]);
+  const auto out = (*writer)->commit(BatchTxn{{9}, "kill-batch-1", events},
+                                     [](const std::vector<bool>&) { return DerivedRows{}; });
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  ASSERT_EQ(out->inserted.size(), 1u);
+  EXPECT_TRUE(out->inserted[0]);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE event_id = 'kill-1'"), 1);
 }
 

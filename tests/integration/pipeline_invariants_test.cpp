@@ -29,7 +29,11 @@ std::unique_ptr<Engine> make_engine(const TestDatabase& db, Config c,
 }
 
 void create_quizzes(Engine& e, const Workload& w) {
-  for (const auto& q : w.quizzes) ASSERT_NE(e.create_quiz(q), SaveQuizResult::conflict);
+  for (const auto& q : w.quizzes) {
+    const auto r = e.create_quiz(q);
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    ASSERT_NE(*r, SaveQuizResult::conflict);
+  }
 }
 
 // Sends the answers in `order`, in requests of random sizes up to max_request, from `threads`

@@ -68,13 +68,13 @@ int64_t TestDatabase::scalar(const std::string& sql) const {
 }
 
 size_t CountingSink::publish(std::vector<Notification>& batch) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   messages_.insert(messages_.end(), batch.begin(), batch.end());
   return 0;
 }
 
 SinkStats CountingSink::stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   SinkStats s;
   s.delivered = static_cast<int64_t>(messages_.size());
   s.running = true;
@@ -82,7 +82,7 @@ SinkStats CountingSink::stats() const {
 }
 
 std::vector<Notification> CountingSink::taken() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return messages_;
 }
 

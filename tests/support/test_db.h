@@ -5,8 +5,9 @@
 #include <string>
 #include <vector>
 
-#include "pipeline/engine.h"
+#include "core/mutex.h"
 #include "core/notifier.h"
+#include "pipeline/engine.h"
 
 namespace quizflow::testing {
 
@@ -34,13 +35,13 @@ class CountingSink final : public NotificationSink {
   size_t publish(std::vector<Notification>& batch) override;
   void flush(int) override {}
   SinkStats stats() const override;
-  bool healthy(std::string&) override { return true; }
+  Status health() override { return Status(); }
   std::string bootstrap() const override { return "memory"; }
   std::vector<Notification> taken() const;
 
  private:
-  mutable std::mutex mu_;
-  std::vector<Notification> messages_;
+  mutable Mutex mu_;
+  std::vector<Notification> messages_ QF_GUARDED_BY(mu_);
 };
 
 // A config for tests: given database, mock-free Kafka settings, small batching delay.
