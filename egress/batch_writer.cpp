@@ -274,7 +274,7 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out,
     } catch (const pqxx::unique_violation&) {
       tx->exec("ROLLBACK TO SAVEPOINT qf_events");
     }
-    if (all_new) tx->exec("QF_RELEASE SAVEPOINT qf_events");
+    if (all_new) tx->exec("RELEASE SAVEPOINT qf_events");
   });
   if (all_new) {
     out.inserted.assign(a.txn.events.size(), true);
