@@ -286,19 +286,19 @@ QuizState CatalogSnapshot::state_of(const QuizDef& q, int64_t now) const {
 }
 
 void Catalog::set_state(int64_t quiz_id, QuizState s) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto next = std::make_shared<CatalogSnapshot>(*snap_);
   next->states[quiz_id] = s;
   snap_ = std::move(next);
 }
 
 std::shared_ptr<const CatalogSnapshot> Catalog::snapshot() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return snap_;
 }
 
 void Catalog::put(const QuizDef& quiz) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto next = std::make_shared<CatalogSnapshot>(*snap_);
   next->quizzes[quiz.quiz_id] = std::make_shared<const QuizDef>(quiz);
   snap_ = std::move(next);
@@ -310,7 +310,7 @@ void Catalog::replace_all(std::vector<QuizDef> quizzes) {
     const int64_t id = q.quiz_id;
     next->quizzes[id] = std::make_shared<const QuizDef>(std::move(q));
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   snap_ = std::move(next);
 }
 

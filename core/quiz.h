@@ -4,11 +4,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "core/mutex.h"
 
 namespace quizflow {
 
@@ -70,14 +71,15 @@ struct CatalogSnapshot {
 // per event); writers copy-on-write.
 class Catalog {
  public:
-  std::shared_ptr<const CatalogSnapshot> snapshot() const;
-  void put(const QuizDef& quiz);
-  void set_state(int64_t quiz_id, QuizState s);
-  void replace_all(std::vector<QuizDef> quizzes);
+  std::shared_ptr<const CatalogSnapshot> snapshot() const QF_EXCLUDES(mu_);
+  void put(const QuizDef& quiz) QF_EXCLUDES(mu_);
+  void set_state(int64_t quiz_id, QuizState s) QF_EXCLUDES(mu_);
+  void replace_all(std::vector<QuizDef> quizzes) QF_EXCLUDES(mu_);
 
  private:
-  mutable std::mutex mu_;
-  std::shared_ptr<const CatalogSnapshot> snap_ = std::make_shared<CatalogSnapshot>();
+  mutable Mutex mu_;
+  std::shared_ptr<const CatalogSnapshot> snap_ QF_GUARDED_BY(mu_) =
+      std::make_shared<CatalogSnapshot>();
 };
 
 }  // namespace quizflow

@@ -1,5 +1,7 @@
 #include "egress/pg_pool.h"
 
+#include "core/log_rate.h"
+
 #include <spdlog/spdlog.h>
 
 #include <pqxx/pqxx>
@@ -26,7 +28,7 @@ PgPool::Lease::~Lease() {
 PgPool::PgPool(PoolOptions options) : options_(std::move(options)) {}
 
 PgPool::~PgPool() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   idle_.clear();
 }
 
@@ -44,55 +46,55 @@ PgPool::Lease PgPool::checkout() {
   const auto t0 = std::chrono::steady_clock::now();
   const auto deadline = t0 + std::chrono::milliseconds(options_.checkout_timeout_ms);
   const int limit = options_.pool_size + options_.max_overflow;
-  std::unique_lock lock(mu_);
   bool waited = false;
   std::unique_ptr<Conn> conn;
-  for (;;) {
-    if (!idle_.empty()) {
-      conn = std::move(idle_.back());  // most recently used first: keeps few connections warm
-      idle_.pop_back();
-      ++checked_out_;
-      break;
-    }
-    if (total_ < limit) {
-      ++total_;
-      ++checked_out_;
-      lock.unlock();
-      try {
-        conn = open();
-      } catch (...) {
-        lock.lock();
-        --total_;
-        --checked_out_;
-        cv_.notify_one();
-        throw;
+  {
+    MutexLock lock(mu_);
+    for (;;) {
+      if (!idle_.empty()) {
+        conn = std::move(idle_.back());  // most recently used first: keeps few connections warm
+        idle_.pop_back();
+        ++checked_out_;
+        break;
       }
-      lock.lock();
-      ++opened_;
-      if (total_ > options_.pool_size)
-        spdlog::debug("db pool: overflow connection opened ({} of {} + {})", total_,
-                      options_.pool_size, options_.max_overflow);
-      break;
-    }
-    if (!waited) {
-      waited = true;
-      ++wait_count_;
-    }
-    if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
-        total_ >= limit) {
-      ++timeouts_;
-      const int64_t n = timeouts_;
-      lock.unlock();
-      wait_.record_us(std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::steady_clock::now() - t0)
-                          .count());
-      spdlog::warn("db pool exhausted: no connection within {} ms ({} in use; timeouts so far {})",
-                   options_.checkout_timeout_ms, limit, n);
-      throw PoolTimeout("no database connection available within " +
-                        std::to_string(options_.checkout_timeout_ms) + " ms");
+      if (total_ < limit) {
+        ++total_;
+        ++checked_out_;
+        try {
+          MutexUnlock unlocked(mu_);  // connecting takes a round trip or more
+          conn = open();
+        } catch (...) {
+          --total_;
+          --checked_out_;
+          cv_.notify_one();
+          throw;
+        }
+        ++opened_;
+        if (total_ > options_.pool_size)
+          spdlog::debug("db pool: overflow connection opened ({} of {} + {})", total_,
+                        options_.pool_size, options_.max_overflow);
+        break;
+      }
+      if (!waited) {
+        waited = true;
+        ++wait_count_;
+      }
+      if (!cv_.wait_until(mu_, deadline) && idle_.empty() && total_ >= limit) {
+        ++timeouts_;
+        wait_.record_us(std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - t0)
+                            .count());
+        static LogRate rate;
+        if (int64_t more = 0; rate.allow(more))
+          spdlog::warn(
+              "db pool exhausted: no connection within {} ms ({} in use; timeouts so far {}; {} "
+              "more lines held back)",
+              options_.checkout_timeout_ms, limit, timeouts_, more);
+        throw PoolTimeout("no database connection available within " +
+                          std::to_string(options_.checkout_timeout_ms) + " ms");
+      }
     }
   }
-  lock.unlock();
   if (waited)
     wait_.record_us(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
@@ -105,7 +107,7 @@ PgPool::Lease PgPool::checkout() {
 void PgPool::give_back(std::unique_ptr<Conn> conn, bool discard) {
   std::unique_ptr<Conn> closing;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     --checked_out_;
     // A connection libpqxx re-established while it was out lost its session settings.
     const bool broken = discard || !conn->c || !conn->c->is_open() || !conn->same_session();
@@ -123,7 +125,7 @@ void PgPool::give_back(std::unique_ptr<Conn> conn, bool discard) {
 }
 
 PoolStats PgPool::stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   PoolStats s;
   s.pool_size = options_.pool_size;
   s.max_overflow = options_.max_overflow;

@@ -5,15 +5,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/mutex.h"
 #include "core/store.h"
 
 namespace quizflow::egress {
@@ -64,24 +63,26 @@ class PgPool {
   PgPool& operator=(const PgPool&) = delete;
 
   // Thread-safe. Throws PoolTimeout, or the connection error when a new connection fails.
-  Lease checkout();
-  PoolStats stats() const;
+  Lease checkout() QF_EXCLUDES(mu_);
+  PoolStats stats() const QF_EXCLUDES(mu_);
   const PoolOptions& options() const { return options_; }
 
  private:
-  void give_back(std::unique_ptr<Conn> conn, bool discard);
+  void give_back(std::unique_ptr<Conn> conn, bool discard) QF_EXCLUDES(mu_);
   std::unique_ptr<Conn> open();
 
   const PoolOptions options_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::unique_ptr<Conn>> idle_;  // guarded by mu_
-  int total_ = 0;                           // open connections, idle or out; guarded by mu_
-  int checked_out_ = 0;                     // guarded by mu_
-  int64_t wait_count_ = 0;                  // checkouts that had to wait; guarded by mu_
-  int64_t timeouts_ = 0;                    // guarded by mu_
-  int64_t opened_ = 0, closed_ = 0, discarded_ = 0;  // guarded by mu_
-  LatencyWindow wait_;                               // checkout wait times
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<std::unique_ptr<Conn>> idle_ QF_GUARDED_BY(mu_);
+  int total_ QF_GUARDED_BY(mu_) = 0;  // open connections, idle or out
+  int checked_out_ QF_GUARDED_BY(mu_) = 0;
+  int64_t wait_count_ QF_GUARDED_BY(mu_) = 0;  // checkouts that had to wait
+  int64_t timeouts_ QF_GUARDED_BY(mu_) = 0;
+  int64_t opened_ QF_GUARDED_BY(mu_) = 0;
+  int64_t closed_ QF_GUARDED_BY(mu_) = 0;
+  int64_t discarded_ QF_GUARDED_BY(mu_) = 0;
+  LatencyWindow wait_;  // checkout wait times (lock-free)
 };
 
 }  // namespace quizflow::egress
