@@ -53,20 +53,6 @@ class QF_SCOPED_CAPABILITY ScopedLock {
 using MutexLock = ScopedLock<Mutex>;
 using WriterLock = ScopedLock<SharedMutex>;
 
-// Releases a Mutex the caller holds for its scope and takes it back at the end, also when an
-// exception leaves the scope (for blocking work, e.g. opening a connection, inside a locked
-// section).
-class QF_SCOPED_CAPABILITY MutexUnlock {
- public:
-  explicit MutexUnlock(Mutex& mu) QF_RELEASE(mu) : mu_(mu) { mu_.unlock(); }
-  ~MutexUnlock() QF_ACQUIRE() { mu_.lock(); }
-  MutexUnlock(const MutexUnlock&) = delete;
-  MutexUnlock& operator=(const MutexUnlock&) = delete;
-
- private:
-  Mutex& mu_;
-};
-
 // Holds a SharedMutex shared for its scope.
 class QF_SCOPED_CAPABILITY ReaderLock {
  public:

@@ -47,6 +47,7 @@ PgPool::Lease PgPool::checkout() {
   const auto deadline = t0 + std::chrono::milliseconds(options_.checkout_timeout_ms);
   const int limit = options_.pool_size + options_.max_overflow;
   bool waited = false;
+  bool must_open = false;  // a new connection's slot is reserved; connect outside the lock
   std::unique_ptr<Conn> conn;
   {
     MutexLock lock(mu_);
@@ -60,19 +61,7 @@ PgPool::Lease PgPool::checkout() {
       if (total_ < limit) {
         ++total_;
         ++checked_out_;
-        try {
-          MutexUnlock unlocked(mu_);  // connecting takes a round trip or more
-          conn = open();
-        } catch (...) {
-          --total_;
-          --checked_out_;
-          cv_.notify_one();
-          throw;
-        }
-        ++opened_;
-        if (total_ > options_.pool_size)
-          spdlog::debug("db pool: overflow connection opened ({} of {} + {})", total_,
-                        options_.pool_size, options_.max_overflow);
+        must_open = true;
         break;
       }
       if (!waited) {
@@ -94,6 +83,22 @@ PgPool::Lease PgPool::checkout() {
                           std::to_string(options_.checkout_timeout_ms) + " ms");
       }
     }
+  }
+  if (must_open) {
+    try {
+      conn = open();  // a round trip or more
+    } catch (...) {
+      MutexLock lock(mu_);
+      --total_;
+      --checked_out_;
+      cv_.notify_one();
+      throw;
+    }
+    MutexLock lock(mu_);
+    ++opened_;
+    if (total_ > options_.pool_size)
+      spdlog::debug("db pool: overflow connection opened ({} of {} + {})", total_,
+                    options_.pool_size, options_.max_overflow);
   }
   if (waited)
     wait_.record_us(

@@ -1,0 +1,172 @@
+#include "support/faulty_store.h"
+
+#include <chrono>
+#include <cstring>
+#include <pqxx/pqxx>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+#include "egress/batch_writer.h"
+#include "egress/pg_store.h"
+
+namespace quizflow::testing {
+
+void FaultControl::fail_next(int n, Status status) {
+  if (status.ok()) throw std::invalid_argument("fail_next needs a status that is not ok");
+  MutexLock lock(mu_);
+  fail_left_ = n;
+  fail_status_ = std::move(status);
+}
+
+void FaultControl::delay_next(int ms) {
+  MutexLock lock(mu_);
+  delay_ms_ = ms;
+}
+
+void FaultControl::drop_connection_at_commit() {
+  MutexLock lock(mu_);
+  drop_ = true;
+}
+
+void FaultControl::lose_reply_after_commit() {
+  MutexLock lock(mu_);
+  lose_reply_ = true;
+}
+
+std::string FaultControl::drop_error() const {
+  MutexLock lock(mu_);
+  return drop_error_;
+}
+
+void FaultControl::set_drop_error(std::string e) {
+  MutexLock lock(mu_);
+  if (drop_error_.empty()) drop_error_ = std::move(e);
+}
+
+FaultControl::Plan FaultControl::take() {
+  Plan p;
+  MutexLock lock(mu_);
+  if (fail_left_ > 0) {
+    --fail_left_;
+    p.fail = true;
+    p.status = fail_status_;
+  }
+  p.delay_ms = std::exchange(delay_ms_, 0);
+  if (!p.fail) {  // the in-transaction faults wait for a commit that reaches the database
+    p.drop = std::exchange(drop_, false);
+    p.lose_reply = std::exchange(lose_reply_, false);
+  }
+  return p;
+}
+
+// One database thread's writer: a real PgBatchWriter, with the faults of the plan taken when
+// each commit starts. Used by one thread at a time (BatchWriter's contract), so plan_ needs no
+// lock.
+class FaultyWriter final : public BatchWriter {
+ public:
+  FaultyWriter(std::unique_ptr<egress::PgBatchWriter> inner, std::shared_ptr<FaultControl> control,
+               std::string url)
+      : inner_(std::move(inner)), control_(std::move(control)), url_(std::move(url)) {
+    inner_->set_step_timer([this](const char* step, double) { on_step(step); });
+  }
+
+  Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) override {
+    FaultControl& c = *control_;
+    c.commits_.fetch_add(1);
+    plan_ = c.take();
+    if (plan_.delay_ms > 0) {
+      c.delaying_.store(true);
+      std::this_thread::sleep_for(std::chrono::milliseconds(plan_.delay_ms));
+      c.delaying_.store(false);
+      c.delayed_.fetch_add(1);
+    }
+    if (plan_.fail) {
+      c.failed_.fetch_add(1);
+      return plan_.status;
+    }
+    return inner_->commit(txn, derive);
+  }
+
+ private:
+  // Called by the real writer after each step of an attempt; what it throws fails the step.
+  void on_step(const char* step) {
+    if (plan_.drop && std::strcmp(step, "insert_batch") == 0) {
+      plan_.drop = false;  // one shot: the retry on a new connection runs untouched
+      kill_idle_writer();
+    }
+    if (plan_.lose_reply && std::strcmp(step, "commit") == 0) {
+      plan_.lose_reply = false;
+      control_->lost_.fetch_add(1);
+      throw pqxx::in_doubt_error("injected: COMMIT reply lost");
+    }
+  }
+
+  // Terminates the session of this database that is idle in a transaction (the writer, which
+  // waits between its last statement and COMMIT) and waits until it is gone, so that COMMIT
+  // certainly meets a dead connection. Failures are recorded, not thrown: the commit then
+  // runs unharmed and the test sees connections_dropped() unchanged and drop_error() set.
+  void kill_idle_writer() {
+    try {
+      pqxx::connection killer(url_);
+      pqxx::nontransaction tx(killer);
+      const pqxx::result victims = tx.exec(
+          "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+          "WHERE datname = current_database() AND state = 'idle in transaction' "
+          "AND pid <> pg_backend_pid()");
+      if (victims.size() != 1) {
+        control_->set_drop_error("expected one session idle in a transaction, found " +
+                                 std::to_string(victims.size()));
+        if (victims.empty()) return;
+      }
+      for (const auto& v : victims) {
+        const int pid = v[0].as<int>();
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (tx.exec_params("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid).size() > 0) {
+          if (std::chrono::steady_clock::now() >= deadline) {
+            control_->set_drop_error("backend " + std::to_string(pid) + " still alive after 10 s");
+            return;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+      }
+      control_->dropped_.fetch_add(1);
+    } catch (const std::exception& e) {
+      control_->set_drop_error(std::string("terminating the writer's backend failed: ") + e.what());
+    }
+  }
+
+  std::unique_ptr<egress::PgBatchWriter> inner_;
+  std::shared_ptr<FaultControl> control_;
+  std::string url_;
+  FaultControl::Plan plan_;
+};
+
+FaultyStore::FaultyStore(egress::PoolOptions options, std::shared_ptr<FaultControl> control)
+    : url_(options.url),
+      control_(std::move(control)),
+      inner_(std::make_unique<egress::PgStore>(options)),
+      writer_pool_(std::make_shared<egress::PgPool>(std::move(options))) {}
+
+FaultyStore::~FaultyStore() = default;
+
+Status FaultyStore::migrate() { return inner_->migrate(); }
+
+Result<std::unique_ptr<BatchWriter>> FaultyStore::open_writer() {
+  return std::unique_ptr<BatchWriter>(std::make_unique<FaultyWriter>(
+      std::make_unique<egress::PgBatchWriter>(writer_pool_), control_, url_));
+}
+
+Result<SaveQuizResult> FaultyStore::save_quiz(const QuizDef& quiz) {
+  return inner_->save_quiz(quiz);
+}
+
+Result<std::vector<QuizDef>> FaultyStore::load_quizzes() { return inner_->load_quizzes(); }
+
+Result<std::vector<CountedRow>> FaultyStore::load_counted() { return inner_->load_counted(); }
+
+Status FaultyStore::ping() { return inner_->ping(); }
+
+PoolStats FaultyStore::pool_stats() const { return inner_->pool_stats(); }
+
+}  // namespace quizflow::testing
