@@ -13,10 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/config.h"
 #include "egress/kafka_producer.h"
 #include "egress/pg_store.h"
 #include "ingress/http_server.h"
-#include "core/config.h"
 #include "pipeline/engine.h"
 #include "pipeline/logging.h"
 

@@ -46,15 +46,15 @@
 #include <utility>
 #include <vector>
 
+#include "core/events.h"
+#include "core/store.h"
+#include "core/time_util.h"
 #include "egress/batch_sql.h"
 #include "egress/batch_writer.h"
 #include "egress/migrations.h"
 #include "egress/pg_copy.h"
 #include "egress/pg_pool.h"
 #include "egress/pg_store.h"
-#include "core/events.h"
-#include "core/store.h"
-#include "core/time_util.h"
 #include "stages/dedupe.h"
 #include "stages/derive.h"
 #include "stages/score.h"
@@ -472,7 +472,8 @@ class Bench {
   Bench(Options o, std::string conninfo) : o_(std::move(o)), url_(std::move(conninfo)) {}
 
   void setup() {
-    if (auto st = quizflow::egress::PgStore(quizflow::egress::PoolOptions{url_}).migrate(); !st.ok())
+    if (auto st = quizflow::egress::PgStore(quizflow::egress::PoolOptions{url_}).migrate();
+        !st.ok())
       throw std::runtime_error(st.to_string());
     admin_ = std::make_unique<pqxx::connection>(url_);
     {
@@ -823,12 +824,11 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
             for (size_t i = b.begin; i < b.end; ++i) in_order.push_back(&d.events[i]);
             const DistinctEvents distinct = dedupe(in_order);
             TxnChanges changes;
-            const auto out = writer.commit(
-                BatchTxn{{b.quiz_id}, key, distinct.events},
-                [&](const std::vector<bool>& inserted) {
-                  changes = derive(distinct, inserted, book);
-                  return rows_of(changes);
-                });
+            const auto out = writer.commit(BatchTxn{{b.quiz_id}, key, distinct.events},
+                                           [&](const std::vector<bool>& inserted) {
+                                             changes = derive(distinct, inserted, book);
+                                             return rows_of(changes);
+                                           });
             if (!out.ok())
               throw std::runtime_error("batch " + key + " failed: " + out.status().to_string());
             apply(book, changes);

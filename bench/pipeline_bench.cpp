@@ -17,10 +17,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/time_util.h"
 #include "egress/kafka_producer.h"
 #include "egress/pg_store.h"
 #include "pipeline/engine.h"
-#include "core/time_util.h"
 
 namespace {
 

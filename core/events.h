@@ -46,7 +46,8 @@ struct Verdict {
   }
   // A rejection by the server's failure rather than the answer's content (see kStorageUnavailable).
   bool server_failure() const {
-    return status == ItemStatus::rejected && (code == kStorageUnavailable || code == kInternalError);
+    return status == ItemStatus::rejected &&
+           (code == kStorageUnavailable || code == kInternalError);
   }
 };
 

@@ -20,8 +20,8 @@ class LogRate {
                             std::chrono::steady_clock::now().time_since_epoch())
                             .count();
     int64_t next = next_ms_.load(std::memory_order_relaxed);
-    if (now < next || !next_ms_.compare_exchange_strong(next, now + interval_ms_,
-                                                        std::memory_order_relaxed)) {
+    if (now < next ||
+        !next_ms_.compare_exchange_strong(next, now + interval_ms_, std::memory_order_relaxed)) {
       suppressed_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }

@@ -47,14 +47,14 @@ struct DerivedRows {
 // One batch transaction: the batches of one or more quizzes (each quiz's batch whole).
 struct BatchTxn {
   std::vector<int64_t> quiz_ids;
-  std::string batch_key;                   // unique; recorded in the transaction
+  std::string batch_key;                       // unique; recorded in the transaction
   std::span<const AnswerEvent* const> events;  // distinct event_ids (stages::dedupe)
 };
 
 // What a committed transaction did, and how it got there (counted in the stats).
 struct Committed {
-  std::vector<bool> inserted;  // per event: true = new in the event log, false = stored before
-  int retries = 0;             // attempts redone after a connection was lost before COMMIT
+  std::vector<bool> inserted;    // per event: true = new in the event log, false = stored before
+  int retries = 0;               // attempts redone after a connection was lost before COMMIT
   bool upsert_fallback = false;  // stored rows differed from the engine's; redone with upserts
   int in_doubt = 0;  // COMMITs whose outcome was unknown and resolved by looking up batch_key
 };
@@ -102,7 +102,7 @@ class Store {
   virtual Result<SaveQuizResult> save_quiz(const QuizDef& quiz) = 0;
   virtual Result<std::vector<QuizDef>> load_quizzes() = 0;
   virtual Result<std::vector<CountedRow>> load_counted() = 0;  // every quiz's counted answers
-  virtual Status ping() = 0;  // ok when the database answers
+  virtual Status ping() = 0;                                   // ok when the database answers
   virtual PoolStats pool_stats() const = 0;
 };
 

@@ -10,11 +10,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/log_rate.h"
 #include "egress/batch_sql.h"
 #include "egress/pg_conn.h"
 #include "egress/pg_copy.h"
-
-#include "core/log_rate.h"
 
 namespace quizflow::egress {
 
@@ -171,8 +170,8 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
       } else {
         last = Status::unavailable("connection lost: " + one_line(e.what()));
       }
-      warn_limited(txn.batch_key, last.message() + " (attempt " + std::to_string(attempt) +
-                                      " of " + std::to_string(kAttempts) + ")");
+      warn_limited(txn.batch_key, last.message() + " (attempt " + std::to_string(attempt) + " of " +
+                                      std::to_string(kAttempts) + ")");
     } catch (const std::exception& e) {
       const bool mismatch = dynamic_cast<const StateMismatch*>(&e) != nullptr ||
                             dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr;
@@ -234,8 +233,7 @@ void PgBatchWriter::step(const char* name, F&& f) {
   step_timer_(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
-void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out,
-                        bool& commit_sent) {
+void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, bool& commit_sent) {
   std::optional<pqxx::work> tx;
   step("begin", [&] { tx.emplace(*conn.c); });
   if (!conn.same_session())  // the staging tables went with the old session

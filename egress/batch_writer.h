@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "egress/pg_pool.h"
 #include "core/store.h"
+#include "egress/pg_pool.h"
 
 namespace quizflow::egress {
 

@@ -51,6 +51,7 @@ KafkaOptions kafka_options(const Config& c) {
   o.topic = c.topic_notifications;
   o.mock_topics = {c.topic_answers, c.topic_notifications, c.topic_dlq};
   o.queue_max = c.notify_queue_max;
+  o.backlog_max = c.notify_queue_max;
   return o;
 }
 
@@ -97,10 +98,8 @@ KafkaProducer::KafkaProducer(KafkaOptions options) : options_(std::move(options)
   for (const auto& [k, v] : options_.properties) set(conf.get(), k, v);
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_log_cb(conf.get(), log_to_spdlog);
-  rd_kafka_conf_set_dr_msg_cb(conf.get(),
-                              [](rd_kafka_t* rk, const rd_kafka_message_t* m, void* opaque) {
-                                on_delivery(rk, m, opaque);
-                              });
+  rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t* rk, const rd_kafka_message_t* m,
+                                             void* opaque) { on_delivery(rk, m, opaque); });
   rk_.reset(new_handle(RD_KAFKA_PRODUCER, std::move(conf), "kafka producer"));
   poller_ = std::thread([this] { poll_loop(); });
   if (mock_)

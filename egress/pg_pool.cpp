@@ -1,11 +1,10 @@
 #include "egress/pg_pool.h"
 
-#include "core/log_rate.h"
-
 #include <spdlog/spdlog.h>
 
 #include <pqxx/pqxx>
 
+#include "core/log_rate.h"
 #include "egress/pg_conn.h"
 
 namespace quizflow::egress {

@@ -4,10 +4,10 @@
 
 #include <pqxx/pqxx>
 
+#include "core/time_util.h"
 #include "egress/batch_writer.h"
 #include "egress/migrations.h"
 #include "egress/pg_conn.h"
-#include "core/time_util.h"
 
 namespace quizflow::egress {
 

@@ -5,8 +5,8 @@
 #include <mutex>
 #include <string>
 
-#include "egress/pg_pool.h"
 #include "core/store.h"
+#include "egress/pg_pool.h"
 
 namespace quizflow::egress {
 

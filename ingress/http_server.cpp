@@ -193,8 +193,7 @@ class Handler : public Http::Handler {
       } catch (const std::exception& e) {
         static LogRate rate;
         if (int64_t more = 0; rate.allow(more))
-          spdlog::error("http: answering a request failed: {} ({} more held back)", e.what(),
-                        more);
+          spdlog::error("http: answering a request failed: {} ({} more held back)", e.what(), more);
       }
     });
     if (res == SubmitResult::admitted) return;

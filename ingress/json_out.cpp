@@ -154,7 +154,7 @@ std::string health_body(const HealthReport& h) {
   w.Key("checks");
   w.StartObject();
   w.Key("engine");
-  w.String(!h.running ? "not running"
+  w.String(!h.running   ? "not running"
            : h.degraded ? "degraded: in-memory state may differ from PostgreSQL; restart"
                         : "ok");
   w.Key("database");

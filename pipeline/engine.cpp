@@ -151,8 +151,7 @@ std::optional<LeaderboardPage> Engine::leaderboard(int64_t quiz_id, size_t offse
   return page;
 }
 
-std::optional<std::optional<StandingEntry>> Engine::player(int64_t quiz_id,
-                                                           int64_t user_id) const {
+std::optional<std::optional<StandingEntry>> Engine::player(int64_t quiz_id, int64_t user_id) const {
   if (!catalog_.snapshot()->find(quiz_id)) return std::nullopt;
   return standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
     return s ? s->find(user_id) : std::optional<StandingEntry>{};
@@ -184,9 +183,7 @@ std::vector<std::pair<int64_t, int64_t>> Engine::largest_pending() const {
   return graph_ ? graph_->largest_pending() : std::vector<std::pair<int64_t, int64_t>>{};
 }
 
-int64_t Engine::uptime_s() const {
-  return running() ? (now_ms() - started_ms_.load()) / 1000 : 0;
-}
+int64_t Engine::uptime_s() const { return running() ? (now_ms() - started_ms_.load()) / 1000 : 0; }
 
 // Checks PostgreSQL and Kafka once a second (the checks block on I/O; health() never does).
 void Engine::monitor_loop() {
@@ -196,8 +193,7 @@ void Engine::monitor_loop() {
     const Status kafka = sink_->health();
     const bool ok = db.ok() && kafka.ok();
     if (was_ok && !ok)
-      spdlog::warn("health check failing: database={} kafka={}", db.to_string(),
-                   kafka.to_string());
+      spdlog::warn("health check failing: database={} kafka={}", db.to_string(), kafka.to_string());
     was_ok = ok;
     MutexLock lock(health_mu_);
     health_.database_ok = db.ok();

@@ -87,7 +87,7 @@ class Engine {
   std::optional<std::optional<StandingEntry>> player(int64_t quiz_id, int64_t user_id) const;
 
   HealthReport health() const QF_EXCLUDES(health_mu_);  // cached by a monitor thread; no I/O
-  StatsReport stats() const;                          // every figure of spec §6
+  StatsReport stats() const;                            // every figure of spec §6
   const PipelineMetrics& metrics() const { return metrics_; }
   SinkStats sink_stats() const;
   PoolStats pool_stats() const;
@@ -112,8 +112,8 @@ class Engine {
   std::unique_ptr<Graph> graph_;
   AdmissionGate gate_;
   std::atomic<bool> running_{false};
-  Mutex life_mu_;                    // serializes start() and stop()
-  mutable SharedMutex graph_mu_;     // readers of graph_'s figures vs stop() resetting it
+  Mutex life_mu_;                 // serializes start() and stop()
+  mutable SharedMutex graph_mu_;  // readers of graph_'s figures vs stop() resetting it
   std::atomic<int64_t> started_ms_{0};
 
   mutable Mutex health_mu_;

@@ -187,7 +187,8 @@ struct Graph::Impl {
         kIngest, [&] { ingest_request(r, p, armed, forwarded); },
         [&] {
           if (!armed)
-            r->fail(RequestError{500, kInternalError, "the engine could not read this request", ""});
+            r->fail(
+                RequestError{500, kInternalError, "the engine could not read this request", ""});
           else if (!forwarded)
             settle_pending(*r);
         });
@@ -226,10 +227,11 @@ struct Graph::Impl {
   void on_validate(const BatchInput& in, ValidateNode::output_ports_type& p) {
     const Validated& v = std::get<Validated>(in);
     bool settled = false;
-    guarded(kValidate, [&] { validate_request(v, p, settled); },
-            [&] {
-              if (!settled) settle_pending(*v.request);
-            });
+    guarded(
+        kValidate, [&] { validate_request(v, p, settled); },
+        [&] {
+          if (!settled) settle_pending(*v.request);
+        });
   }
 
   void validate_request(const Validated& v, ValidateNode::output_ports_type& p, bool& settled) {
@@ -276,12 +278,13 @@ struct Graph::Impl {
   // ---- batch: per-quiz buffers, one transaction per quiz batch ----
   void on_batch(const BatchInput& in, BatchNode::output_ports_type& p) {
     size_t added = 0;
-    guarded(kBatch, [&] { batch_step(in, p, added); },
-            [&] {
-              if (const auto* v = std::get_if<Validated>(&in))
-                for (size_t k = added; k < v->accepted.size(); ++k)
-                  v->request->resolve(v->accepted[k], Verdict::internal_error());
-            });
+    guarded(
+        kBatch, [&] { batch_step(in, p, added); },
+        [&] {
+          if (const auto* v = std::get_if<Validated>(&in))
+            for (size_t k = added; k < v->accepted.size(); ++k)
+              v->request->resolve(v->accepted[k], Verdict::internal_error());
+        });
     arm_timer();
   }
 
@@ -419,7 +422,10 @@ struct Graph::Impl {
     m(kScore).processed.fetch_add(job->result.ok() ? n : 0, std::memory_order_relaxed);
     // Free the quizzes before answering, so their next batches can start.
     guarded(
-        kScore, [&] { std::get<1>(p).try_put(BatchInput{QuizDone{job->txn.quiz_ids, n}}); },
+        kScore,
+        [&] {
+          std::get<1>(p).try_put(BatchInput{QuizDone{job->txn.quiz_ids, n}});
+        },
         [&] { degrade("a finished transaction could not free its quizzes"); });
     answer(*job);
     m(kScore).latency.record_us(since_us(t0));

@@ -13,12 +13,12 @@
 #include <utility>
 #include <vector>
 
-#include "pipeline/commit_pool.h"
 #include "core/config.h"
 #include "core/metrics.h"
 #include "core/notifier.h"
 #include "core/quiz.h"
 #include "core/request.h"
+#include "pipeline/commit_pool.h"
 #include "stages/score.h"
 
 namespace quizflow {

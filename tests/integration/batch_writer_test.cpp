@@ -202,10 +202,9 @@ TEST_F(BatchWriterTest, AFailedStatementStoresNothing) {
   // rejects it, the upsert fallback then hits "cannot affect row a second time", and the
   // transaction fails as a whole.
   const AnswerEvent e = event("f1", 30, 1, 1, 1000);
-  const auto out =
-      commit({30}, "fail-1", {e},
-             DerivedRows{{counted_of(e, false)},
-                         {StandingRow{30, 1, 1, 1, 1}, StandingRow{30, 1, 2, 2, 2}}});
+  const auto out = commit({30}, "fail-1", {e},
+                          DerivedRows{{counted_of(e, false)},
+                                      {StandingRow{30, 1, 1, 1, 1}, StandingRow{30, 1, 2, 2, 2}}});
   EXPECT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), StatusCode::internal);
   EXPECT_FALSE(out.status().message().empty());
