@@ -63,6 +63,7 @@ namespace {
 
 using quizflow::AnswerEvent;
 using quizflow::BatchTxn;
+using quizflow::Committed;
 using quizflow::stages::apply;
 using quizflow::stages::dedupe;
 using quizflow::stages::derive;
@@ -73,6 +74,21 @@ using quizflow::stages::TxnChanges;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kQuestions = 20;
+
+// One quiz batch through the engine's own rules and writer, as pipeline/graph.cpp runs it: the
+// changes are derived inside the transaction; the caller applies them after COMMIT. Throws
+// when the transaction fails.
+quizflow::Committed commit_batch(quizflow::egress::PgBatchWriter& writer, StandingsBook& book,
+                                 int64_t quiz, const std::string& key,
+                                 const DistinctEvents& distinct, TxnChanges& changes) {
+  auto out =
+      writer.commit(BatchTxn{{quiz}, key, distinct.events}, [&](const std::vector<bool>& inserted) {
+        changes = derive(distinct, inserted, book);
+        return rows_of(changes);
+      });
+  if (!out.ok()) throw std::runtime_error("batch " + key + " failed: " + out.status().to_string());
+  return std::move(out).value();
+}
 
 std::atomic<bool> g_stop{false};
 
@@ -824,16 +840,10 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
             for (size_t i = b.begin; i < b.end; ++i) in_order.push_back(&d.events[i]);
             const DistinctEvents distinct = dedupe(in_order);
             TxnChanges changes;
-            const auto out = writer.commit(BatchTxn{{b.quiz_id}, key, distinct.events},
-                                           [&](const std::vector<bool>& inserted) {
-                                             changes = derive(distinct, inserted, book);
-                                             return rows_of(changes);
-                                           });
-            if (!out.ok())
-              throw std::runtime_error("batch " + key + " failed: " + out.status().to_string());
+            const Committed out = commit_batch(writer, book, b.quiz_id, key, distinct, changes);
             apply(book, changes);
             ++commits[ti];
-            for (bool x : out->inserted) fresh[ti] += x ? 1 : 0;
+            for (bool x : out.inserted) fresh[ti] += x ? 1 : 0;
           }
         } catch (...) {
           errors[ti] = std::current_exception();
@@ -968,14 +978,8 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
         distinct = dedupe(in_order);
       });
       TxnChanges changes;
-      const auto out = writer.commit(BatchTxn{{b.quiz_id}, key, distinct.events},
-                                     [&](const std::vector<bool>& inserted) {
-                                       changes = derive(distinct, inserted, book);
-                                       return rows_of(changes);
-                                     });
-      if (!out.ok())
-        throw std::runtime_error("batch " + key + " failed: " + out.status().to_string());
-      if (out->upsert_fallback)
+      const Committed out = commit_batch(writer, book, b.quiz_id, key, distinct, changes);
+      if (out.upsert_fallback)
         throw std::runtime_error("the writer left its fast path: the bench's state is wrong");
       st.time("apply", [&] { apply(book, changes); });
       ++r.commits;
