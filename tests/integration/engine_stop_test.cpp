@@ -45,8 +45,9 @@ std::string tiny_body(int64_t quiz, int64_t user, const std::string& id) {
 struct Call {
   SubmitResult result = SubmitResult::stopped;
   std::atomic<int> completions{0};
-  std::atomic<int> accepted{0};
+  std::atomic<bool> accepted{false};        // completed with its one item accepted
   std::atomic<bool> answered_other{false};  // completed with something other than accepted
+  std::string answer;                       // what it completed with (set before `completions`)
 };
 
 TEST(EngineStop, SubmitRacingStopAnswersEveryAdmittedRequestOnceAndLosesNothing) {
@@ -58,7 +59,7 @@ TEST(EngineStop, SubmitRacingStopAnswersEveryAdmittedRequestOnceAndLosesNothing)
   for (int round = 0; round < kRounds; ++round) {
     const int64_t quiz = 7000 + round;
     Config c = test_config(db.url());
-    c.max_in_flight_events = 64;  // small: some calls are refused as overloaded too
+    c.max_in_flight_events = 256;  // small: some calls are refused as overloaded too
     auto engine =
         std::make_unique<Engine>(c, std::make_unique<egress::PgStore>(egress::pool_options(c)),
                                  std::make_unique<CountingSink>());
@@ -82,12 +83,17 @@ TEST(EngineStop, SubmitRacingStopAnswersEveryAdmittedRequestOnceAndLosesNothing)
           const std::string id =
               "r" + std::to_string(round) + "-" + std::to_string(t) + "-" + std::to_string(n);
           call.result = engine->submit(
-              tiny_body(quiz, t * 100000 + n, id), [&call, &completions](Request& r) {
-                call.completions.fetch_add(1);
-                completions.fetch_add(1);
+              tiny_body(quiz, 1 + t * 1000000 + n, id), [&call, &completions](Request& r) {
                 const bool ok = !r.error && r.items.size() == 1 &&
                                 r.items[0].verdict.status == ItemStatus::accepted;
+                if (r.error)
+                  call.answer = "request error " + r.error->code + ": " + r.error->message;
+                else if (r.items.size() == 1)
+                  call.answer = std::string(to_string(r.items[0].verdict.status)) + " " +
+                                r.items[0].verdict.code + " " + r.items[0].verdict.message;
                 (ok ? call.accepted : call.answered_other).store(true);
+                call.completions.fetch_add(1);
+                completions.fetch_add(1);
               });
           if (call.result == SubmitResult::stopped) return;
           if (call.result == SubmitResult::overloaded) std::this_thread::yield();
@@ -116,6 +122,7 @@ TEST(EngineStop, SubmitRacingStopAnswersEveryAdmittedRequestOnceAndLosesNothing)
             wrong.push_back(where + "admitted, completed " +
                             std::to_string(call.completions.load()) + " times");
           accepted += call.accepted.load() ? 1 : 0;
+          if (call.answered_other.load()) wrong.push_back(where + "answered " + call.answer);
         } else {
           (call.result == SubmitResult::stopped ? stopped : overloaded) += 1;
           if (call.completions.load() != 0) wrong.push_back(where + "refused, yet completed");
