@@ -69,10 +69,12 @@ class BatchWriter {
   // Runs one transaction: appends `txn.events` to the event log, skipping event_ids already
   // stored; calls `derive` with the per-event insert flags; writes the returned counted answers
   // and standings; records `txn.batch_key`; commits. Never throws.
-  // Ok: everything is stored, exactly once. Not ok: nothing of it is stored — `unavailable` or
-  // `timeout` (retry later), `internal` (a statement failed), or `in_doubt` (COMMIT's outcome
-  // stayed unknown: the database could not be asked). A COMMIT of unknown outcome is resolved
-  // by looking up batch_key before anything is retried, so a batch is never applied twice.
+  // Ok: everything is stored, exactly once. `unavailable`, `timeout` (retry later) or `internal`
+  // (a statement failed): nothing of it is stored. `in_doubt`: COMMIT's reply was lost and the
+  // database could not be asked what became of it — it may or may not be stored (the engine
+  // then stops committing until a restart reloads its state). A COMMIT of unknown outcome is
+  // resolved by asking the database before anything is retried, so a batch is never applied
+  // twice and never dropped.
   // `derive` may run more than once (once per attempt); only the last call's rows are stored.
   virtual Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) = 0;
 };

@@ -89,8 +89,9 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
 
 // Records the transaction: proves one transaction per batch and resolves in-doubt commits.
 // $2 is the quiz when the transaction holds one quiz's batch (else NULL), $3 every quiz in it.
+// Returns the transaction's id: should COMMIT's reply be lost, txid_status() tells its outcome.
 inline constexpr const char* kInsertBatch =
     "INSERT INTO batches (batch_key, quiz_id, quiz_ids, events) "
-    "VALUES ($1, NULLIF($2::bigint, 0), $3::bigint[], $4)";
+    "VALUES ($1, NULLIF($2::bigint, 0), $3::bigint[], $4) RETURNING txid_current()";
 
 }  // namespace quizflow::egress::batch_sql

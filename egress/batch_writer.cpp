@@ -115,11 +115,13 @@ PgBatchWriter::PgBatchWriter(std::shared_ptr<PgPool> pool) : pool_(std::move(poo
 
 namespace {
 
-constexpr int kAttempts = 3;
+constexpr int kAttempts = 3;          // transaction attempts
+constexpr int kResolveAttempts = 12;  // looks at an in-doubt COMMIT: about 9 s in all
 
-// Waits before retry `n` (1, 2, …): 100 ms, 200 ms, 400 ms, … at most 2 s.
-void backoff(int n) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(std::min(2000, 100 << std::min(n - 1, 5))));
+// Waits before retry `n` (1, 2, …): base, 2 × base, 4 × base, … at most cap (milliseconds).
+void backoff(int n, int base_ms, int cap_ms) {
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(std::min(cap_ms, base_ms << std::min(n - 1, 10))));
 }
 
 void warn_limited(const std::string& batch_key, const std::string& what) {
@@ -137,9 +139,9 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
     if (attempt > 1) {
       out.retries = attempt - 1;
-      backoff(attempt - 1);
+      backoff(attempt - 1, 100, 2000);
     }
-    bool commit_sent = false;
+    InFlight f;
     std::optional<PgPool::Lease> lease;
     try {
       lease.emplace(pool_->checkout());
@@ -148,22 +150,24 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
         create_staging(*conn.c);
         conn.staged = true;
       }
-      run(conn, a, out, commit_sent);
+      run(conn, a, out, f);
       return out;
     } catch (const PoolTimeout& e) {
       return Status::timeout(e.what());
     } catch (const pqxx::in_doubt_error& e) {
       if (lease) lease->discard();
       lease.reset();
-      auto r = after_lost_commit(txn.batch_key, e.what(), out);
+      ++out.in_doubt;
+      auto r = resolve_in_doubt(txn.batch_key, f, e.what());
       if (!r.ok()) return r.status();
       if (*r) return out;
       last = Status::unavailable("connection lost at COMMIT, which did not happen");
     } catch (const pqxx::broken_connection& e) {
       if (lease) lease->discard();
       lease.reset();
-      if (commit_sent) {
-        auto r = after_lost_commit(txn.batch_key, e.what(), out);
+      if (f.commit_sent) {
+        ++out.in_doubt;
+        auto r = resolve_in_doubt(txn.batch_key, f, e.what());
         if (!r.ok()) return r.status();
         if (*r) return out;
         last = Status::unavailable("connection lost at COMMIT, which did not happen");
@@ -175,7 +179,7 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
     } catch (const std::exception& e) {
       const bool mismatch = dynamic_cast<const StateMismatch*>(&e) != nullptr ||
                             dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr;
-      if (mismatch && !a.upsert && !commit_sent) {
+      if (mismatch && !a.upsert && !f.commit_sent) {
         // The stored counted answers or standings differ from the engine's: redo with upserts,
         // which give the same result whatever is stored. The transaction was rolled back; the
         // connection is fine and keeps serving. Not counted as an attempt.
@@ -194,20 +198,33 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
   return last;
 }
 
-// COMMIT was sent and its answer lost: the database is asked before anything is retried.
-Result<bool> PgBatchWriter::after_lost_commit(const std::string& batch_key, const std::string& why,
-                                              Committed& out) {
-  ++out.in_doubt;
-  return resolve_in_doubt(batch_key, why);
-}
-
-Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const std::string& why) {
+// COMMIT was sent and its answer lost. The transaction's id says what became of it; while the
+// old session still runs it (the connection was lost, not the server's backend), that session is
+// ended first, so the answer is final before anything is retried: never applied twice, never
+// dropped.
+Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const InFlight& f,
+                                             const std::string& why) {
   warn_limited(batch_key, "commit outcome unknown (" + one_line(why) + "); checking");
-  for (int attempt = 1; attempt <= 12; ++attempt) {
+  for (int attempt = 1; attempt <= kResolveAttempts; ++attempt) {
     try {
       auto lease = pool_->checkout();
       try {
-        pqxx::read_transaction tx(*lease.conn().c);
+        pqxx::nontransaction tx(*lease.conn().c);
+        if (f.txid > 0) {
+          const auto st = tx.exec_params("SELECT txid_status($1)", f.txid);
+          if (!st[0][0].is_null()) {
+            const std::string status = st[0][0].c_str();
+            if (status == "committed") return true;
+            if (status == "aborted") return false;
+            tx.exec_params(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid = $1 AND backend_xid::text::bigint = $2",
+                f.backend_pid, f.txid % (int64_t{1} << 32));
+            backoff(attempt, 10, 1000);
+            continue;
+          }
+        }
+        // No id (too old for txid_status): the batch key decides.
         const auto r = tx.exec_params("SELECT 1 FROM batches WHERE batch_key = $1", batch_key);
         return !r.empty();
       } catch (...) {
@@ -215,7 +232,7 @@ Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const
         throw;
       }
     } catch (const std::exception&) {
-      backoff(attempt);
+      backoff(attempt, 50, 1000);
     }
   }
   return Status::in_doubt("commit outcome unknown and the database is unreachable: " +
@@ -233,7 +250,7 @@ void PgBatchWriter::step(const char* name, F&& f) {
   step_timer_(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
-void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, bool& commit_sent) {
+void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, InFlight& f) {
   std::optional<pqxx::work> tx;
   step("begin", [&] { tx.emplace(*conn.c); });
   if (!conn.same_session())  // the staging tables went with the old session
@@ -307,10 +324,13 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, bo
   step("insert_batch", [&] {
     const auto& ids = a.txn.quiz_ids;
     const int64_t single = ids.size() == 1 ? ids[0] : 0;
-    tx->exec_params(batch_sql::kInsertBatch, a.txn.batch_key, single, join_ids(ids),
-                    static_cast<int64_t>(a.txn.events.size()));
+    const pqxx::result r =
+        tx->exec_params(batch_sql::kInsertBatch, a.txn.batch_key, single, join_ids(ids),
+                        static_cast<int64_t>(a.txn.events.size()));
+    f.txid = r[0][0].as<int64_t>();
+    f.backend_pid = conn.c->backendpid();
   });
-  commit_sent = true;
+  f.commit_sent = true;
   step("commit", [&] { tx->commit(); });
 }
 

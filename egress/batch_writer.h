@@ -17,8 +17,9 @@ class PgBatchWriter final : public BatchWriter {
   explicit PgBatchWriter(std::shared_ptr<PgPool> pool);
 
   // See BatchWriter::commit. A connection lost before COMMIT is retried on a new connection (3
-  // attempts, with backoff); one lost at COMMIT is resolved by looking up batch_key (with
-  // backoff, about 10 s at most) and retried only when the COMMIT did not happen; a pool
+  // attempts, backoff 100 ms, 200 ms); one lost at COMMIT is resolved by asking the database
+  // what became of the transaction (txid_status; with backoff, about 9 s at most) and retried
+  // only when the COMMIT did not happen; a pool
   // checkout timeout fails the batch (`timeout`: its requests get 503). New counted answers and
   // standings are copied straight into their tables (the engine knows they are new); should the
   // stored rows differ from what the engine expected, the transaction is redone with upserts.
@@ -34,12 +35,17 @@ class PgBatchWriter final : public BatchWriter {
 
  private:
   struct Attempt;
-  void run(PgPool::Conn& conn, const Attempt& a, Committed& out, bool& commit_sent);
-  // True when the batch committed, false when it did not; in_doubt when the database could
-  // not be asked.
-  Result<bool> resolve_in_doubt(const std::string& batch_key, const std::string& why);
-  Result<bool> after_lost_commit(const std::string& batch_key, const std::string& why,
-                                 Committed& out);
+  // What an attempt knows about its transaction once COMMIT may have been sent.
+  struct InFlight {
+    bool commit_sent = false;
+    int64_t txid = 0;     // txid_current() of the transaction (0: not known yet)
+    int backend_pid = 0;  // the server process that ran it
+  };
+  void run(PgPool::Conn& conn, const Attempt& a, Committed& out, InFlight& f);
+  // True when the transaction committed, false when it did not; in_doubt when the database
+  // could not be asked.
+  Result<bool> resolve_in_doubt(const std::string& batch_key, const InFlight& f,
+                                const std::string& why);
 
   template <typename F>
   void step(const char* name, F&& f);

@@ -23,6 +23,9 @@ class AdmissionGate {
   // True: the caller is inside and must call leave(). False: the gate is closed (nothing to
   // leave).
   bool enter() {
+    // A closed gate is seen without touching the count, so close() does not wait for callers
+    // it refuses; the read-modify-write below decides.
+    if (state_.load(std::memory_order_acquire) & kClosed) return false;
     if (state_.fetch_add(1, std::memory_order_acq_rel) & kClosed) {
       leave();
       return false;

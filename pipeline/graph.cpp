@@ -388,6 +388,13 @@ struct Graph::Impl {
   // Runs on a database thread.
   void run_commit(CommitJob& job, BatchWriter& writer) {
     const auto t0 = Clock::now();
+    if (deps.metrics.degraded.load(std::memory_order_acquire)) {
+      // Memory may differ from PostgreSQL: writing absolute standings from it could corrupt the
+      // stored ones. Nothing more is committed until a restart reloads the state.
+      job.result = Status::unavailable("the engine is degraded; restart it");
+      job.commit_us = since_us(t0);
+      return;
+    }
     job.events_in_order.reserve(static_cast<size_t>(job.events));
     for (const auto& b : job.batches)
       for (const EventRef& ref : b.events) job.events_in_order.push_back(&ref.event());
@@ -448,6 +455,8 @@ struct Graph::Impl {
       spdlog::warn("slow commit: batch {} ({} quizzes, first {}; {} events) took {} ms",
                    job.txn.batch_key, quizzes, first, job.events, job.commit_us / 1000);
     if (!job.result.ok()) {
+      if (job.result.status().code() == StatusCode::in_doubt)  // it may have committed
+        degrade("a COMMIT's outcome could not be resolved");
       bm.failed.fetch_add(1, std::memory_order_relaxed);
       m(kBatch).failed.fetch_add(job.events, std::memory_order_relaxed);
       static LogRate rate;

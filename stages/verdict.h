@@ -12,8 +12,9 @@ namespace quizflow::stages {
 // For one event of a transaction (`slot`: its index among the transaction's distinct events, -1
 // when it repeated an earlier event_id of the same transaction; `inserted`: the writer's per
 // distinct event flags when it committed):
-// - transaction failed: rejected "storage_unavailable" (the HTTP answer is 503; nothing of the
-//   transaction is stored, so a resend is safe and is never counted twice);
+// - transaction failed: rejected "storage_unavailable" (the HTTP answer is 503; a resend is
+//   safe and is never counted twice — it is answered `duplicate` in the rare case the answer
+//   was stored after all, a COMMIT whose outcome could not be resolved);
 // - repeated in the transaction, or stored before: duplicate;
 // - otherwise: accepted (a superseded answer is accepted too: it is in the event log).
 Verdict commit_verdict(const Status& txn, int32_t slot, const std::vector<bool>& inserted);

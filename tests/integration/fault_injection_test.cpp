@@ -1,7 +1,8 @@
 // Storage faults forced on the real writer (tests/support/faulty_store.h) under a running
-// engine: a COMMIT of unknown outcome is resolved by its batch key (never applied twice, never
-// lost), a failed batch stores nothing and answers 503-style rejections that a resend repairs,
-// and a slow commit holds back nobody's answer. One writer thread (DB_WRITERS=1) throughout.
+// engine: a COMMIT of unknown outcome is resolved by asking the database (never applied twice,
+// never lost), one that cannot be resolved degrades the engine until a restart, a failed batch
+// stores nothing and answers 503-style rejections that a resend repairs, and a slow commit holds
+// back nobody's answer. One writer thread (DB_WRITERS=1) throughout.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -56,14 +57,7 @@ QuizDef make_quiz(int64_t quiz_id) {
 class FaultInjectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Config c = test_config(db.url());
-    c.db_writers = 1;  // drop_connection_at_commit picks the one session idle in a transaction
-    auto sink = std::make_unique<CountingSink>();
-    sink_ = sink.get();
-    engine = std::make_unique<Engine>(
-        c, std::make_unique<FaultyStore>(egress::pool_options(c), control), std::move(sink));
-    const Status st = engine->start();
-    ASSERT_TRUE(st.ok()) << st.to_string();
+    start_engine();
     workload.quizzes.push_back(make_quiz(kQuiz));
     const auto r = engine->create_quiz(workload.quizzes[0]);
     ASSERT_TRUE(r.ok()) << r.status().to_string();
@@ -72,6 +66,20 @@ class FaultInjectionTest : public ::testing::Test {
 
   void TearDown() override {
     if (engine) engine->stop();
+  }
+
+  // A new engine on the same database (a restart reloads the state from PostgreSQL).
+  void start_engine() {
+    if (engine) engine->stop();
+    engine.reset();
+    Config c = test_config(db.url());
+    c.db_writers = 1;  // drop_connection_at_commit picks the one session idle in a transaction
+    auto sink = std::make_unique<CountingSink>();
+    sink_ = sink.get();
+    engine = std::make_unique<Engine>(
+        c, std::make_unique<FaultyStore>(egress::pool_options(c), control), std::move(sink));
+    const Status st = engine->start();
+    ASSERT_TRUE(st.ok()) << st.to_string();
   }
 
   // A valid answer to kQuiz, `at_s` seconds after the quiz opened; remembered in `workload` for
@@ -205,7 +213,8 @@ TEST_F(FaultInjectionTest, CommittedButReplyLostIsAcceptedOnceAndNeverRedone) {
 }
 
 // The connection died before COMMIT reached the server: the COMMIT's outcome is unknown to the
-// writer, the lookup finds the batch key absent, and the batch is redone on a new connection.
+// writer, the database says the transaction aborted, and the batch is redone on a new
+// connection.
 TEST_F(FaultInjectionTest, ConnectionLostAtCommitThatDidNotCommitIsRetriedOnce) {
   const std::vector<SentAnswer> sent{answer("dc-1", 7, 1, 2, 5, 1000),
                                      answer("dc-2", 7, 2, 2, 6, 2000),
@@ -260,6 +269,58 @@ TEST_F(FaultInjectionTest, FailedBatchIsRejectedUnstoredAndItsResendIsStoredOnce
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 3);
   EXPECT_EQ(engine->metrics().batches.failed.load(), 1);
   EXPECT_EQ(engine->metrics().batches.committed.load(), 2);
+  expect_standings_as_computed();
+}
+
+// COMMIT's reply is lost and the database cannot be asked what became of it (it refuses new
+// connections for the whole resolution): the answers are not acknowledged (storage_unavailable,
+// 503), and since the batch may have committed, the engine marks itself degraded and commits
+// nothing more — its memory may lag the database, and standings written from it would overwrite
+// correct rows. A restart reloads the state, and what committed counts exactly once.
+TEST_F(FaultInjectionTest, UnresolvableCommitDegradesTheEngineUntilARestart) {
+  const std::vector<SentAnswer> warm{answer("ud-0", 31, 1, 2, 1, 100)};
+  for (const auto& a : warm) workload.answers.push_back(a);
+  // Opens the writer's connection, which the next batch then uses.
+  expect_all(submit_and_wait(*engine, body_of(warm)), ItemStatus::accepted, 1, "warm-up");
+
+  db.admin("ALTER DATABASE " + db.name() + " ALLOW_CONNECTIONS false");
+  const std::vector<SentAnswer> sent{answer("ud-1", 31, 2, 2, 2, 200),
+                                     answer("ud-2", 32, 1, 2, 3, 300)};
+  control->lose_reply_after_commit();
+  const Answered lost = submit_and_wait(*engine, body_of(sent));
+  db.admin("ALTER DATABASE " + db.name() + " ALLOW_CONNECTIONS true");
+  EXPECT_EQ(control->replies_lost(), 1) << "the fault did not fire";
+  ASSERT_FALSE(lost.error);
+  ASSERT_EQ(lost.items.size(), sent.size());
+  for (const auto& item : lost.items) {
+    EXPECT_EQ(item.verdict.status, ItemStatus::rejected) << item.event_id();
+    EXPECT_EQ(item.verdict.code, kStorageUnavailable) << item.event_id();
+  }
+  EXPECT_TRUE(engine->metrics().degraded.load());
+  EXPECT_EQ(figure("engine.degraded"), 1);
+  const HealthReport h = engine->health();
+  EXPECT_TRUE(h.degraded);
+  EXPECT_FALSE(h.healthy);
+  // It did commit (the fault lost only the reply): stored once.
+  EXPECT_EQ(stored(sent), static_cast<int64_t>(sent.size()));
+  for (const auto& a : sent) workload.answers.push_back(a);
+
+  // The database is back, but a degraded engine commits nothing.
+  const std::vector<SentAnswer> later{answer("ud-3", 33, 1, 2, 4, 400)};
+  const Answered refused = submit_and_wait(*engine, body_of(later));
+  ASSERT_EQ(refused.items.size(), 1u);
+  EXPECT_EQ(refused.items[0].verdict.code, kStorageUnavailable);
+  EXPECT_EQ(stored(later), 0);
+  EXPECT_EQ(control->commits(), 2) << "a degraded engine reached the writer";
+
+  // A restart reloads what PostgreSQL holds: the lost-reply batch counts, once.
+  start_engine();
+  EXPECT_FALSE(engine->metrics().degraded.load());
+  expect_standings_as_computed();
+  for (const auto& a : later) workload.answers.push_back(a);
+  expect_all(submit_and_wait(*engine, body_of(later)), ItemStatus::accepted, 1, "after restart");
+  expect_all(submit_and_wait(*engine, body_of(sent)), ItemStatus::duplicate, sent.size(),
+             "resend of the unresolved batch");
   expect_standings_as_computed();
 }
 

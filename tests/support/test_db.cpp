@@ -49,6 +49,12 @@ TestDatabase::~TestDatabase() {
   }
 }
 
+void TestDatabase::admin(const std::string& sql) const {
+  pqxx::connection c(admin_url_);
+  pqxx::nontransaction tx(c);
+  tx.exec(sql);
+}
+
 std::vector<std::vector<std::string>> TestDatabase::query(const std::string& sql) const {
   pqxx::connection c(url_);
   pqxx::nontransaction tx(c);

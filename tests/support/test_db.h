@@ -21,6 +21,9 @@ class TestDatabase {
   const std::string& url() const { return url_; }
   const std::string& name() const { return name_; }
 
+  // Runs a statement on the server's maintenance database (DATABASE_URL), e.g. ALTER DATABASE.
+  void admin(const std::string& sql) const;
+
   // Runs a query and returns every row as text cells (NULL as "").
   std::vector<std::vector<std::string>> query(const std::string& sql) const;
   int64_t scalar(const std::string& sql) const;
