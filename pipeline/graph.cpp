@@ -91,11 +91,17 @@ class StageScope {
   StageMetrics& m_;
 };
 
-// Settles every item of `r` that still waits for a verdict: the engine failed it.
-void settle_pending(Request& r) {
-  for (uint32_t i = 0; i < r.items.size(); ++i)
-    if (r.items[i].event && r.items[i].verdict.status == ItemStatus::pending)
+// Settles every item of `r` that still waits for a verdict: the engine failed it. Returns how
+// many it settled.
+int64_t settle_pending(Request& r) {
+  int64_t n = 0;
+  for (uint32_t i = 0; i < r.items.size(); ++i) {
+    if (r.items[i].event && r.items[i].verdict.status == ItemStatus::pending) {
       r.resolve(i, Verdict::internal_error());
+      ++n;
+    }
+  }
+  return n;
 }
 
 }  // namespace
@@ -165,9 +171,10 @@ struct Graph::Impl {
     }
   }
 
+  // Counts and logs (bounded) an exception caught in `stage`; the recovery counts the items it
+  // fails in the stage's `failed`.
   void report(StageIndex stage, const char* what) noexcept {
     deps.metrics.internal_errors.fetch_add(1, std::memory_order_relaxed);
-    m(stage).failed.fetch_add(1, std::memory_order_relaxed);
     static LogRate rate;
     int64_t more = 0;
     if (rate.allow(more))
@@ -186,11 +193,13 @@ struct Graph::Impl {
     guarded(
         kIngest, [&] { ingest_request(r, p, armed, forwarded); },
         [&] {
-          if (!armed)
+          if (!armed) {
+            m(kIngest).failed.fetch_add(1, std::memory_order_relaxed);
             r->fail(
                 RequestError{500, kInternalError, "the engine could not read this request", ""});
-          else if (!forwarded)
-            settle_pending(*r);
+          } else if (!forwarded) {
+            m(kIngest).failed.fetch_add(settle_pending(*r), std::memory_order_relaxed);
+          }
         });
   }
 
@@ -268,6 +277,8 @@ struct Graph::Impl {
         std::get<0>(p).try_put(BatchInput{out});
       } catch (...) {
         for (uint32_t i : out.accepted) r.resolve(i, Verdict::internal_error());
+        m(kValidate).failed.fetch_add(static_cast<int64_t>(out.accepted.size()),
+                                      std::memory_order_relaxed);
         for (auto& [i, verdict] : rejects) r.resolve(i, std::move(verdict));
         throw;
       }
@@ -350,6 +361,7 @@ struct Graph::Impl {
       --transactions_in_flight;
       events_committing -= job->events;
       m(kBatch).in_flight.fetch_sub(job->events, std::memory_order_relaxed);
+      m(kBatch).failed.fetch_add(job->events, std::memory_order_relaxed);
       throw;
     }
   }
@@ -511,7 +523,7 @@ struct Graph::Impl {
           m(kNotify).failed.fetch_add(static_cast<int64_t>(refused), std::memory_order_relaxed);
           m(kNotify).latency.record_us(since_us(t0));
         },
-        [] {});
+        [&] { m(kNotify).failed.fetch_add(n, std::memory_order_relaxed); });
   }
 
   GraphDeps deps;
