@@ -1137,12 +1137,12 @@ int main(int argc, char** argv) {
   plan.host_header = url.host + ":" + std::to_string(url.port);
   const int64_t now_ms = wall_ms();
   plan.seed = o.seed.value_or(std::random_device{}() ^ static_cast<uint64_t>(now_ms));
-  plan.run_tag =
-      "L" +
+  plan.run_tag = "L";
+  plan.run_tag +=
       base36(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                        std::chrono::system_clock::now().time_since_epoch())
-                                       .count())) +
-      base36(static_cast<uint64_t>(getpid()));
+                                       .count()));
+  plan.run_tag += base36(static_cast<uint64_t>(getpid()));
   plan.users_per_conn = o.mode == Mode::closed  ? 1
                         : o.mode == Mode::batch ? std::max(o.batch_size, 8)
                                                 : 8;

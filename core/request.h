@@ -49,17 +49,15 @@ class Request {
   std::vector<Item> items;
   int64_t admitted = 0;  // events counted against the in-flight budget (released at completion)
 
-  // Called by ingest once `items` is sized; items already resolved must be counted by the
-  // caller through resolve() afterwards. Completes at once when n == 0.
-  void arm(size_t n) {
-    pending_.store(n + 1, std::memory_order_relaxed);
-    release();  // drop the arming reference
-  }
+  // Called by ingest once `items` is sized, with n = every item that is or will be resolve()d,
+  // including those a stage resolved before this call. Completes here when all n already are
+  // (n == 0 included).
+  void arm(size_t n) { settle(kUnarmed - n); }
 
   // Sets item i's verdict; fires the completion when it was the last pending item.
   void resolve(size_t i, Verdict v) {
     items[i].verdict = std::move(v);
-    release();
+    settle(1);
   }
 
   // Fails the whole request (before arm()).
@@ -72,8 +70,11 @@ class Request {
   bool finished() const { return finished_.load(std::memory_order_acquire); }
 
  private:
-  void release() {
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) finish();
+  // Before arm() the counter holds kUnarmed minus the items resolved so far, so it cannot reach 0;
+  // arm(n) removes the bias and adds n in one atomic step (modulo 2^64).
+  static constexpr size_t kUnarmed = size_t{1} << (sizeof(size_t) * 8 - 1);
+  void settle(size_t k) {
+    if (pending_.fetch_sub(k, std::memory_order_acq_rel) == k) finish();
   }
   void finish() {
     if (finished_.exchange(true, std::memory_order_acq_rel)) return;
@@ -85,7 +86,7 @@ class Request {
     }
   }
 
-  std::atomic<size_t> pending_{1};
+  std::atomic<size_t> pending_{kUnarmed};
   std::atomic<bool> finished_{false};
   DoneFn done_;
 };

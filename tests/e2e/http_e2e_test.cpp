@@ -3,8 +3,9 @@
 // directory and is printed when a test fails.
 //
 // Quiz ids are derived from the clock (ms × 100 + a counter), so runs sharing one database do not
-// clash. The tests of the suite HttpE2E share one server and run in the order written; the last
-// one stops it with SIGTERM.
+// clash. The tests of the suite HttpE2E share one server and run in any order (ctest shuffles
+// them): each creates its own quizzes and event ids, and a test that stops or reconfigures a
+// server starts one of its own.
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
@@ -51,10 +52,7 @@ class HttpE2E : public ::testing::Test {
       return;
     }
     id_base_ = wall_ms() * 100;
-    server_ = std::make_unique<ServerProcess>(bin_, dir_, "main",
-                                              Env{{"QUIZFLOW_HTTP_ADDR", "127.0.0.1:0"},
-                                                  {"QUIZFLOW_HTTP_MAX_BODY", "65536"},
-                                                  {"QUIZFLOW_API_TOKEN", std::nullopt}});
+    server_ = std::make_unique<ServerProcess>(bin_, dir_, "main", main_env());
     if (std::string err = server_->start(); !err.empty()) {
       setup_error_ = "starting " + bin_ + ": " + err + "\n" + server_->log();
       server_.reset();
@@ -62,7 +60,15 @@ class HttpE2E : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    server_.reset();  // kills the process if a test left it running
+    if (server_ && server_->running()) {
+      std::string why;
+      if (server_->terminate(20s, why) != std::optional<int>(0)) {
+        std::fprintf(stderr, "the shared server did not stop cleanly: %s\n", why.c_str());
+        print_log(*server_);
+        any_failure_ = true;
+      }
+    }
+    server_.reset();
     if (!dir_.empty() && !any_failure_)
       std::filesystem::remove_all(dir_);
     else if (!dir_.empty())
@@ -78,6 +84,13 @@ class HttpE2E : public ::testing::Test {
   }
 
   static int64_t next_quiz_id() { return id_base_ + counter_++; }
+
+  // The environment of the shared server (a test's own server may start with the same one).
+  static Env main_env() {
+    return {{"QUIZFLOW_HTTP_ADDR", "127.0.0.1:0"},
+            {"QUIZFLOW_HTTP_MAX_BODY", "65536"},
+            {"QUIZFLOW_API_TOKEN", std::nullopt}};
+  }
 
   HttpClient client() const { return server_->client(); }
 
@@ -449,24 +462,31 @@ TEST_F(HttpE2E, ApiTokenGuardsWritesAndIsNeverLogged) {
   if (HasFailure()) print_log(guarded);
 }
 
-// Runs last (tests run in the order written): stops the shared server.
+// Stops a server of its own (the shared one serves the other tests, in whatever order they run).
 TEST_F(HttpE2E, SigtermDrainsAndExitsZeroWithin20s) {
+  ServerProcess own(bin_, dir_, "sigterm", main_env());
+  const std::string err = own.start();
+  ASSERT_TRUE(err.empty()) << err << "\n" << own.log();
   // The server has just stored an answer; SIGTERM must drain and end with exit code 0.
-  HttpClient c = client();
-  const int64_t quiz = create_quiz(c);
-  const HttpResponse r = c.request(
-      "POST", "/v1/answers",
-      answer_json({"e2e-" + std::to_string(quiz) + "-last", quiz, 1, 1, 2, wall_ms(), 100}));
-  EXPECT_EQ(r.status, 200) << show(r);
+  {
+    HttpClient c = own.client();
+    const int64_t quiz = create_quiz(c);
+    const HttpResponse r = c.request(
+        "POST", "/v1/answers",
+        answer_json({"e2e-" + std::to_string(quiz) + "-last", quiz, 1, 1, 2, wall_ms(), 100}));
+    EXPECT_EQ(r.status, 200) << show(r);
+    EXPECT_EQ(int_at(parse(r), "accepted"), 1) << show(r);
+  }
   std::string why;
   const auto t0 = std::chrono::steady_clock::now();
-  const auto code = server_->terminate(20s, why);
+  const auto code = own.terminate(20s, why);
   const auto took =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   EXPECT_EQ(code, std::optional<int>(0)) << why;
   std::fprintf(stderr, "server exited %d ms after SIGTERM\n", static_cast<int>(took.count()));
-  const std::string log = server_->log();
+  const std::string log = own.log();
   EXPECT_NE(log.find("quizflow stopped"), std::string::npos) << "no orderly shutdown in the log";
+  if (HasFailure()) print_log(own);
 }
 
 }  // namespace

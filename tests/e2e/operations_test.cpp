@@ -12,12 +12,14 @@
 #include <rapidjson/writer.h>
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -61,6 +63,16 @@ Prereqs& prereqs() {
 
 class OpsEnvironment : public ::testing::Environment {
  public:
+  // With --gtest_repeat and --gtest_recreate_environments_when_repeating (or a negative repeat
+  // count), every repetition runs SetUp and TearDown: the directory the last TearDown removed is
+  // made again.
+  void SetUp() override {
+    Prereqs& p = prereqs();
+    if (p.dir.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(p.dir, ec);
+    if (ec && p.error.empty()) p.error = "cannot make " + p.dir + ": " + ec.message();
+  }
   void TearDown() override {
     const Prereqs& p = prereqs();
     if (p.dir.empty()) return;
@@ -690,10 +702,13 @@ TEST_F(Operations, MetricsPassPromtoolAndAgreeWithStats) {
   EXPECT_TRUE(compared) << "/monitoring/stats never stood still for a comparison";
 }
 
-// A prometheus server scraping one target; stopped (SIGTERM, then SIGKILL) on destruction.
+// A prometheus server scraping one target; stopped (SIGTERM, then SIGKILL) on destruction. Each
+// one has a directory (and so a TSDB) of its own: series stored by an earlier run of the test in
+// this process (--gtest_repeat) would otherwise answer its queries before it scraped anything.
 class PrometheusProcess {
  public:
-  PrometheusProcess(const std::string& dir, uint16_t target_port) : dir_(dir + "/prometheus") {
+  PrometheusProcess(const std::string& dir, uint16_t target_port)
+      : dir_(dir + "/prometheus-" + random_hex(12)) {
     std::filesystem::create_directories(dir_ + "/data");
     port_ = free_port();
     write_file(dir_ + "/prometheus.yml",

@@ -80,8 +80,12 @@ TEST(EngineStop, SubmitRacingStopAnswersEveryAdmittedRequestOnceAndLosesNothing)
         while (!go.load()) std::this_thread::yield();
         for (int n = 0;; ++n) {
           Call& call = calls[t].emplace_back();
-          const std::string id =
-              "r" + std::to_string(round) + "-" + std::to_string(t) + "-" + std::to_string(n);
+          std::string id = "r";
+          id += std::to_string(round);
+          id += '-';
+          id += std::to_string(t);
+          id += '-';
+          id += std::to_string(n);
           call.result = engine->submit(
               tiny_body(quiz, 1 + t * 1000000 + n, id), [&call, &completions](Request& r) {
                 const bool ok = !r.error && r.items.size() == 1 &&

@@ -87,7 +87,8 @@ class MockCluster {
 std::vector<Notification> messages(int from, int n) {
   std::vector<Notification> out;
   for (int i = from; i < from + n; ++i)
-    out.push_back(Notification{"k" + std::to_string(i % 7), "m" + std::to_string(i)});
+    out.push_back(Notification{std::string("k").append(std::to_string(i % 7)),
+                               std::string("m").append(std::to_string(i))});
   return out;
 }
 
@@ -119,7 +120,7 @@ std::set<std::string> consumed(const std::string& bootstrap, const std::string& 
 
 std::set<std::string> values(int from, int n) {
   std::set<std::string> out;
-  for (int i = from; i < from + n; ++i) out.insert("m" + std::to_string(i));
+  for (int i = from; i < from + n; ++i) out.insert(std::string("m").append(std::to_string(i)));
   return out;
 }
 

@@ -4,19 +4,24 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <future>
 #include <pqxx/pqxx>
 #include <random>
+#include <thread>
 
 #include "egress/pg_conn.h"
 #include "egress/pg_store.h"
 #include "support/test_db.h"
+#include "unit/test_util.h"
 
 namespace quizflow::testing {
 namespace {
 
 using egress::PgPool;
 using egress::PoolOptions;
+using quizflow::test::wait_until;
+using namespace std::chrono_literals;
 
 std::string with_app_name(const std::string& url, const std::string& app) {
   return url + (url.find('?') == std::string::npos ? "?" : "&") + "application_name=" + app;
@@ -52,9 +57,9 @@ TEST(PgPool, OverflowConnectionsOpenUnderLoadAndCloseWhenReturned) {
   EXPECT_EQ(s.total, 2);
   EXPECT_EQ(s.overflow, 0);
   EXPECT_EQ(s.idle, 2);
-  for (int i = 0; i < 50 && backends(db, app) != 2; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  EXPECT_EQ(backends(db, app), 2);
+  // A closed connection's backend leaves pg_stat_activity when it has exited (asynchronously).
+  ASSERT_TRUE(wait_until([&] { return backends(db, app) == 2; }, 10s))
+      << "backends of the pool: " << backends(db, app) << ", want 2";
 }
 
 TEST(PgPool, AWaitingCheckoutGetsTheNextReturnedConnection) {
@@ -66,7 +71,11 @@ TEST(PgPool, AWaitingCheckoutGetsTheNextReturnedConnection) {
     pqxx::nontransaction tx(*lease.conn().c);
     return tx.exec("SELECT 41 + 1")[0][0].as<int>();
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  ASSERT_TRUE(wait_until([&] { return pool.stats().wait_count == 1; }, 10s))
+      << "the second checkout never waited; wait_count " << pool.stats().wait_count;
+  // Part of the scenario: the waiter waits at least 150 ms (its wait started before wait_count
+  // moved), which the wait_ms_p99 check below relies on.
+  std::this_thread::sleep_for(150ms);
   EXPECT_EQ(pool.stats().wait_count, 1);
   first.reset();  // returned: the waiter gets it
   EXPECT_EQ(waiter.get(), 42);
@@ -86,8 +95,8 @@ TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
   // Kill every connection of the pool from another session.
   db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '" +
            app + "'");
-  for (int i = 0; i < 50 && backends(db, app) != 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(wait_until([&] { return backends(db, app) == 0; }, 10s))
+      << "backends still alive after pg_terminate_backend: " << backends(db, app);
   // The next uses find the broken connection, drop it and go on with a new one.
   const Status again = store.ping();
   EXPECT_TRUE(again.ok()) << again.to_string();
@@ -105,8 +114,8 @@ TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
   // The batch writer too: kill again, then commit a batch.
   db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '" +
            app + "'");
-  for (int i = 0; i < 50 && backends(db, app) != 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(wait_until([&] { return backends(db, app) == 0; }, 10s))
+      << "backends still alive after pg_terminate_backend: " << backends(db, app);
   auto writer = store.open_writer();
   ASSERT_TRUE(writer.ok());
   AnswerEvent e;

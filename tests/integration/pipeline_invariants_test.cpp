@@ -3,12 +3,16 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <pqxx/pqxx>
 #include <random>
 #include <thread>
 
 #include "egress/pg_store.h"
 #include "integration/workload.h"
 #include "support/test_db.h"
+#include "unit/test_util.h"
 
 namespace quizflow::testing {
 namespace {
@@ -106,8 +110,27 @@ std::vector<std::vector<std::string>> expected_rows(const Workload& w) {
   return out;
 }
 
+// A query on the database named by DATABASE_URL, not on a test database: the statistics of a test
+// database are read from outside it, so that reading them adds no session and no transaction to
+// what is being counted.
+int64_t server_scalar(const std::string& sql) {
+  const char* url = std::getenv("DATABASE_URL");
+  pqxx::connection c(url ? url : "");
+  pqxx::nontransaction tx(c);
+  return tx.exec(sql)[0][0].as<int64_t>();
+}
+
 int64_t xact_commits(const TestDatabase& db) {
-  return db.scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()");
+  return server_scalar("SELECT xact_commit FROM pg_stat_database WHERE datname = '" + db.name() +
+                       "'");
+}
+
+// Sessions connected to `db`. A backend flushes its statistics (xact_commit) when it exits, before
+// it leaves pg_stat_activity (PostgreSQL 15+: the flush is a before_shmem_exit callback, the
+// pg_stat_activity entry is cleared by a later on_shmem_exit one), so once this is 0, every
+// closed session's commits are counted in pg_stat_database.
+int64_t sessions(const TestDatabase& db) {
+  return server_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name() + "'");
 }
 
 TEST(PipelineInvariants, AnyOrderAndBatchingGivesTheIndependentlyComputedStandings) {
@@ -129,7 +152,10 @@ TEST(PipelineInvariants, AnyOrderAndBatchingGivesTheIndependentlyComputedStandin
     e->stop();
     batches_a = e->metrics().batches.committed.load();
     e.reset();  // closes its connections: their backends flush their statistics on exit
-    std::this_thread::sleep_for(std::chrono::milliseconds(700));  // closed backends flush stats
+    ASSERT_TRUE(
+        quizflow::test::wait_until([&] { return sessions(db_a) == 0; }, std::chrono::seconds(30)))
+        << sessions(db_a) << " session(s) still connected to " << db_a.name()
+        << " 30 s after the engine closed its connections";
     commits_a = xact_commits(db_a) - before;
   }
   EXPECT_EQ(ta.request_errors.load(), 0);

@@ -15,6 +15,15 @@
 namespace quizflow::stages {
 namespace {
 
+// "e<n>", built by appending: GCC 12 at -O3 reports a false -Wrestrict inside libstdc++ for
+// `"e" + std::to_string(n)` (operator+(const char*, string&&) prepends in place; GCC PR 105329),
+// which fails the Release build under -Werror.
+std::string event_id(int n) {
+  std::string s = "e";
+  s += std::to_string(n);
+  return s;
+}
+
 // Makes one event of `quiz`; its event_id is a running number so arrival order can be checked.
 class Events {
  public:
@@ -22,7 +31,7 @@ class Events {
     auto r = std::make_shared<Request>("", nullptr);
     Item item;
     AnswerEvent e;
-    e.event_id = "e" + std::to_string(next_++);
+    e.event_id = event_id(next_++);
     e.quiz_id = quiz;
     e.user_id = 1;
     e.question_id = 1;
@@ -30,7 +39,7 @@ class Events {
     r->items.push_back(std::move(item));
     return EventRef{r, 0};
   }
-  std::string last_id() const { return "e" + std::to_string(next_ - 1); }
+  std::string last_id() const { return event_id(next_ - 1); }
 
  private:
   int next_ = 0;
@@ -44,7 +53,7 @@ std::vector<std::string> ids(const QuizBatch& b) {
 
 std::vector<std::string> range_ids(int from, int to) {  // e<from> .. e<to-1>
   std::vector<std::string> out;
-  for (int i = from; i < to; ++i) out.push_back("e" + std::to_string(i));
+  for (int i = from; i < to; ++i) out.push_back(event_id(i));
   return out;
 }
 

@@ -171,7 +171,8 @@ TEST(Derive, RandomTransactionsGiveTheBruteForceCountedAnswersAndStandings) {
         }
         AnswerEvent e;
         // Ids sort against answered_at ties in both directions.
-        e.event_id = (uni(0, 1) ? "b" : "a") + std::to_string(next_id++);
+        e.event_id = uni(0, 1) ? "b" : "a";
+        e.event_id += std::to_string(next_id++);
         e.quiz_id = 100 + uni(1, quizzes);
         e.user_id = uni(1, 6);
         e.question_id = static_cast<int32_t>(uni(1, 4));
@@ -327,7 +328,9 @@ class Due : public ::testing::Test {
   EventRef make(int64_t quiz) {
     auto r = std::make_shared<Request>("", nullptr);
     Item item;
-    item.event = ev("e" + std::to_string(next_++), quiz);
+    std::string id = "e";
+    id += std::to_string(next_++);
+    item.event = ev(id, quiz);
     r->items.push_back(std::move(item));
     return EventRef{r, 0};
   }

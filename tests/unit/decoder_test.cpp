@@ -624,7 +624,12 @@ TEST(Ingest, AnswersNotAnArrayIsARequestError) {
 TEST(Ingest, TooManyAnswersIs413) {
   auto body = [](size_t n) {
     std::string s = "{\"answers\":[";
-    for (size_t i = 0; i < n; ++i) s += (i ? "," : "") + answer_with("t-" + std::to_string(i), 1);
+    for (size_t i = 0; i < n; ++i) {
+      if (i) s += ',';
+      std::string id = "t-";
+      id += std::to_string(i);
+      s += answer_with(id, 1);
+    }
     return s + "]}";
   };
   {

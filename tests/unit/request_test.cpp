@@ -64,15 +64,61 @@ TEST(Request, ArmZeroFiresAtOnce) {
   EXPECT_TRUE(r->finished());
 }
 
-TEST(Request, ResolvesBeforeArmAreCountedAfterIt) {
-  // ingest may resolve items (schema rejects) before arming with the remaining count.
+TEST(Request, ArmCountsOnlyTheItemsStillToBeResolved) {
+  // What ingest does today: a schema reject gets its verdict directly (no resolve()), and arm()
+  // counts only the items that decoded; the request completes when those are resolved.
   Counter c;
   auto r = make(c, 3);
-  r->arm(2);  // item 0 was decided already; items 1 and 2 are pending
+  r->items[0].verdict = Verdict::reject("schema", "bad", "user_id");
+  r->arm(2);  // items 1 and 2 are pending
   r->resolve(1, Verdict{ItemStatus::accepted, "", "", ""});
   EXPECT_EQ(c.calls, 0);
   r->resolve(2, Verdict{ItemStatus::accepted, "", "", ""});
   EXPECT_EQ(c.calls, 1);
+  EXPECT_TRUE(r->finished());
+}
+
+TEST(Request, ResolvesBeforeArmAreCountedAfterIt) {
+  // A stage resolves items of a request before ingest has called arm() (the items travel ahead
+  // of the arming): those resolves must not complete the request, arm(n) must count them among
+  // its n items, and the completion fires exactly once, when the last item is resolved.
+  std::vector<size_t> pending_at_done;  // items still pending when the completion ran
+  int calls = 0;
+  Request r("body", [&](Request& req) {
+    ++calls;
+    for (size_t i = 0; i < req.items.size(); ++i)
+      if (req.items[i].verdict.status == ItemStatus::pending) pending_at_done.push_back(i);
+  });
+  r.items.resize(4);
+  r.resolve(0, Verdict::reject("schema", "bad", "user_id"));
+  r.resolve(2, Verdict{ItemStatus::duplicate, "", "", ""});
+  EXPECT_EQ(calls, 0) << "a resolve before arm() completed the request";
+  EXPECT_FALSE(r.finished()) << "a resolve before arm() completed the request";
+  r.arm(4);  // all four items, the two already resolved included
+  EXPECT_EQ(calls, 0) << "arm() completed a request with two items pending";
+  EXPECT_FALSE(r.finished());
+  r.resolve(3, Verdict{ItemStatus::accepted, "", "", ""});
+  EXPECT_EQ(calls, 0) << "completed with item 1 still pending";
+  EXPECT_FALSE(r.finished());
+  r.resolve(1, Verdict{ItemStatus::accepted, "", "", ""});
+  EXPECT_EQ(calls, 1) << "the completion must fire once, after the last item";
+  EXPECT_TRUE(r.finished());
+  EXPECT_TRUE(pending_at_done.empty())
+      << "the completion saw " << pending_at_done.size() << " item(s) still pending";
+  EXPECT_EQ(r.items[0].verdict.code, "schema");
+  EXPECT_EQ(r.items[2].verdict.status, ItemStatus::duplicate);
+}
+
+TEST(Request, EveryItemResolvedBeforeArmCompletesAtArm) {
+  // Every item was resolved before arm(): the completion fires exactly once, from arm().
+  Counter c;
+  auto r = make(c, 2);
+  r->resolve(1, Verdict{ItemStatus::accepted, "", "", ""});
+  r->resolve(0, Verdict{ItemStatus::accepted, "", "", ""});
+  EXPECT_EQ(c.calls, 0) << "resolves before arm() completed the request";
+  r->arm(2);
+  EXPECT_EQ(c.calls, 1);
+  EXPECT_TRUE(r->finished());
 }
 
 TEST(Request, FailFiresOnceAndClearsItems) {

@@ -484,8 +484,11 @@ TEST(StandingsBook, ConcurrentWritersAndReaders) {
     threads.emplace_back([&book, t] {
       for (int i = 0; i < kPerThread; ++i) {
         const int64_t quiz = 1 + (i % 3);
-        const AnswerEvent e = ev("t" + std::to_string(t) + "-" + std::to_string(i),
-                                 1 + t * kPerThread + i, 1, i, true, 1, 1);
+        std::string id = "t";
+        id += std::to_string(t);
+        id += '-';
+        id += std::to_string(i);
+        const AnswerEvent e = ev(id, 1 + t * kPerThread + i, 1, i, true, 1, 1);
         book.write(quiz, [&](QuizStandings& s) { s.apply(s.propose(quiz, {&e})); });
         book.read(quiz, [](const QuizStandings* s) { return s ? s->page(0, 10).size() : 0u; });
       }

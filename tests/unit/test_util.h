@@ -1,8 +1,10 @@
-// Small helpers shared by the unit tests (header-only).
+// Small helpers shared by the tests (header-only; the unit tests and the integration tests).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <thread>
 
 namespace quizflow::test {
 
@@ -17,6 +19,20 @@ inline int64_t utc_ms(int y, int mo, int d, int h, int mi, int s, int ms = 0) {
   t.tm_min = mi;
   t.tm_sec = s;
   return static_cast<int64_t>(timegm(&t)) * 1000 + ms;
+}
+
+// Polls `pred` every `every` until it returns true or `timeout` has passed; returns whether it
+// became true (it is evaluated once more at the deadline). Assert on the result:
+//   ASSERT_TRUE(wait_until([&] { return done(); }, std::chrono::seconds(5)));
+template <typename Pred>
+bool wait_until(Pred&& pred, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds every = std::chrono::milliseconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(every);
+  }
 }
 
 }  // namespace quizflow::test
