@@ -14,6 +14,7 @@
 #include "core/time_util.h"
 #include "egress/pg_store.h"
 #include "support/test_db.h"
+#include "unit/test_util.h"
 
 namespace quizflow::testing {
 namespace {
@@ -79,13 +80,11 @@ TEST_F(ErrorPolicyTest, AnExceptionInTheNotifyNodeCancelsNothing) {
   const Answered first = submit_and_wait(*engine, answer("ep-1", 1));
   ASSERT_EQ(first.items.size(), 1u);
   EXPECT_EQ(first.items[0].verdict.status, ItemStatus::accepted);
-  // The notify node ran into the exception after the answer was committed and answered.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (engine->metrics().internal_errors.load() == 0 &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // The notify node ran into the exception after the answer was committed and answered; its
+  // recovery counts the message as failed.
+  ASSERT_TRUE(test::wait_until([&] { return engine->metrics().stages[kNotify].failed.load() == 1; },
+                               std::chrono::seconds(10)));
   EXPECT_EQ(engine->metrics().internal_errors.load(), 1);
-  EXPECT_EQ(engine->metrics().stages[kNotify].failed.load(), 1);
   EXPECT_EQ(throws->load(), 0) << "the sink was never called";
 
   // The graph still runs: later answers are stored, answered and notified.
@@ -105,11 +104,8 @@ TEST_F(ErrorPolicyTest, ACompletionThatThrowsIsCountedAndTheEngineGoesOn) {
   });
   ASSERT_EQ(res, SubmitResult::admitted);
   ASSERT_EQ(called.get_future().wait_for(std::chrono::seconds(30)), std::future_status::ready);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (engine->metrics().internal_errors.load() == 0 &&
-         std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(engine->metrics().internal_errors.load(), 1);
+  ASSERT_TRUE(test::wait_until([&] { return engine->metrics().internal_errors.load() == 1; },
+                               std::chrono::seconds(10)));
   // The answer was committed before its completion ran, and the budget was released.
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE event_id = 'ep-3'"), 1);
   const Answered next = submit_and_wait(*engine, answer("ep-4", 4));
