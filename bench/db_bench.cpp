@@ -828,7 +828,8 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
         const auto ti = static_cast<size_t>(t);
         start.arrive_and_wait();
         try {
-          quizflow::egress::PgBatchWriter writer(pool);
+          quizflow::BatchMetrics metrics;
+          quizflow::egress::PgBatchWriter writer(pool, metrics);
           for (size_t bi = 0; bi < d.batches.size(); ++bi) {
             const Batch& b = d.batches[bi];
             if (b.quiz_index % conns != t) continue;
@@ -963,7 +964,8 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
     CaseResult r{"batch_writer_profile", "b'", static_cast<int64_t>(d.events.size()), 0, 0, {}};
     StandingsBook book;
     Steps st;
-    quizflow::egress::PgBatchWriter writer(pool);
+    quizflow::BatchMetrics metrics;
+    quizflow::egress::PgBatchWriter writer(pool, metrics);
     writer.set_step_timer([&](const char* step, double secs) { st.add(step, secs); });
     const auto t0 = Clock::now();
     for (size_t bi = 0; bi < d.batches.size(); ++bi) {
@@ -979,7 +981,7 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
       });
       TxnChanges changes;
       const Committed out = commit_batch(writer, book, b.quiz_id, key, distinct, changes);
-      if (out.upsert_fallback)
+      if (metrics.upsert_fallbacks.load() != 0)
         throw std::runtime_error("the writer left its fast path: the bench's state is wrong");
       st.time("apply", [&] { apply(book, changes); });
       ++r.commits;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/events.h"
+#include "core/metrics.h"
 #include "core/quiz.h"
 #include "core/status.h"
 
@@ -51,12 +52,9 @@ struct BatchTxn {
   std::span<const AnswerEvent* const> events;  // distinct event_ids (stages::dedupe)
 };
 
-// What a committed transaction did, and how it got there (counted in the stats).
+// What a committed transaction did.
 struct Committed {
-  std::vector<bool> inserted;    // per event: true = new in the event log, false = stored before
-  int retries = 0;               // attempts redone after a connection was lost before COMMIT
-  bool upsert_fallback = false;  // stored rows differed from the engine's; redone with upserts
-  int in_doubt = 0;  // COMMITs whose outcome was unknown and resolved by looking up batch_key
+  std::vector<bool> inserted;  // per event: true = new in the event log, false = stored before
 };
 
 // Given which events were new, computes the rows to write in the same transaction.
@@ -100,7 +98,9 @@ class Store {
  public:
   virtual ~Store() = default;
   virtual Status migrate() = 0;  // applies pending schema migrations
-  virtual Result<std::unique_ptr<BatchWriter>> open_writer() = 0;
+  // A writer that counts, as they happen and whatever the outcome, its retries, in-doubt
+  // resolutions and upsert fallbacks in `metrics` (which must outlive it).
+  virtual Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) = 0;
   virtual Result<SaveQuizResult> save_quiz(const QuizDef& quiz) = 0;
   virtual Result<std::vector<QuizDef>> load_quizzes() = 0;
   virtual Result<std::vector<CountedRow>> load_counted() = 0;  // every quiz's counted answers

@@ -111,7 +111,8 @@ struct PgBatchWriter::Attempt {
   bool upsert = false;  // the safe path (see commit)
 };
 
-PgBatchWriter::PgBatchWriter(std::shared_ptr<PgPool> pool) : pool_(std::move(pool)) {}
+PgBatchWriter::PgBatchWriter(std::shared_ptr<PgPool> pool, BatchMetrics& metrics)
+    : pool_(std::move(pool)), metrics_(metrics) {}
 
 namespace {
 
@@ -138,7 +139,7 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
   Status last = Status::unavailable("no attempt was made");
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
     if (attempt > 1) {
-      out.retries = attempt - 1;
+      metrics_.retries.fetch_add(1, std::memory_order_relaxed);
       backoff(attempt - 1, 100, 2000);
     }
     InFlight f;
@@ -157,7 +158,7 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
     } catch (const pqxx::in_doubt_error& e) {
       if (lease) lease->discard();
       lease.reset();
-      ++out.in_doubt;
+      metrics_.in_doubt_resolved.fetch_add(1, std::memory_order_relaxed);
       auto r = resolve_in_doubt(txn.batch_key, f, e.what());
       if (!r.ok()) return r.status();
       if (*r) return out;
@@ -166,7 +167,7 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
       if (lease) lease->discard();
       lease.reset();
       if (f.commit_sent) {
-        ++out.in_doubt;
+        metrics_.in_doubt_resolved.fetch_add(1, std::memory_order_relaxed);
         auto r = resolve_in_doubt(txn.batch_key, f, e.what());
         if (!r.ok()) return r.status();
         if (*r) return out;
@@ -184,7 +185,7 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
         // which give the same result whatever is stored. The transaction was rolled back; the
         // connection is fine and keeps serving. Not counted as an attempt.
         a.upsert = true;
-        out.upsert_fallback = true;
+        metrics_.upsert_fallbacks.fetch_add(1, std::memory_order_relaxed);
         --attempt;
         warn_limited(txn.batch_key, "stored rows differ from the engine's state (" +
                                         one_line(e.what()) +

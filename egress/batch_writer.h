@@ -14,7 +14,8 @@ namespace quizflow::egress {
 
 class PgBatchWriter final : public BatchWriter {
  public:
-  explicit PgBatchWriter(std::shared_ptr<PgPool> pool);
+  // Counts its retries, in-doubt resolutions and upsert fallbacks in `metrics`.
+  PgBatchWriter(std::shared_ptr<PgPool> pool, BatchMetrics& metrics);
 
   // See BatchWriter::commit. A connection lost before COMMIT is retried on a new connection (3
   // attempts, backoff 100 ms, 200 ms); one lost at COMMIT is resolved by asking the database
@@ -23,7 +24,7 @@ class PgBatchWriter final : public BatchWriter {
   // checkout timeout fails the batch (`timeout`: its requests get 503). New counted answers and
   // standings are copied straight into their tables (the engine knows they are new); should the
   // stored rows differ from what the engine expected, the transaction is redone with upserts.
-  // Retries, fallbacks and in-doubt resolutions are reported in Committed.
+  // Retries, fallbacks and in-doubt resolutions are counted in the metrics as they happen.
   Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) override;
 
   // Optional: called after each step of the transaction ("begin", "copy_events", …,
@@ -51,6 +52,7 @@ class PgBatchWriter final : public BatchWriter {
   void step(const char* name, F&& f);
 
   std::shared_ptr<PgPool> pool_;
+  BatchMetrics& metrics_;
   StepTimer step_timer_;
 };
 

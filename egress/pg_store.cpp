@@ -66,8 +66,8 @@ Status PgStore::migrate() try {
   return status_of("migrate", e);
 }
 
-Result<std::unique_ptr<BatchWriter>> PgStore::open_writer() {
-  return std::unique_ptr<BatchWriter>(std::make_unique<PgBatchWriter>(pool_));
+Result<std::unique_ptr<BatchWriter>> PgStore::open_writer(BatchMetrics& metrics) {
+  return std::unique_ptr<BatchWriter>(std::make_unique<PgBatchWriter>(pool_, metrics));
 }
 
 Result<SaveQuizResult> PgStore::save_quiz(const QuizDef& quiz) try {

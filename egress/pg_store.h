@@ -22,7 +22,7 @@ class PgStore final : public Store {
   ~PgStore() override;
 
   Status migrate() override;
-  Result<std::unique_ptr<BatchWriter>> open_writer() override;
+  Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) override;
   Result<SaveQuizResult> save_quiz(const QuizDef& quiz) override;
   Result<std::vector<QuizDef>> load_quizzes() override;
   Result<std::vector<CountedRow>> load_counted() override;

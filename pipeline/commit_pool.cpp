@@ -4,10 +4,11 @@
 
 namespace quizflow {
 
-Result<std::unique_ptr<CommitPool>> CommitPool::open(Store& store, int threads) {
+Result<std::unique_ptr<CommitPool>> CommitPool::open(Store& store, int threads,
+                                                     BatchMetrics& metrics) {
   std::vector<std::unique_ptr<BatchWriter>> writers;
   for (int i = 0; i < threads; ++i) {
-    auto w = store.open_writer();
+    auto w = store.open_writer(metrics);
     if (!w.ok()) return w.status();
     writers.push_back(std::move(w).value());
   }

@@ -21,7 +21,8 @@ class CommitPool {
   using Job = std::function<void(BatchWriter&)>;
 
   // Opens `threads` writers and starts the threads; not ok when a writer cannot be opened.
-  static Result<std::unique_ptr<CommitPool>> open(Store& store, int threads);
+  // The writers count their retries and in-doubt resolutions in `metrics`.
+  static Result<std::unique_ptr<CommitPool>> open(Store& store, int threads, BatchMetrics& metrics);
   ~CommitPool();
   CommitPool(const CommitPool&) = delete;
   CommitPool& operator=(const CommitPool&) = delete;

@@ -35,7 +35,7 @@ Status Engine::start() {
   for (const auto& row : *counted)
     standings_->write(row.quiz_id, [&](stages::QuizStandings& s) { s.load(row); });
   spdlog::info("loaded {} quizzes and {} counted answers", nquizzes, counted->size());
-  auto pool = CommitPool::open(*store_, config_.db_writers);
+  auto pool = CommitPool::open(*store_, config_.db_writers, metrics_.batches);
   if (!pool.ok()) return pool.status();
   commits_ = std::move(pool).value();
   {

@@ -484,9 +484,6 @@ struct Graph::Impl {
     int64_t fresh = 0;
     for (bool b : c.inserted) fresh += b ? 1 : 0;
     bm.rows.fetch_add(fresh, std::memory_order_relaxed);  // new rows in the event log
-    bm.retries.fetch_add(c.retries, std::memory_order_relaxed);
-    bm.upsert_fallbacks.fetch_add(c.upsert_fallback ? 1 : 0, std::memory_order_relaxed);
-    bm.in_doubt_resolved.fetch_add(c.in_doubt, std::memory_order_relaxed);
     bm.last_commit_ms.store(job.commit_us / 1000, std::memory_order_relaxed);
     bm.commit.record_us(job.commit_us);
     m(kBatch).processed.fetch_add(job.events, std::memory_order_relaxed);

@@ -24,7 +24,7 @@ class BatchWriterTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(egress::PgStore(PoolOptions{db.url()}).migrate().ok());
     pool = std::make_shared<PgPool>(PoolOptions{db.url(), 1, 0, 5000, 30000});
-    writer = std::make_unique<PgBatchWriter>(pool);
+    writer = std::make_unique<PgBatchWriter>(pool, metrics);
   }
 
   static AnswerEvent event(const std::string& id, int64_t quiz, int64_t user, int32_t question,
@@ -60,6 +60,7 @@ class BatchWriterTest : public ::testing::Test {
 
   TestDatabase db;
   std::shared_ptr<PgPool> pool;
+  BatchMetrics metrics;  // what the writer counts
   std::unique_ptr<PgBatchWriter> writer;
 };
 
@@ -89,7 +90,7 @@ TEST_F(BatchWriterTest, BinaryCopyKeepsEveryValueExact) {
             (std::vector<std::vector<std::string>>{{"7", "1", "950", "1", "1234"}}));
   EXPECT_EQ(db.query("SELECT quiz_id, quiz_ids::text, events FROM batches"),
             (std::vector<std::vector<std::string>>{{"7", "{7}", "3"}}));
-  EXPECT_FALSE(out->upsert_fallback);
+  EXPECT_EQ(metrics.upsert_fallbacks.load(), 0);
 
   // The same ids again are duplicates; nothing else is written.
   const auto again = commit({7}, "exact-2", events, DerivedRows{});
@@ -108,7 +109,7 @@ TEST_F(BatchWriterTest, StoredAndNewEventsInOneBatchAreToldApart) {
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_EQ(out->inserted, (std::vector<bool>{true, false, true, false}));
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE quiz_id = 11"), 4);
-  EXPECT_FALSE(out->upsert_fallback);
+  EXPECT_EQ(metrics.upsert_fallbacks.load(), 0);
 }
 
 TEST_F(BatchWriterTest, ReplacingRowsTakesTheUpdatePath) {
@@ -123,7 +124,7 @@ TEST_F(BatchWriterTest, ReplacingRowsTakesTheUpdatePath) {
       commit({8}, "rep-2", {earlier},
              DerivedRows{{counted_of(earlier, true)}, {StandingRow{8, 1, 10, 0, 1234, true}}});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
-  EXPECT_FALSE(out->upsert_fallback);
+  EXPECT_EQ(metrics.upsert_fallbacks.load(), 0);
   EXPECT_EQ(db.query("SELECT event_id, points, correct FROM counted_answers"),
             (std::vector<std::vector<std::string>>{{"r0", "10", "f"}}));
   EXPECT_EQ(db.query("SELECT score, correct FROM standings"),
@@ -147,10 +148,11 @@ TEST_F(BatchWriterTest, ALostConnectionIsReplacedWithItsStagingTables) {
              DerivedRows{{counted_of(earlier, true)}, {StandingRow{12, 1, 10, 1, 1234, true}}});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_EQ(out->inserted, std::vector<bool>{true});
-  EXPECT_FALSE(out->upsert_fallback);
+  EXPECT_EQ(metrics.upsert_fallbacks.load(), 0);
   EXPECT_EQ(db.query("SELECT event_id, points FROM counted_answers WHERE quiz_id = 12"),
             (std::vector<std::vector<std::string>>{{"k0", "10"}}));
   EXPECT_GE(pool->stats().discarded, 1);
+  EXPECT_EQ(metrics.retries.load(), 1) << "the dead connection's attempt was not counted";
 }
 
 TEST_F(BatchWriterTest, StoredRowsUnlikeTheEnginesStateFallBackToUpserts) {
@@ -163,7 +165,7 @@ TEST_F(BatchWriterTest, StoredRowsUnlikeTheEnginesStateFallBackToUpserts) {
   auto out =
       commit({9}, "mis-2", {b}, DerivedRows{{counted_of(b, false)}, {StandingRow{9, 1, 7, 0, 8}}});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
-  EXPECT_TRUE(out->upsert_fallback);
+  EXPECT_EQ(metrics.upsert_fallbacks.load(), 1);
   EXPECT_EQ(out->inserted, std::vector<bool>{true});
   EXPECT_EQ(db.query("SELECT event_id FROM counted_answers WHERE quiz_id = 9"),
             (std::vector<std::vector<std::string>>{{"m2"}}));
@@ -174,7 +176,7 @@ TEST_F(BatchWriterTest, StoredRowsUnlikeTheEnginesStateFallBackToUpserts) {
   out = commit({9}, "mis-3", {c},
                DerivedRows{{counted_of(c, true)}, {StandingRow{9, 2, 950, 1, 1234, true}}});
   ASSERT_TRUE(out.ok()) << out.status().to_string();
-  EXPECT_TRUE(out->upsert_fallback);
+  EXPECT_EQ(metrics.upsert_fallbacks.load(), 2);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM counted_answers WHERE quiz_id = 9 AND user_id = 2"), 1);
   EXPECT_EQ(db.scalar("SELECT score FROM standings WHERE quiz_id = 9 AND user_id = 2"), 950);
   // Each fallback was one transaction: three batch rows, three events.
@@ -208,6 +210,7 @@ TEST_F(BatchWriterTest, AFailedStatementStoresNothing) {
   EXPECT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), StatusCode::internal);
   EXPECT_FALSE(out.status().message().empty());
+  EXPECT_EQ(metrics.upsert_fallbacks.load(), 1);  // the safe path ran and failed too
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 0);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM counted_answers"), 0);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 0);

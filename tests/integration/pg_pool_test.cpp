@@ -116,7 +116,8 @@ TEST(PgPool, ConnectionKilledByTheServerIsReplaced) {
            app + "'");
   ASSERT_TRUE(wait_until([&] { return backends(db, app) == 0; }, 10s))
       << "backends still alive after pg_terminate_backend: " << backends(db, app);
-  auto writer = store.open_writer();
+  BatchMetrics metrics;
+  auto writer = store.open_writer(metrics);
   ASSERT_TRUE(writer.ok());
   AnswerEvent e;
   e.event_id = "kill-1";

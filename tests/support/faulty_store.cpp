@@ -152,9 +152,9 @@ FaultyStore::~FaultyStore() = default;
 
 Status FaultyStore::migrate() { return inner_->migrate(); }
 
-Result<std::unique_ptr<BatchWriter>> FaultyStore::open_writer() {
+Result<std::unique_ptr<BatchWriter>> FaultyStore::open_writer(BatchMetrics& metrics) {
   return std::unique_ptr<BatchWriter>(std::make_unique<FaultyWriter>(
-      std::make_unique<egress::PgBatchWriter>(writer_pool_), control_, url_));
+      std::make_unique<egress::PgBatchWriter>(writer_pool_, metrics), control_, url_));
 }
 
 Result<SaveQuizResult> FaultyStore::save_quiz(const QuizDef& quiz) {

@@ -87,7 +87,7 @@ class FaultyStore final : public Store {
 
   Status migrate() override;
   // A FaultyWriter around a real egress::PgBatchWriter on the writers' pool.
-  Result<std::unique_ptr<BatchWriter>> open_writer() override;
+  Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) override;
   Result<SaveQuizResult> save_quiz(const QuizDef& quiz) override;
   Result<std::vector<QuizDef>> load_quizzes() override;
   Result<std::vector<CountedRow>> load_counted() override;
