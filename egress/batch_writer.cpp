@@ -206,7 +206,10 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
 Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const InFlight& f,
                                              const std::string& why) {
   warn_limited(batch_key, "commit outcome unknown (" + one_line(why) + "); checking");
-  for (int attempt = 1; attempt <= kResolveAttempts; ++attempt) {
+  // Bounded in time as well as in attempts: a checkout may itself wait (pool, connect timeout).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int attempt = 1; attempt <= kResolveAttempts && std::chrono::steady_clock::now() < give_up;
+       ++attempt) {
     try {
       auto lease = pool_->checkout();
       try {

@@ -24,6 +24,24 @@ PgPool::Lease::~Lease() {
   if (pool_ && conn_) pool_->give_back(std::move(conn_), discard_);
 }
 
+std::string with_network_timeouts(const std::string& url) {
+  // A dead or silent server must not hold a database thread for minutes: bounded connects,
+  // TCP keepalives on idle waits, and a bound on unacknowledged sends.
+  static const std::pair<const char*, const char*> kDefaults[] = {
+      {"connect_timeout", "5"},     {"keepalives", "1"},       {"keepalives_idle", "10"},
+      {"keepalives_interval", "5"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "30000"}};
+  const bool is_url = url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+  std::string out = url;
+  for (const auto& [key, value] : kDefaults) {
+    if (url.find(std::string(key) + "=") != std::string::npos) continue;  // the user's wins
+    if (is_url)
+      out += (out.find('?') == std::string::npos ? "?" : "&") + std::string(key) + "=" + value;
+    else
+      out += (out.empty() ? "" : " ") + std::string(key) + "=" + value;
+  }
+  return out;
+}
+
 PgPool::PgPool(PoolOptions options) : options_(std::move(options)) {}
 
 PgPool::~PgPool() {
@@ -33,7 +51,7 @@ PgPool::~PgPool() {
 
 std::unique_ptr<PgPool::Conn> PgPool::open() {
   auto conn = std::make_unique<Conn>();
-  conn->c = std::make_unique<PgConnection>(options_.url);
+  conn->c = std::make_unique<PgConnection>(with_network_timeouts(options_.url));
   pqxx::nontransaction tx(*conn->c);
   tx.exec("SET statement_timeout = " + std::to_string(options_.statement_timeout_ms));
   tx.exec("SET synchronous_commit = on");

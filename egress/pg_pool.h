@@ -28,6 +28,11 @@ struct PoolOptions {
 // The pool settings of the configuration (DATABASE_URL, DB_POOL_SIZE, DB_MAX_OVERFLOW, …).
 PoolOptions pool_options(const Config& c);
 
+// `url` (a postgresql:// URL or a key=value string) with libpq's network timeouts added, unless
+// it sets them: connect_timeout=5, TCP keepalives (10 s idle, 5 s interval, 3 probes),
+// tcp_user_timeout=30000 (ms).
+std::string with_network_timeouts(const std::string& url);
+
 // Thrown by checkout() when no connection could be had in time.
 struct PoolTimeout : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -228,7 +228,12 @@ struct Graph::Impl {
     r->arm(ok);  // when ok > 0, those items stay pending: the request cannot complete here
     if (ok == 0) return;
     m(kValidate).backlog.fetch_add(static_cast<int64_t>(ok), std::memory_order_relaxed);
-    std::get<0>(p).try_put(BatchInput{Validated{r, {}}});
+    try {
+      std::get<0>(p).try_put(BatchInput{Validated{r, {}}});
+    } catch (...) {
+      m(kValidate).backlog.fetch_sub(static_cast<int64_t>(ok), std::memory_order_relaxed);
+      throw;
+    }
     forwarded = true;
   }
 
@@ -239,7 +244,10 @@ struct Graph::Impl {
     guarded(
         kValidate, [&] { validate_request(v, p, settled); },
         [&] {
-          if (!settled) settle_pending(*v.request);
+          if (settled) return;
+          const int64_t n = settle_pending(*v.request);
+          m(kValidate).failed.fetch_add(n, std::memory_order_relaxed);
+          m(kValidate).backlog.fetch_sub(n, std::memory_order_relaxed);
         });
   }
 
@@ -292,11 +300,17 @@ struct Graph::Impl {
     guarded(
         kBatch, [&] { batch_step(in, p, added); },
         [&] {
-          if (const auto* v = std::get_if<Validated>(&in))
-            for (size_t k = added; k < v->accepted.size(); ++k)
-              v->request->resolve(v->accepted[k], Verdict::internal_error());
+          const auto* v = std::get_if<Validated>(&in);
+          if (!v || added == v->accepted.size()) return;
+          const auto n = static_cast<int64_t>(v->accepted.size() - added);
+          for (size_t k = added; k < v->accepted.size(); ++k)
+            v->request->resolve(v->accepted[k], Verdict::internal_error());
+          m(kBatch).failed.fetch_add(n, std::memory_order_relaxed);
+          m(kBatch).in_flight.fetch_sub(n, std::memory_order_relaxed);
         });
-    arm_timer();
+    guarded(
+        kBatch, [&] { arm_timer(); },
+        [&] { degrade("the batch stage could not arm its flush timer"); });
   }
 
   void batch_step(const BatchInput& in, BatchNode::output_ports_type& p, size_t& added) {
@@ -376,25 +390,49 @@ struct Graph::Impl {
 
   // ---- commit: hands the batch to a database thread; the result re-enters the graph ----
   void on_commit(const CommitJobPtr& job, CommitNode::gateway_type& gw) {
-    gw.reserve_wait();
-    deps.commits.submit([this, job, &gw](BatchWriter& writer) noexcept {
-      try {
-        run_commit(*job, writer);
-      } catch (const std::exception& e) {
-        job->result = Status::internal(e.what());
-        report(kBatch, e.what());
-      } catch (...) {
-        job->result = Status::internal("unknown exception");
-        report(kBatch, "unknown exception in the commit job");
-      }
-      try {
-        gw.try_put(job);
-      } catch (...) {
-        report(kBatch, "the committed batch could not re-enter the graph");
-        degrade("a finished transaction could not reach the score stage");
-      }
-      gw.release_wait();
-    });
+    bool reserved = false, submitted = false;
+    guarded(
+        kBatch,
+        [&] {
+          gw.reserve_wait();
+          reserved = true;
+          deps.commits.submit([this, job, &gw](BatchWriter& writer) noexcept {
+            guarded(
+                kBatch, [&] { run_commit(*job, writer); },
+                [&] { job->result = Status::internal("the commit job threw"); });
+            finish_commit(job, gw);
+          });
+          submitted = true;
+        },
+        [&] {
+          if (submitted) return;
+          job->result = Status::internal("the commit job could not be queued");
+          if (reserved)
+            finish_commit(job, gw);
+          else
+            settle_unfinished(*job);
+        });
+  }
+
+  // Hands a finished transaction back to the graph (the score stage) and releases its wait.
+  void finish_commit(const CommitJobPtr& job, CommitNode::gateway_type& gw) noexcept {
+    guarded(
+        kBatch, [&] { gw.try_put(job); },
+        [&] {
+          job->result = Status::internal("the finished transaction could not reach score");
+          settle_unfinished(*job);
+        });
+    gw.release_wait();
+  }
+
+  // A transaction that cannot reach the score stage: its items are answered and its quizzes
+  // freed here. The writer may have committed it, so memory may now lag the database.
+  void settle_unfinished(const CommitJob& job) {
+    degrade("a transaction could not reach the score stage");
+    answer(job);
+    m(kBatch).in_flight.fetch_sub(job.events, std::memory_order_relaxed);
+    m(kBatch).failed.fetch_add(job.events, std::memory_order_relaxed);
+    batch.try_put(BatchInput{QuizDone{job.txn.quiz_ids, job.events}});
   }
 
   // Runs on a database thread.

@@ -142,5 +142,23 @@ TEST(PgPool, StatementTimeoutCancelsASlowStatement) {
   EXPECT_THROW(tx.exec("SELECT pg_sleep(2)"), pqxx::sql_error);
 }
 
+TEST(PgPool, NetworkTimeoutsAreAddedUnlessTheUrlSetsThem) {
+  EXPECT_EQ(egress::with_network_timeouts("postgresql://u@h:5/db"),
+            "postgresql://u@h:5/db?connect_timeout=5&keepalives=1&keepalives_idle=10&"
+            "keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000");
+  EXPECT_EQ(egress::with_network_timeouts("postgres://h/db?sslmode=disable&connect_timeout=2"),
+            "postgres://h/db?sslmode=disable&connect_timeout=2&keepalives=1&keepalives_idle=10&"
+            "keepalives_interval=5&keepalives_count=3&tcp_user_timeout=30000");
+  EXPECT_EQ(egress::with_network_timeouts("host=h dbname=d keepalives=0"),
+            "host=h dbname=d keepalives=0 connect_timeout=5 keepalives_idle=10 "
+            "keepalives_interval=5 keepalives_count=3 tcp_user_timeout=30000");
+  // libpq accepts what it produces: a pool connects through it.
+  TestDatabase db;
+  PgPool pool(PoolOptions{db.url(), 1, 0, 2000, 30000});
+  auto lease = pool.checkout();
+  pqxx::nontransaction tx(*lease.conn().c);
+  EXPECT_EQ(tx.exec("SELECT 1")[0][0].as<int>(), 1);
+}
+
 }  // namespace
 }  // namespace quizflow::testing
