@@ -117,22 +117,23 @@ KafkaProducer::~KafkaProducer() {
   if (left > 0) spdlog::warn("closing the Kafka producer with {} notifications undelivered", left);
 }
 
-bool KafkaProducer::produce(const Notification& n) {
+KafkaProducer::Produced KafkaProducer::produce(const Notification& n) {
   const rd_kafka_resp_err_t e = rd_kafka_producev(
       rk_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
       RD_KAFKA_V_KEY(n.key.data(), n.key.size()),
       // RD_KAFKA_MSG_F_COPY: librdkafka copies the value and never writes through the pointer.
       RD_KAFKA_V_VALUE(const_cast<char*>(n.value.data()), n.value.size()),
       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-  if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) return false;
+  if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) return Produced::full;
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
     failed_.fetch_add(1, std::memory_order_relaxed);
     static LogRate rate;
     if (int64_t more = 0; rate.allow(more))
       spdlog::warn("notification refused by the producer: {} ({} more held back)",
                    rd_kafka_err2str(e), more);
+    return Produced::refused;
   }
-  return true;
+  return Produced::queued;
 }
 
 size_t KafkaProducer::publish(std::vector<Notification>& batch) {
@@ -141,41 +142,50 @@ size_t KafkaProducer::publish(std::vector<Notification>& batch) {
   size_t i = 0;
   // Straight to librdkafka while nothing waits before them (per-key order is kept).
   if (backlog_.empty()) {
-    while (i < batch.size() && produce(batch[i])) ++i;
+    for (; i < batch.size(); ++i) {
+      const Produced r = produce(batch[i]);
+      if (r == Produced::full) break;
+      if (r == Produced::refused) ++refused;  // counted in failed_ by produce()
+    }
   }
+  size_t over_bound = 0;
   for (; i < batch.size(); ++i) {
     if (static_cast<int64_t>(backlog_.size()) >= options_.backlog_max) {
-      ++refused;
+      ++over_bound;
       continue;
     }
     backlog_.push_back(std::move(batch[i]));
   }
   backlog_size_.store(static_cast<int64_t>(backlog_.size()), std::memory_order_relaxed);
-  if (refused > 0) {
-    failed_.fetch_add(static_cast<int64_t>(refused), std::memory_order_relaxed);
+  if (over_bound > 0) {
+    failed_.fetch_add(static_cast<int64_t>(over_bound), std::memory_order_relaxed);
     static LogRate rate;
     if (int64_t more = 0; rate.allow(more))
       spdlog::warn("producer backlog full ({} messages): {} notifications refused ({} more lines)",
-                   options_.backlog_max, refused, more);
+                   options_.backlog_max, over_bound, more);
   }
-  return refused;
+  return refused + over_bound;
 }
 
 void KafkaProducer::drain_backlog() {
-  while (!backlog_.empty() && produce(backlog_.front())) backlog_.pop_front();
+  // A message librdkafka refuses for good is counted in failed_ by produce() and dropped.
+  while (!backlog_.empty() && produce(backlog_.front()) != Produced::full) backlog_.pop_front();
   backlog_size_.store(static_cast<int64_t>(backlog_.size()), std::memory_order_relaxed);
 }
 
 void KafkaProducer::poll_loop() {
+  // rd_kafka_poll returns as soon as delivery reports arrive (they make room in librdkafka's
+  // queue), so a waiting backlog is retried right after them. While the backlog does not move
+  // (brokers down) the wait doubles from 5 ms up to 100 ms: no spinning through an outage.
+  int wait_ms = 5;
   while (!stop_.load(std::memory_order_acquire)) {
-    // Delivery reports make room in librdkafka's queue; a waiting backlog is retried at once
-    // after them, and the wait is short only while one waits.
-    const bool waiting = backlog_size_.load(std::memory_order_relaxed) > 0;
-    rd_kafka_poll(rk_.get(), waiting ? 5 : 100);
-    if (waiting) {
-      MutexLock lock(mu_);
-      drain_backlog();
-    }
+    const int64_t before = backlog_size_.load(std::memory_order_relaxed);
+    rd_kafka_poll(rk_.get(), before > 0 ? wait_ms : 100);
+    if (before == 0) continue;
+    MutexLock lock(mu_);
+    drain_backlog();
+    wait_ms =
+        backlog_size_.load(std::memory_order_relaxed) < before ? 5 : std::min(100, wait_ms * 2);
   }
 }
 

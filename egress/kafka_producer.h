@@ -61,9 +61,10 @@ class KafkaProducer final : public NotificationSink {
     void operator()(rd_kafka_mock_cluster_s* m) const;
   };
   static void on_delivery(rd_kafka_s* rk, const void* msg, void* opaque);
-  // Produces one message; false when librdkafka's queue is full (anything else is a failure,
-  // counted and logged).
-  bool produce(const Notification& n);
+  enum class Produced { queued, full, refused };
+  // Hands one message to librdkafka: queued; full (its queue is: retry later); or refused for
+  // good (counted in failed_ and logged).
+  Produced produce(const Notification& n);
   // Hands the backlog to librdkafka until its queue is full again.
   void drain_backlog() QF_REQUIRES(mu_);
   void poll_loop();
