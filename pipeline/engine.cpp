@@ -9,6 +9,7 @@
 #include "pipeline/commit_pool.h"
 #include "pipeline/graph.h"
 #include "pipeline/stats.h"
+#include "stages/admission.h"
 #include "stages/score.h"
 
 namespace quizflow {
@@ -88,13 +89,9 @@ SubmitResult Engine::submit(std::string body, Request::DoneFn done) {
     AdmissionGate& gate;
     ~Leave() { gate.leave(); }
   } leave{gate_};
-  // Admission estimate before parsing: a JSON answer takes well over 64 bytes. Reconciled to
-  // the real item count by ingest.
-  const int64_t estimate = std::max<int64_t>(1, static_cast<int64_t>(body.size() / 64));
-  // Over the budget: refuse, unless nothing is in flight (a request larger than the whole
-  // budget must still be able to pass when the pipeline is empty).
+  const int64_t estimate = stages::admission_estimate(body.size());
   const int64_t in_flight = metrics_.events_in_flight.load(std::memory_order_relaxed);
-  if (in_flight > 0 && in_flight + estimate > config_.max_in_flight_events) {
+  if (!stages::admits(in_flight, estimate, config_.max_in_flight_events)) {
     metrics_.http_overloaded.fetch_add(1, std::memory_order_relaxed);
     return SubmitResult::overloaded;
   }
