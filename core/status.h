@@ -54,9 +54,8 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Status s) : v_(std::move(s)) {      // NOLINT(google-explicit-constructor)
-    assert(!std::get<Status>(v_).ok());
-  }
+  // An ok `s` (a bug) asserts in debug builds and becomes `internal` in release builds.
+  Result(Status s) : v_(not_ok(std::move(s))) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   // ok when a value is held.
@@ -71,6 +70,10 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
 
  private:
+  static Status not_ok(Status s) {
+    assert(!s.ok() && "a Result was made from an ok Status");
+    return s.ok() ? Status::internal("a Result was made from an ok Status") : s;
+  }
   std::variant<T, Status> v_;
 };
 

@@ -194,6 +194,8 @@ class Handler : public Http::Handler {
         static LogRate rate;
         if (int64_t more = 0; rate.allow(more))
           spdlog::error("http: answering a request failed: {} ({} more held back)", e.what(), more);
+      } catch (...) {
+        spdlog::error("http: answering a request failed: unknown exception");
       }
     });
     if (res == SubmitResult::admitted) return;

@@ -32,7 +32,7 @@ Status Engine::start() {
   if (!counted.ok()) return counted.status();
   const size_t nquizzes = quizzes->size();
   catalog_.replace_all(std::move(quizzes).value());
-  standings_ = std::make_unique<stages::StandingsBook>();
+  standings_->clear();  // a restart reloads what PostgreSQL holds
   for (const auto& row : *counted)
     standings_->write(row.quiz_id, [&](stages::QuizStandings& s) { s.load(row); });
   spdlog::info("loaded {} quizzes and {} counted answers", nquizzes, counted->size());

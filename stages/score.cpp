@@ -141,6 +141,11 @@ std::shared_ptr<StandingsBook::Slot> StandingsBook::find(int64_t quiz_id) const 
   return it == slots_.end() ? nullptr : it->second;
 }
 
+void StandingsBook::clear() {
+  WriterLock lock(mu_);
+  slots_.clear();
+}
+
 std::shared_ptr<StandingsBook::Slot> StandingsBook::get_or_create(int64_t quiz_id) {
   if (auto s = find(quiz_id)) return s;
   WriterLock lock(mu_);

@@ -84,6 +84,9 @@ class StandingsBook {
     ReaderLock lock(slot->mu);
     return f(static_cast<const QuizStandings*>(&slot->standings));
   }
+  // Forgets every quiz (a restart reloads them). Readers still holding a quiz keep it alive.
+  void clear() QF_EXCLUDES(mu_);
+
   // Runs f(QuizStandings&) under the quiz's exclusive lock, creating it when missing.
   template <typename F>
   auto write(int64_t quiz_id, F&& f) {
