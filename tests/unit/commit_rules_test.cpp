@@ -20,6 +20,7 @@
 #include "stages/notify.h"
 #include "stages/score.h"
 #include "stages/verdict.h"
+#include "unit/test_util.h"
 
 namespace quizflow::stages {
 namespace {
@@ -35,11 +36,7 @@ AnswerEvent ev(std::string id, int64_t quiz = 1, int64_t user = 1, int32_t quest
   return e;
 }
 
-std::vector<const AnswerEvent*> ptrs(const std::vector<AnswerEvent>& v) {
-  std::vector<const AnswerEvent*> out;
-  for (const auto& e : v) out.push_back(&e);
-  return out;
-}
+using test::pointers_to;
 
 // ---- dedupe ----
 
@@ -47,7 +44,7 @@ TEST(Dedupe, RepeatsMapToMinusOneAndTheFirstOccurrenceIsKeptInOrder) {
   // Same ids, different contents: the first occurrence must be the one kept.
   const std::vector<AnswerEvent> in{ev("b", 1, 1), ev("a", 1, 2), ev("b", 1, 3),
                                     ev("c", 1, 4), ev("a", 1, 5), ev("b", 1, 6)};
-  const auto p = ptrs(in);
+  const auto p = pointers_to(in);
   const DistinctEvents d = dedupe(p);
   ASSERT_EQ(d.events.size(), 3u);
   EXPECT_EQ(d.events[0], &in[0]);
@@ -61,7 +58,7 @@ TEST(Dedupe, EmptyAndAllDistinct) {
   EXPECT_TRUE(none.events.empty());
   EXPECT_TRUE(none.slot_of.empty());
   const std::vector<AnswerEvent> in{ev("x"), ev("y"), ev("z")};
-  const auto p = ptrs(in);
+  const auto p = pointers_to(in);
   const DistinctEvents d = dedupe(p);
   EXPECT_EQ(d.events, p);
   EXPECT_EQ(d.slot_of, (std::vector<int32_t>{0, 1, 2}));
@@ -74,7 +71,7 @@ TEST(Dedupe, RandomInputsAgreeWithAFirstSeenScan) {
     const int n = std::uniform_int_distribution<int>(0, 40)(rng);
     for (int i = 0; i < n; ++i)
       in.push_back(ev("id" + std::to_string(std::uniform_int_distribution<int>(0, 15)(rng)), 1, i));
-    const auto p = ptrs(in);
+    const auto p = pointers_to(in);
     const DistinctEvents d = dedupe(p);
     std::map<std::string, int32_t> seen;
     std::vector<const AnswerEvent*> want_events;
@@ -183,7 +180,7 @@ TEST(Derive, RandomTransactionsGiveTheBruteForceCountedAnswersAndStandings) {
         e.elapsed_ms = uni(0, 20000);
         events.push_back(e);
       }
-      const auto in = ptrs(events);
+      const auto in = pointers_to(events);
       const DistinctEvents d = dedupe(in);
       std::vector<bool> inserted;
       for (const AnswerEvent* e : d.events) inserted.push_back(!model.log.count(e->event_id));
@@ -268,7 +265,7 @@ TEST(Derive, RandomTransactionsGiveTheBruteForceCountedAnswersAndStandings) {
 TEST(Derive, NothingNewChangesNothing) {
   StandingsBook book;
   const std::vector<AnswerEvent> events{ev("x", 1, 1, 1, 5), ev("y", 2, 1, 1, 5)};
-  const auto p = ptrs(events);
+  const auto p = pointers_to(events);
   const DistinctEvents d = dedupe(p);
   const TxnChanges c = derive(d, {false, false}, book);
   EXPECT_TRUE(c.counted.empty());

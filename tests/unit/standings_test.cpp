@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "stages/score.h"
+#include "unit/test_util.h"
 
 namespace quizflow::stages {
 namespace {
@@ -34,14 +35,10 @@ AnswerEvent ev(std::string id, int64_t user, int32_t question, int64_t at, bool 
   return e;
 }
 
-std::vector<const AnswerEvent*> ptrs(const std::vector<AnswerEvent>& v) {
-  std::vector<const AnswerEvent*> out;
-  for (const auto& e : v) out.push_back(&e);
-  return out;
-}
+using test::pointers_to;
 
 Proposal run_batch(QuizStandings& s, const std::vector<AnswerEvent>& batch) {
-  Proposal p = s.propose(kQuiz, ptrs(batch));
+  Proposal p = s.propose(kQuiz, pointers_to(batch));
   s.apply(p);
   return p;
 }
@@ -298,7 +295,7 @@ TEST(Standings, ProposalListsNewlyCountedEventsAndAbsoluteStandings) {
       ev("b1", 2, 1, 300, true, 30, 3),  // new user
       ev("b0", 2, 1, 250, false, 0, 4),  // beats b1 inside the batch
   };
-  const Proposal p = s.propose(kQuiz, ptrs(batch));
+  const Proposal p = s.propose(kQuiz, pointers_to(batch));
   EXPECT_EQ(p.quiz_id, kQuiz);
   std::vector<size_t> idx = p.newly_counted;
   std::sort(idx.begin(), idx.end());
@@ -322,8 +319,8 @@ TEST(Standings, ProposeIsPure) {
   const std::vector<Row> before = all_rows(s);
   const std::vector<AnswerEvent> batch = {ev("aaa", 5, 2, 1, true, 5000, 1),
                                           ev("new", 42, 1, 10, true, 1, 1)};
-  const Proposal p1 = s.propose(kQuiz, ptrs(batch));
-  const Proposal p2 = s.propose(kQuiz, ptrs(batch));
+  const Proposal p1 = s.propose(kQuiz, pointers_to(batch));
+  const Proposal p2 = s.propose(kQuiz, pointers_to(batch));
   EXPECT_EQ(all_rows(s), before);
   EXPECT_EQ(s.players(), before.size());
   EXPECT_FALSE(s.find(42).has_value());
@@ -426,7 +423,7 @@ TEST(Standings, ResultIsIndependentOfArrivalOrderAndBatching) {
       EXPECT_EQ(rebuilt.players(), s.players());
 
       // Replaying every event again (idempotence) changes nothing.
-      const Proposal again = s.propose(kQuiz, ptrs(events));
+      const Proposal again = s.propose(kQuiz, pointers_to(events));
       EXPECT_TRUE(again.counted.empty());
       EXPECT_TRUE(again.standings.empty());
     }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <ctime>
 #include <thread>
+#include <vector>
 
 namespace quizflow::test {
 
@@ -33,6 +34,15 @@ bool wait_until(Pred&& pred, std::chrono::milliseconds timeout,
     if (std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(every);
   }
+}
+
+// Pointers to each element of `v` (the stage rules take events by pointer); valid while `v` is.
+template <typename T>
+std::vector<const T*> pointers_to(const std::vector<T>& v) {
+  std::vector<const T*> out;
+  out.reserve(v.size());
+  for (const auto& e : v) out.push_back(&e);
+  return out;
 }
 
 }  // namespace quizflow::test
