@@ -6,10 +6,6 @@ const char* to_string(StatusCode c) {
   switch (c) {
     case StatusCode::ok:
       return "ok";
-    case StatusCode::invalid:
-      return "invalid";
-    case StatusCode::conflict:
-      return "conflict";
     case StatusCode::unavailable:
       return "unavailable";
     case StatusCode::timeout:

@@ -14,8 +14,6 @@ namespace quizflow {
 
 enum class StatusCode : uint8_t {
   ok,
-  invalid,      // the input is wrong; retrying the same input gives the same answer
-  conflict,     // a different object with the same key exists
   unavailable,  // a server is unreachable or refused; retrying later may succeed
   timeout,      // no answer in time (a pool checkout, a statement); retrying later may succeed
   in_doubt,     // the outcome is unknown (a connection lost at COMMIT and not resolvable yet)
@@ -27,9 +25,6 @@ const char* to_string(StatusCode c);
 class [[nodiscard]] Status {
  public:
   Status() = default;  // ok
-  static Status ok_status() { return Status(); }
-  static Status invalid(std::string msg) { return Status(StatusCode::invalid, std::move(msg)); }
-  static Status conflict(std::string msg) { return Status(StatusCode::conflict, std::move(msg)); }
   static Status unavailable(std::string msg) {
     return Status(StatusCode::unavailable, std::move(msg));
   }

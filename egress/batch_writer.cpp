@@ -117,7 +117,7 @@ PgBatchWriter::PgBatchWriter(std::shared_ptr<PgPool> pool, BatchMetrics& metrics
 namespace {
 
 constexpr int kAttempts = 3;          // transaction attempts
-constexpr int kResolveAttempts = 12;  // looks at an in-doubt COMMIT: about 9 s in all
+constexpr int kResolveAttempts = 12;  // looks at an in-doubt COMMIT, within 10 s
 
 // Waits before retry `n` (1, 2, …): base, 2 × base, 4 × base, … at most cap (milliseconds).
 void backoff(int n, int base_ms, int cap_ms) {
@@ -137,12 +137,15 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
   Committed out;
   Attempt a{txn, derive};
   Status last = Status::unavailable("no attempt was made");
+  bool rerun = false;  // the last pass fell back to upserts: run again at once, not a retry
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
-    if (attempt > 1) {
+    if (attempt > 1 && !rerun) {
       metrics_.retries.fetch_add(1, std::memory_order_relaxed);
       backoff(attempt - 1, 100, 2000);
     }
+    rerun = false;
     InFlight f;
+    std::optional<std::string> lost_commit;  // set when COMMIT was sent and its reply lost
     std::optional<PgPool::Lease> lease;
     try {
       lease.emplace(pool_->checkout());
@@ -156,27 +159,20 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
     } catch (const PoolTimeout& e) {
       return Status::timeout(e.what());
     } catch (const pqxx::in_doubt_error& e) {
+      // libpqxx's own "COMMIT sent, reply lost" (not a broken_connection: both are failures).
       if (lease) lease->discard();
       lease.reset();
-      metrics_.in_doubt_resolved.fetch_add(1, std::memory_order_relaxed);
-      auto r = resolve_in_doubt(txn.batch_key, f, e.what());
-      if (!r.ok()) return r.status();
-      if (*r) return out;
-      last = Status::unavailable("connection lost at COMMIT, which did not happen");
+      lost_commit = e.what();
     } catch (const pqxx::broken_connection& e) {
       if (lease) lease->discard();
       lease.reset();
       if (f.commit_sent) {
-        metrics_.in_doubt_resolved.fetch_add(1, std::memory_order_relaxed);
-        auto r = resolve_in_doubt(txn.batch_key, f, e.what());
-        if (!r.ok()) return r.status();
-        if (*r) return out;
-        last = Status::unavailable("connection lost at COMMIT, which did not happen");
+        lost_commit = e.what();
       } else {
         last = Status::unavailable("connection lost: " + one_line(e.what()));
+        warn_limited(txn.batch_key, last.message() + " (attempt " + std::to_string(attempt) +
+                                        " of " + std::to_string(kAttempts) + ")");
       }
-      warn_limited(txn.batch_key, last.message() + " (attempt " + std::to_string(attempt) + " of " +
-                                      std::to_string(kAttempts) + ")");
     } catch (const std::exception& e) {
       const bool mismatch = dynamic_cast<const StateMismatch*>(&e) != nullptr ||
                             dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr;
@@ -185,6 +181,7 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
         // which give the same result whatever is stored. The transaction was rolled back; the
         // connection is fine and keeps serving. Not counted as an attempt.
         a.upsert = true;
+        rerun = true;
         metrics_.upsert_fallbacks.fetch_add(1, std::memory_order_relaxed);
         --attempt;
         warn_limited(txn.batch_key, "stored rows differ from the engine's state (" +
@@ -194,6 +191,15 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
       }
       if (lease) lease->discard();  // the transaction is gone; never reuse its state
       return Status::internal(one_line(e.what()));
+    }
+    if (lost_commit) {
+      metrics_.in_doubt_resolved.fetch_add(1, std::memory_order_relaxed);
+      auto committed = resolve_in_doubt(txn.batch_key, f, *lost_commit);
+      if (!committed.ok()) return committed.status();
+      if (*committed) return out;
+      last = Status::unavailable("connection lost at COMMIT, which did not happen");
+      warn_limited(txn.batch_key, last.message() + " (attempt " + std::to_string(attempt) + " of " +
+                                      std::to_string(kAttempts) + ")");
     }
   }
   return last;

@@ -53,7 +53,6 @@ struct CommitJob {
   std::vector<stages::QuizBatch> batches;  // each quiz's batch whole
   int64_t events = 0;                      // over all batches
   BatchTxn txn;                            // what the writer stores (events: distinct.events)
-  std::vector<const AnswerEvent*> events_in_order;  // the batches' events, batch by batch
   stages::DistinctEvents distinct;
   Result<Committed> result{Status::internal("the transaction did not run")};
   stages::TxnChanges changes;  // derived inside the transaction, applied by score
@@ -445,10 +444,11 @@ struct Graph::Impl {
       job.commit_us = since_us(t0);
       return;
     }
-    job.events_in_order.reserve(static_cast<size_t>(job.events));
+    std::vector<const AnswerEvent*> in_order;  // the batches' events, batch by batch
+    in_order.reserve(static_cast<size_t>(job.events));
     for (const auto& b : job.batches)
-      for (const EventRef& ref : b.events) job.events_in_order.push_back(&ref.event());
-    job.distinct = stages::dedupe(job.events_in_order);
+      for (const EventRef& ref : b.events) in_order.push_back(&ref.event());
+    job.distinct = stages::dedupe(in_order);  // points at the events, not into in_order
     job.txn.events = job.distinct.events;
     job.result = writer.commit(job.txn, [&](const std::vector<bool>& inserted) {
       job.changes = stages::derive(job.distinct, inserted, deps.standings);
