@@ -91,6 +91,12 @@ const std::vector<Key>& keys() {
       int_key("BATCH_MAX_DELAY_MS", &Config::batch_max_delay_ms),
       int_key("QUIZFLOW_MAX_IN_FLIGHT", &Config::max_in_flight_events),
       int_key("QUIZFLOW_NOTIFY_QUEUE_MAX", &Config::notify_queue_max),
+      int_key("QUIZ_CLOSE_GRACE_MS", &Config::close_grace_ms),
+      int_key("NOTIFY_TOP_N", &Config::notify_top_n),
+      int_key("NOTIFY_COALESCE_MS", &Config::notify_coalesce_ms),
+      bool_key("QUIZFLOW_OUTBOX", &Config::outbox),
+      int_key("OUTBOX_RELAY_AFTER_MS", &Config::outbox_relay_after_ms),
+      int_key("KAFKA_MESSAGE_TIMEOUT_MS", &Config::kafka_message_timeout_ms),
       str_key("QUIZFLOW_LOG_LEVEL", &Config::log_level),
       str_key("QUIZFLOW_LOG_FORMAT", &Config::log_format),
   };
@@ -184,6 +190,11 @@ void validate_config(const Config& c) {
   range("BATCH_MAX_DELAY_MS", c.batch_max_delay_ms, 0, 60000);
   range("QUIZFLOW_MAX_IN_FLIGHT", c.max_in_flight_events, 1, 100000000);
   range("QUIZFLOW_NOTIFY_QUEUE_MAX", c.notify_queue_max, 1, 100000000);
+  range("QUIZ_CLOSE_GRACE_MS", c.close_grace_ms, 0, 86400000);
+  range("NOTIFY_TOP_N", c.notify_top_n, 0, 1000);
+  range("NOTIFY_COALESCE_MS", c.notify_coalesce_ms, 0, 3600000);
+  range("OUTBOX_RELAY_AFTER_MS", c.outbox_relay_after_ms, 100, 3600000);
+  range("KAFKA_MESSAGE_TIMEOUT_MS", c.kafka_message_timeout_ms, 1000, 3600000);
   for (const auto& [key, t] : {std::pair{"KAFKA_TOPIC_ANSWERS", &c.topic_answers},
                                std::pair{"KAFKA_TOPIC_NOTIFICATIONS", &c.topic_notifications},
                                std::pair{"KAFKA_TOPIC_DLQ", &c.topic_dlq}}) {

@@ -43,6 +43,19 @@ struct Config {
   int64_t max_in_flight_events = 200000;  // QUIZFLOW_MAX_IN_FLIGHT: admitted, not yet answered
   int64_t notify_queue_max = 1000000;     // producer queue bound (messages)
 
+  // Quiz lifecycle and notifications (spec §4).
+  int64_t close_grace_ms = 2000;      // QUIZ_CLOSE_GRACE_MS: finalization this long after closes_at
+  int notify_top_n = 10;              // NOTIFY_TOP_N: rank_changed within the top N
+  int64_t notify_coalesce_ms = 1000;  // NOTIFY_COALESCE_MS: one rank_changed per player per window
+  // QUIZFLOW_OUTBOX: notifications are written in the transaction that causes them and relayed
+  // from PostgreSQL (durable). false: produced from memory after COMMIT (lost on a crash before
+  // their delivery; for measuring the outbox's cost).
+  bool outbox = true;
+  // OUTBOX_RELAY_AFTER_MS: an outbox row this old and not in flight in this process is
+  // (re)published by the relay's sweep (after a restart, a failed delivery or a broker outage).
+  int64_t outbox_relay_after_ms = 5000;
+  int kafka_message_timeout_ms = 300000;  // KAFKA_MESSAGE_TIMEOUT_MS: producer delivery timeout
+
   int drain_timeout_ms = 20000;  // QUIZFLOW_DRAIN_TIMEOUT_MS: longest graceful shutdown
 
   std::string log_level = "info";    // QUIZFLOW_LOG_LEVEL: trace|debug|info|warn|error

@@ -67,6 +67,18 @@ struct BatchMetrics {
   LatencyWindow commit;  // commit time per batch
 };
 
+// Quiz lifecycle and outbox figures (spec §6 `quizzes`, `outbox`).
+struct LifecycleMetrics {
+  std::atomic<int64_t> finalizations{0};      // quizzes this engine finalized
+  std::atomic<int64_t> finalize_failures{0};  // finalization attempts that failed (retried)
+  std::atomic<int64_t> rewards_granted{0};    // rewards granted by this engine's finalizations
+  std::atomic<int64_t> relayed{0};            // outbox messages delivered and marked sent
+  std::atomic<int64_t> resent{0};             // outbox rows (re)published by the relay's sweep
+  std::atomic<int64_t> undelivered{0};        // outbox rows whose delivery failed (kept, resent)
+  std::atomic<int64_t> unsent{0};             // outbox messages stored, not yet sent (polled)
+  std::atomic<int64_t> oldest_unsent_ms{0};   // age of the oldest unsent row (polled)
+};
+
 // The names of the stages, in flow order; the index into PipelineMetrics::stages.
 inline constexpr std::array<const char*, 5> kStageNames = {"ingest", "validate", "batch", "score",
                                                            "notify"};
@@ -75,6 +87,7 @@ enum StageIndex : size_t { kIngest = 0, kValidate, kBatch, kScore, kNotify };
 struct PipelineMetrics {
   std::array<StageMetrics, kStageNames.size()> stages;
   BatchMetrics batches;
+  LifecycleMetrics lifecycle;
   std::atomic<int64_t> http_overloaded{0};   // answered 503 at the door
   std::atomic<int64_t> events_in_flight{0};  // admitted, not yet answered
   std::atomic<int64_t> internal_errors{0};   // exceptions caught in nodes and callbacks

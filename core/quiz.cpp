@@ -279,7 +279,12 @@ const QuizDef* CatalogSnapshot::find(int64_t quiz_id) const {
   return it == quizzes.end() ? nullptr : it->second.get();
 }
 
+bool CatalogSnapshot::is_finalized(int64_t quiz_id) const {
+  return std::binary_search(finalized->begin(), finalized->end(), quiz_id);
+}
+
 QuizState CatalogSnapshot::state_of(const QuizDef& q, int64_t now) const {
+  if (is_finalized(q.quiz_id)) return QuizState::finalized;
   auto it = states.find(q.quiz_id);
   if (it != states.end() && it->second != QuizState::open) return it->second;
   return now >= q.closes_at_ms ? QuizState::closed : QuizState::open;
@@ -288,7 +293,16 @@ QuizState CatalogSnapshot::state_of(const QuizDef& q, int64_t now) const {
 void Catalog::set_state(int64_t quiz_id, QuizState s) {
   MutexLock lock(mu_);
   auto next = std::make_shared<CatalogSnapshot>(*snap_);
-  next->states[quiz_id] = s;
+  if (s == QuizState::finalized) {
+    if (next->is_finalized(quiz_id)) return;
+    auto ids = std::make_shared<std::vector<int64_t>>(*next->finalized);
+    ids->insert(std::upper_bound(ids->begin(), ids->end(), quiz_id), quiz_id);
+    next->finalized = std::move(ids);
+    next->quizzes.erase(quiz_id);
+    next->states.erase(quiz_id);
+  } else {
+    next->states[quiz_id] = s;
+  }
   snap_ = std::move(next);
 }
 
@@ -299,17 +313,26 @@ std::shared_ptr<const CatalogSnapshot> Catalog::snapshot() const {
 
 void Catalog::put(const QuizDef& quiz) {
   MutexLock lock(mu_);
+  if (snap_->is_finalized(quiz.quiz_id)) return;
   auto next = std::make_shared<CatalogSnapshot>(*snap_);
   next->quizzes[quiz.quiz_id] = std::make_shared<const QuizDef>(quiz);
   snap_ = std::move(next);
 }
 
-void Catalog::replace_all(std::vector<QuizDef> quizzes) {
+void Catalog::replace_all(std::vector<QuizRecord> live, std::vector<int64_t> finalized) {
   auto next = std::make_shared<CatalogSnapshot>();
-  for (auto& q : quizzes) {
-    const int64_t id = q.quiz_id;
-    next->quizzes[id] = std::make_shared<const QuizDef>(std::move(q));
+  for (auto& r : live) {
+    const int64_t id = r.def.quiz_id;
+    if (r.state == QuizState::finalized) {
+      finalized.push_back(id);
+      continue;
+    }
+    if (r.state != QuizState::open) next->states[id] = r.state;
+    next->quizzes[id] = std::make_shared<const QuizDef>(std::move(r.def));
   }
+  std::sort(finalized.begin(), finalized.end());
+  finalized.erase(std::unique(finalized.begin(), finalized.end()), finalized.end());
+  next->finalized = std::make_shared<const std::vector<int64_t>>(std::move(finalized));
   MutexLock lock(mu_);
   snap_ = std::move(next);
 }

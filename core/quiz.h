@@ -58,13 +58,25 @@ std::string encode_quiz(const QuizDef& q);
 enum class QuizState : uint8_t { open, closed, finalized };
 const char* to_string(QuizState s);
 
-// Immutable catalog snapshot; replaced as a whole when a quiz is added. Thread-safe to read.
+// Immutable catalog snapshot; replaced as a whole when a quiz is added, closed or finalized.
+// Thread-safe to read. It holds the definitions of live (not finalized) quizzes only; of a
+// finalized quiz it keeps the id (so that answers get `quiz_finalized`), and reads of it go to
+// PostgreSQL: memory grows with live quizzes, not with history.
 struct CatalogSnapshot {
-  std::map<int64_t, std::shared_ptr<const QuizDef>> quizzes;
-  std::map<int64_t, QuizState> states;  // absent: open (or closed by time, see state_of)
-  const QuizDef* find(int64_t quiz_id) const;
+  std::map<int64_t, std::shared_ptr<const QuizDef>> quizzes;  // live quizzes
+  std::map<int64_t, QuizState> states;  // live quizzes closed by request (absent: by the clock)
+  std::shared_ptr<const std::vector<int64_t>> finalized =  // sorted ids
+      std::make_shared<const std::vector<int64_t>>();
+  const QuizDef* find(int64_t quiz_id) const;  // a live quiz, or nullptr
+  bool is_finalized(int64_t quiz_id) const;
   // open/closed by the clock and close requests; finalized once finalization ran.
   QuizState state_of(const QuizDef& q, int64_t now_ms) const;
+};
+
+// A stored quiz and its state.
+struct QuizRecord {
+  QuizDef def;
+  QuizState state = QuizState::open;  // as stored: `closed` only when a close was requested
 };
 
 // Holder of the current snapshot. Readers take a shared_ptr copy (one short lock per chunk, not
@@ -73,8 +85,10 @@ class Catalog {
  public:
   std::shared_ptr<const CatalogSnapshot> snapshot() const QF_EXCLUDES(mu_);
   void put(const QuizDef& quiz) QF_EXCLUDES(mu_);
+  // `closed`: a close was requested; `finalized`: the definition leaves memory, the id stays.
   void set_state(int64_t quiz_id, QuizState s) QF_EXCLUDES(mu_);
-  void replace_all(std::vector<QuizDef> quizzes) QF_EXCLUDES(mu_);
+  // Live quizzes (with their stored state) and the ids of finalized ones.
+  void replace_all(std::vector<QuizRecord> live, std::vector<int64_t> finalized) QF_EXCLUDES(mu_);
 
  private:
   mutable Mutex mu_;

@@ -5,13 +5,16 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "core/events.h"
 #include "core/metrics.h"
+#include "core/notifier.h"
 #include "core/quiz.h"
+#include "core/standing.h"
 #include "core/status.h"
 
 namespace quizflow {
@@ -43,6 +46,37 @@ struct StandingRow {
 struct DerivedRows {
   std::vector<CountedRow> counted;
   std::vector<StandingRow> standings;
+  // Notifications caused by the transaction, stored in the outbox by it (empty: none, or the
+  // outbox is off). Points into storage of the caller that outlives the commit.
+  std::span<const Notification> outbox = {};
+};
+
+// A finalized quiz's outcome (spec §4): every player's final rank, the rewards granted, and the
+// quiz_results / reward_granted notifications.
+struct FinalStanding {
+  int64_t user_id = 0;
+  int64_t rank = 0;
+  Standing standing;
+};
+struct RewardRow {
+  int64_t user_id = 0;
+  int64_t rank = 0;
+  std::string reward;
+};
+struct FinalRows {
+  std::vector<FinalStanding> standings;  // in rank order
+  std::vector<RewardRow> rewards;
+  std::vector<Notification> notifications;
+};
+// Given the quiz's stored standings (read under the quiz row's lock), computes its outcome.
+using FinalizeFn = std::function<FinalRows(std::vector<StandingRow> stored)>;
+
+// What a finalization transaction did.
+struct Finalized {
+  bool already = false;  // the quiz was finalized before (by another engine or an earlier run)
+  int64_t players = 0;
+  int64_t rewards = 0;              // rewards this transaction granted
+  std::vector<OutboxGroup> outbox;  // its notifications as stored (ids set when the outbox is on)
 };
 
 // One batch transaction: the batches of one or more quizzes (each quiz's batch whole).
@@ -55,6 +89,7 @@ struct BatchTxn {
 // What a committed transaction did.
 struct Committed {
   std::vector<bool> inserted;  // per event: true = new in the event log, false = stored before
+  int64_t outbox_id = 0;       // the outbox row of DerivedRows::outbox (0: none)
 };
 
 // Given which events were new, computes the rows to write in the same transaction.
@@ -75,6 +110,14 @@ class BatchWriter {
   // twice and never dropped.
   // `derive` may run more than once (once per attempt); only the last call's rows are stored.
   virtual Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) = 0;
+
+  // Finalizes a quiz in one transaction: locks the quiz row (so that two engines, or a close
+  // racing the timer, finalize once), reads its stored standings, calls `fn`, and stores the
+  // final standings, the rewards (unique per (quiz, user): granted at most once whatever
+  // happens), the notifications (in the outbox when `outbox`; else they are only returned) and
+  // the state `finalized`. A quiz already finalized is left alone (`already`). Idempotent, so a
+  // lost connection at any point is simply retried. Never throws.
+  virtual Result<Finalized> finalize(int64_t quiz_id, const FinalizeFn& fn, bool outbox) = 0;
 };
 
 // Connection pool figures (spec §6 database_pool).
@@ -91,6 +134,25 @@ struct PoolStats {
 };
 
 enum class SaveQuizResult { created, same, conflict };
+enum class CloseResult { closed, already_closed, finalized, unknown };
+
+// What start-up loads: the live quizzes with their state, and only the ids of finalized ones.
+struct StoredQuizzes {
+  std::vector<QuizRecord> live;
+  std::vector<int64_t> finalized;
+};
+
+// Outbox figures (spec §6 `outbox`).
+struct OutboxStats {
+  int64_t unsent = 0;            // messages in rows not yet deleted
+  int64_t oldest_unsent_ms = 0;  // age of the oldest row; 0 when empty
+};
+
+// A page of a finalized quiz's frozen standings.
+struct FinalPage {
+  int64_t total = 0;
+  std::vector<StandingEntry> entries;
+};
 
 // Thread-safe: admin operations serialize on an internal connection. Every call returns its
 // failure as a Status (see core/status.h); none throws.
@@ -102,9 +164,25 @@ class Store {
   // resolutions and upsert fallbacks in `metrics` (which must outlive it).
   virtual Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) = 0;
   virtual Result<SaveQuizResult> save_quiz(const QuizDef& quiz) = 0;
-  virtual Result<std::vector<QuizDef>> load_quizzes() = 0;
-  virtual Result<std::vector<CountedRow>> load_counted() = 0;  // every quiz's counted answers
-  virtual Status ping() = 0;                                   // ok when the database answers
+  virtual Result<StoredQuizzes> load_quizzes() = 0;
+  virtual Result<std::optional<QuizRecord>> load_quiz(int64_t quiz_id) = 0;
+  // One quiz's counted answers (its standings are rebuilt from them on first use).
+  virtual Result<std::vector<CountedRow>> load_counted(int64_t quiz_id) = 0;
+  // Records a close request (state `closed`) unless the quiz is finalized.
+  virtual Result<CloseResult> close_quiz(int64_t quiz_id) = 0;
+  // A finalized quiz's frozen standings and granted rewards (rank order).
+  virtual Result<FinalPage> final_standings(int64_t quiz_id, size_t offset, size_t limit) = 0;
+  virtual Result<std::optional<StandingEntry>> final_standing(int64_t quiz_id, int64_t user_id) = 0;
+  virtual Result<std::vector<RewardRow>> rewards(int64_t quiz_id) = 0;
+
+  // The outbox. Rows older than `older_than_ms`, oldest first, skipping `skip` ids, at most
+  // `max_rows`; marks rows sent by deleting them (returns the messages they held).
+  virtual Result<std::vector<OutboxGroup>> outbox_unsent(int64_t older_than_ms, size_t max_rows,
+                                                         const std::vector<int64_t>& skip) = 0;
+  virtual Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) = 0;
+  virtual Result<OutboxStats> outbox_stats() = 0;
+
+  virtual Status ping() = 0;  // ok when the database answers
   virtual PoolStats pool_stats() const = 0;
 };
 

@@ -94,4 +94,29 @@ inline constexpr const char* kInsertBatch =
     "INSERT INTO batches (batch_key, quiz_id, quiz_ids, events) "
     "VALUES ($1, NULLIF($2::bigint, 0), $3::bigint[], $4) RETURNING txid_current()";
 
+// The same, with the transaction's notifications stored as one outbox row ($5 messages, $6 the
+// payload): returns the txid and the row's id.
+inline constexpr const char* kInsertBatchWithOutbox = R"SQL(
+WITH b AS (INSERT INTO batches (batch_key, quiz_id, quiz_ids, events)
+           VALUES ($1, NULLIF($2::bigint, 0), $3::bigint[], $4) RETURNING txid_current() AS txid),
+     o AS (INSERT INTO outbox (messages, payload) VALUES ($5, $6) RETURNING id)
+SELECT b.txid, o.id FROM b, o)SQL";
+
+// ---- finalization (PgBatchWriter::finalize) ----
+
+// Locks the quiz row: one finalization at a time per quiz, across engines.
+inline constexpr const char* kLockQuiz = "SELECT state FROM quizzes WHERE quiz_id = $1 FOR UPDATE";
+inline constexpr const char* kQuizStandings =
+    "SELECT user_id, score, correct, time_ms FROM standings WHERE quiz_id = $1";
+inline constexpr const char* kCopyFinalStandings =
+    "COPY final_standings (quiz_id, rank, user_id, score, correct, time_ms) FROM STDIN "
+    "(FORMAT binary)";
+inline constexpr const char* kCopyRewards =
+    "COPY rewards (quiz_id, user_id, rank, reward) FROM STDIN (FORMAT binary)";
+inline constexpr const char* kInsertOutbox =
+    "INSERT INTO outbox (messages, payload) VALUES ($1, $2) RETURNING id";
+inline constexpr const char* kMarkFinalized =
+    "UPDATE quizzes SET state = 'finalized', finalized_at = now(), players = $2 "
+    "WHERE quiz_id = $1";
+
 }  // namespace quizflow::egress::batch_sql

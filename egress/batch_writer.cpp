@@ -12,6 +12,7 @@
 
 #include "core/log_rate.h"
 #include "egress/batch_sql.h"
+#include "egress/outbox_codec.h"
 #include "egress/pg_conn.h"
 #include "egress/pg_copy.h"
 
@@ -38,15 +39,6 @@ void create_staging(pqxx::connection_base& c) {
 struct StateMismatch : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-std::string join_ids(const std::vector<int64_t>& ids) {
-  std::string out = "{";
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i) out += ',';
-    out += std::to_string(ids[i]);
-  }
-  return out + "}";
-}
 
 void encode_counted(BinaryCopy& bc, const std::vector<const CountedRow*>& rows) {
   bc.start(rows.size());
@@ -334,14 +326,111 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, In
   step("insert_batch", [&] {
     const auto& ids = a.txn.quiz_ids;
     const int64_t single = ids.size() == 1 ? ids[0] : 0;
-    const pqxx::result r =
-        tx->exec_params(batch_sql::kInsertBatch, a.txn.batch_key, single, join_ids(ids),
-                        static_cast<int64_t>(a.txn.events.size()));
+    const auto events = static_cast<int64_t>(a.txn.events.size());
+    pqxx::result r;
+    if (rows.outbox.empty()) {
+      r = tx->exec_params(batch_sql::kInsertBatch, a.txn.batch_key, single, pg_id_array(ids),
+                          events);
+      out.outbox_id = 0;
+    } else {
+      r = tx->exec_params(batch_sql::kInsertBatchWithOutbox, a.txn.batch_key, single,
+                          pg_id_array(ids), events, static_cast<int64_t>(rows.outbox.size()),
+                          encode_outbox(rows.outbox));
+      out.outbox_id = r[0][1].as<int64_t>();
+    }
     f.txid = r[0][0].as<int64_t>();
     f.backend_pid = conn.c->backendpid();
   });
   f.commit_sent = true;
   step("commit", [&] { tx->commit(); });
+}
+
+Result<Finalized> PgBatchWriter::finalize(int64_t quiz_id, const FinalizeFn& fn, bool outbox) {
+  // Idempotent by the quiz row's state: any failure is retried as a whole (a COMMIT whose reply
+  // was lost is found finalized by the next attempt).
+  Status last = Status::unavailable("no attempt was made");
+  for (int attempt = 1; attempt <= kAttempts; ++attempt) {
+    if (attempt > 1) backoff(attempt - 1, 100, 2000);
+    std::optional<PgPool::Lease> lease;
+    try {
+      lease.emplace(pool_->checkout());
+      PgPool::Conn& conn = lease->conn();
+      Finalized out;
+      pqxx::work tx(*conn.c);
+      const pqxx::result st = tx.exec_params(batch_sql::kLockQuiz, quiz_id);
+      if (st.empty()) return Status::internal("no quiz " + std::to_string(quiz_id) + " is stored");
+      if (std::string(st[0][0].c_str()) == "finalized") {
+        tx.commit();
+        out.already = true;
+        return out;
+      }
+      std::vector<StandingRow> stored;
+      for (const auto& row : tx.exec_params(batch_sql::kQuizStandings, quiz_id)) {
+        stored.push_back(StandingRow{quiz_id, row[0].as<int64_t>(), row[1].as<int64_t>(),
+                                     row[2].as<int64_t>(), row[3].as<int64_t>(), true});
+      }
+      FinalRows rows = fn(std::move(stored));
+      pg_conn* raw = conn.c->raw();
+      BinaryCopy bc;
+      if (!rows.standings.empty()) {
+        bc.start(rows.standings.size());
+        for (const FinalStanding& f : rows.standings) {
+          bc.row(6);
+          bc.int8(quiz_id);
+          bc.int4(static_cast<int32_t>(f.rank));
+          bc.int8(f.user_id);
+          bc.int8(f.standing.score);
+          bc.int4(static_cast<int32_t>(f.standing.correct));
+          bc.int8(f.standing.time_ms);
+        }
+        copy_in(raw, batch_sql::kCopyFinalStandings, bc.finish());
+      }
+      if (!rows.rewards.empty()) {
+        bc.start(rows.rewards.size());
+        for (const RewardRow& r : rows.rewards) {
+          bc.row(4);
+          bc.int8(quiz_id);
+          bc.int8(r.user_id);
+          bc.int4(static_cast<int32_t>(r.rank));
+          bc.text(r.reward);
+        }
+        copy_in(raw, batch_sql::kCopyRewards, bc.finish());
+      }
+      // The notifications, kOutboxGroupMax to a row.
+      const std::span<const Notification> all(rows.notifications);
+      for (size_t i = 0; i < all.size(); i += kOutboxGroupMax) {
+        const auto part = all.subspan(i, std::min(kOutboxGroupMax, all.size() - i));
+        OutboxGroup g;
+        if (outbox) {
+          const pqxx::result r = tx.exec_params(
+              batch_sql::kInsertOutbox, static_cast<int64_t>(part.size()), encode_outbox(part));
+          g.outbox_id = r[0][0].as<int64_t>();
+        }
+        g.messages.assign(part.begin(), part.end());
+        out.outbox.push_back(std::move(g));
+      }
+      tx.exec_params(batch_sql::kMarkFinalized, quiz_id,
+                     static_cast<int64_t>(rows.standings.size()));
+      tx.commit();
+      out.players = static_cast<int64_t>(rows.standings.size());
+      out.rewards = static_cast<int64_t>(rows.rewards.size());
+      return out;
+    } catch (const PoolTimeout& e) {
+      last = Status::timeout(e.what());
+    } catch (const pqxx::in_doubt_error& e) {
+      if (lease) lease->discard();
+      last = Status::unavailable("finalization commit outcome unknown: " + one_line(e.what()));
+    } catch (const pqxx::broken_connection& e) {
+      if (lease) lease->discard();
+      last = Status::unavailable("connection lost: " + one_line(e.what()));
+    } catch (const std::exception& e) {
+      if (lease) lease->discard();
+      return Status::internal(one_line(e.what()));
+    }
+    warn_limited("finalize-" + std::to_string(quiz_id),
+                 last.message() + " (attempt " + std::to_string(attempt) + ")");
+  }
+  return last;
 }
 
 }  // namespace quizflow::egress

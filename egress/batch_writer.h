@@ -27,6 +27,10 @@ class PgBatchWriter final : public BatchWriter {
   // Retries, fallbacks and in-doubt resolutions are counted in the metrics as they happen.
   Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) override;
 
+  // See BatchWriter::finalize: up to 3 attempts (backoff 100 ms, 200 ms) on a lost connection
+  // or a pool timeout; a failed statement is not retried (`internal`).
+  Result<Finalized> finalize(int64_t quiz_id, const FinalizeFn& fn, bool outbox) override;
+
   // Optional: called after each step of the transaction ("begin", "copy_events", …,
   // "insert_batch", "commit") with its duration in seconds: the DB-path benchmark's profile of
   // where the time goes. A hook that throws fails the step as the exception would (the fault-

@@ -52,6 +52,7 @@ KafkaOptions kafka_options(const Config& c) {
   o.mock_topics = {c.topic_answers, c.topic_notifications, c.topic_dlq};
   o.queue_max = c.notify_queue_max;
   o.backlog_max = c.notify_queue_max;
+  o.message_timeout_ms = c.kafka_message_timeout_ms;
   return o;
 }
 
@@ -72,6 +73,22 @@ void KafkaProducer::on_delivery(rd_kafka_s* /*rk*/, const void* msg, void* opaqu
   } else {
     self->delivered_.fetch_add(1, std::memory_order_relaxed);
   }
+  if (m->_private) self->settle(static_cast<Group*>(m->_private), m->err == 0);
+}
+
+void KafkaProducer::settle(Group* g, bool ok) {
+  if (!ok) g->failed.store(true, std::memory_order_relaxed);
+  if (g->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  const bool delivered = !g->failed.load(std::memory_order_acquire);
+  const int64_t id = g->outbox_id;
+  delete g;
+  MutexLock lock(listener_mu_);
+  if (listener_) listener_(id, delivered);
+}
+
+void KafkaProducer::set_delivery_listener(DeliveryFn fn) {
+  MutexLock lock(listener_mu_);
+  listener_ = std::move(fn);
 }
 
 KafkaProducer::KafkaProducer(KafkaOptions options) : options_(std::move(options)) {
@@ -94,7 +111,7 @@ KafkaProducer::KafkaProducer(KafkaOptions options) : options_(std::move(options)
   set(conf.get(), "linger.ms", "5");
   set(conf.get(), "queue.buffering.max.messages",
       std::to_string(std::clamp<int64_t>(options_.queue_max, 1, 10000000)));
-  set(conf.get(), "message.timeout.ms", "300000");
+  set(conf.get(), "message.timeout.ms", std::to_string(options_.message_timeout_ms));
   for (const auto& [k, v] : options_.properties) set(conf.get(), k, v);
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_log_cb(conf.get(), log_to_spdlog);
@@ -115,15 +132,22 @@ KafkaProducer::~KafkaProducer() {
   if (poller_.joinable()) poller_.join();
   const int64_t left = rd_kafka_outq_len(rk_.get()) + backlog_size_.load();
   if (left > 0) spdlog::warn("closing the Kafka producer with {} notifications undelivered", left);
+  // What is left is reported failed (its outbox rows stay unsent, for the next run's relay).
+  rd_kafka_purge(rk_.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll(rk_.get(), 0);
+  MutexLock lock(mu_);
+  for (Pending& p : backlog_)
+    if (p.group) settle(p.group, false);
+  backlog_.clear();
 }
 
-KafkaProducer::Produced KafkaProducer::produce(const Notification& n) {
+KafkaProducer::Produced KafkaProducer::produce(const Notification& n, Group* g) {
   const rd_kafka_resp_err_t e = rd_kafka_producev(
       rk_.get(), RD_KAFKA_V_TOPIC(options_.topic.c_str()),
       RD_KAFKA_V_KEY(n.key.data(), n.key.size()),
       // RD_KAFKA_MSG_F_COPY: librdkafka copies the value and never writes through the pointer.
       RD_KAFKA_V_VALUE(const_cast<char*>(n.value.data()), n.value.size()),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(g), RD_KAFKA_V_END);
   if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) return Produced::full;
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
     failed_.fetch_add(1, std::memory_order_relaxed);
@@ -131,19 +155,31 @@ KafkaProducer::Produced KafkaProducer::produce(const Notification& n) {
     if (int64_t more = 0; rate.allow(more))
       spdlog::warn("notification refused by the producer: {} ({} more held back)",
                    rd_kafka_err2str(e), more);
+    if (g) settle(g, false);
     return Produced::refused;
   }
   return Produced::queued;
 }
 
-size_t KafkaProducer::publish(std::vector<Notification>& batch) {
+size_t KafkaProducer::publish(std::vector<Notification>& batch, int64_t outbox_id) {
+  Group* group = nullptr;
+  if (outbox_id != 0) {
+    if (batch.empty()) {
+      MutexLock lock(listener_mu_);
+      if (listener_) listener_(outbox_id, true);
+      return 0;
+    }
+    group = new Group;
+    group->outbox_id = outbox_id;
+    group->left.store(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
+  }
   size_t refused = 0;
   MutexLock lock(mu_);
   size_t i = 0;
   // Straight to librdkafka while nothing waits before them (per-key order is kept).
   if (backlog_.empty()) {
     for (; i < batch.size(); ++i) {
-      const Produced r = produce(batch[i]);
+      const Produced r = produce(batch[i], group);
       if (r == Produced::full) break;
       if (r == Produced::refused) ++refused;  // counted in failed_ by produce()
     }
@@ -152,9 +188,10 @@ size_t KafkaProducer::publish(std::vector<Notification>& batch) {
   for (; i < batch.size(); ++i) {
     if (static_cast<int64_t>(backlog_.size()) >= options_.backlog_max) {
       ++over_bound;
+      if (group) settle(group, false);
       continue;
     }
-    backlog_.push_back(std::move(batch[i]));
+    backlog_.push_back(Pending{std::move(batch[i]), group});
   }
   backlog_size_.store(static_cast<int64_t>(backlog_.size()), std::memory_order_relaxed);
   if (over_bound > 0) {
@@ -169,7 +206,9 @@ size_t KafkaProducer::publish(std::vector<Notification>& batch) {
 
 void KafkaProducer::drain_backlog() {
   // A message librdkafka refuses for good is counted in failed_ by produce() and dropped.
-  while (!backlog_.empty() && produce(backlog_.front()) != Produced::full) backlog_.pop_front();
+  while (!backlog_.empty() &&
+         produce(backlog_.front().message, backlog_.front().group) != Produced::full)
+    backlog_.pop_front();
   backlog_size_.store(static_cast<int64_t>(backlog_.size()), std::memory_order_relaxed);
 }
 

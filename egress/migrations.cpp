@@ -86,6 +86,44 @@ DROP INDEX IF EXISTS standings_rank;
 ALTER TABLE standings SET (fillfactor = 80);
 ALTER TABLE counted_answers SET (fillfactor = 90);
 )SQL"},
+      {3, "quiz lifecycle: final standings, rewards, the outbox", R"SQL(
+-- closed_at: a close was requested (state 'closed'); finalized_at / players: set by the
+-- finalization transaction, which locks the quiz row first (one finalization per quiz).
+ALTER TABLE quizzes ADD COLUMN closed_at timestamptz, ADD COLUMN finalized_at timestamptz,
+                    ADD COLUMN players integer;
+
+-- The standings frozen at finalization, in rank order (leaderboards of finalized quizzes are
+-- read from here; the engine forgets them).
+CREATE TABLE final_standings (
+  quiz_id bigint NOT NULL,
+  rank    integer NOT NULL,
+  user_id bigint NOT NULL,
+  score   bigint NOT NULL,
+  correct integer NOT NULL,
+  time_ms bigint NOT NULL,
+  PRIMARY KEY (quiz_id, rank),
+  UNIQUE (quiz_id, user_id)
+);
+
+-- Exactly once per (quiz, user), by this key.
+CREATE TABLE rewards (
+  quiz_id    bigint NOT NULL,
+  user_id    bigint NOT NULL,
+  rank       integer NOT NULL,
+  reward     text NOT NULL,
+  granted_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (quiz_id, user_id)
+);
+
+-- Transactional outbox: the notifications of one transaction (one line "key<TAB>value" per
+-- message), written with the change that caused them and deleted once all were delivered.
+CREATE TABLE outbox (
+  id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  messages   integer NOT NULL,
+  payload    text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+)SQL"},
   };
   return m;
 }

@@ -7,6 +7,7 @@
 #include "core/time_util.h"
 #include "egress/batch_writer.h"
 #include "egress/migrations.h"
+#include "egress/outbox_codec.h"
 #include "egress/pg_conn.h"
 
 namespace quizflow::egress {
@@ -101,33 +102,62 @@ FROM jsonb_array_elements($2::jsonb -> 'questions') AS q)SQL",
   return status_of("save quiz", e);
 }
 
-Result<std::vector<QuizDef>> PgStore::load_quizzes() try {
+namespace {
+
+QuizState state_of_text(const char* s) {
+  const std::string_view v(s);
+  if (v == "finalized") return QuizState::finalized;
+  if (v == "closed") return QuizState::closed;
+  return QuizState::open;
+}
+
+}  // namespace
+
+Result<StoredQuizzes> PgStore::load_quizzes() try {
   return with_conn([](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
-    std::vector<QuizDef> out;
-    for (const auto& row : tx.exec("SELECT quiz_id, definition::text FROM quizzes")) {
+    StoredQuizzes out;
+    for (const auto& row : tx.exec(
+             "SELECT quiz_id, definition::text, state FROM quizzes WHERE state <> 'finalized'")) {
       auto d = decode_quiz(std::string_view(row[1].c_str(), row[1].size()));
       if (!d.quiz) {
         spdlog::error("quiz {} has an unreadable stored definition ({}: {}); skipped",
                       row[0].as<int64_t>(), d.field, d.message);
         continue;
       }
-      out.push_back(std::move(*d.quiz));
+      out.live.push_back(QuizRecord{std::move(*d.quiz), state_of_text(row[2].c_str())});
     }
+    for (const auto& row : tx.exec("SELECT quiz_id FROM quizzes WHERE state = 'finalized'"))
+      out.finalized.push_back(row[0].as<int64_t>());
     return out;
   });
 } catch (const std::exception& e) {
   return status_of("load quizzes", e);
 }
 
-Result<std::vector<CountedRow>> PgStore::load_counted() try {
-  return with_conn([](pqxx::connection_base& c) {
+Result<std::optional<QuizRecord>> PgStore::load_quiz(int64_t quiz_id) try {
+  return with_conn([&](pqxx::connection_base& c) -> std::optional<QuizRecord> {
+    pqxx::read_transaction tx(c);
+    const auto r =
+        tx.exec_params("SELECT definition::text, state FROM quizzes WHERE quiz_id = $1", quiz_id);
+    if (r.empty()) return std::nullopt;
+    auto d = decode_quiz(std::string_view(r[0][0].c_str(), r[0][0].size()));
+    if (!d.quiz) throw std::runtime_error("unreadable stored definition: " + d.message);
+    return QuizRecord{std::move(*d.quiz), state_of_text(r[0][1].c_str())};
+  });
+} catch (const std::exception& e) {
+  return status_of("load quiz", e);
+}
+
+Result<std::vector<CountedRow>> PgStore::load_counted(int64_t quiz_id) try {
+  return with_conn([&](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
     std::vector<CountedRow> out;
-    for (const auto& row : tx.exec(R"SQL(
+    for (const auto& row : tx.exec_params(R"SQL(
 SELECT quiz_id, user_id, question_id, event_id,
        (extract(epoch FROM answered_at) * 1000)::bigint, option_id, correct, points, elapsed_ms
-FROM counted_answers)SQL")) {
+FROM counted_answers WHERE quiz_id = $1)SQL",
+                                          quiz_id)) {
       CountedRow r;
       r.quiz_id = row[0].as<int64_t>();
       r.user_id = row[1].as<int64_t>();
@@ -144,6 +174,133 @@ FROM counted_answers)SQL")) {
   });
 } catch (const std::exception& e) {
   return status_of("load counted answers", e);
+}
+
+Result<CloseResult> PgStore::close_quiz(int64_t quiz_id) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::work tx(c);
+    const auto upd = tx.exec_params(
+        "UPDATE quizzes SET state = 'closed', closed_at = now() "
+        "WHERE quiz_id = $1 AND state = 'open' RETURNING 1",
+        quiz_id);
+    CloseResult res = CloseResult::closed;
+    if (upd.empty()) {
+      const auto cur = tx.exec_params("SELECT state FROM quizzes WHERE quiz_id = $1", quiz_id);
+      res = cur.empty() ? CloseResult::unknown
+            : state_of_text(cur[0][0].c_str()) == QuizState::finalized
+                ? CloseResult::finalized
+                : CloseResult::already_closed;
+    }
+    tx.commit();
+    return res;
+  });
+} catch (const std::exception& e) {
+  return status_of("close quiz", e);
+}
+
+namespace {
+
+StandingEntry entry_of(const pqxx::row& row) {
+  // rank, user_id, score, correct, time_ms
+  return StandingEntry{row[0].as<int64_t>(), row[1].as<int64_t>(),
+                       Standing{row[2].as<int64_t>(), row[3].as<int64_t>(), row[4].as<int64_t>()}};
+}
+
+}  // namespace
+
+Result<FinalPage> PgStore::final_standings(int64_t quiz_id, size_t offset, size_t limit) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    FinalPage page;
+    const auto n =
+        tx.exec_params("SELECT coalesce(players, 0) FROM quizzes WHERE quiz_id = $1", quiz_id);
+    page.total = n.empty() ? 0 : n[0][0].as<int64_t>();
+    // Ranks are 1..players: the page is a range of the primary key.
+    for (const auto& row :
+         tx.exec_params("SELECT rank, user_id, score, correct, time_ms FROM final_standings "
+                        "WHERE quiz_id = $1 AND rank > $2 ORDER BY rank LIMIT $3",
+                        quiz_id, static_cast<int64_t>(offset), static_cast<int64_t>(limit)))
+      page.entries.push_back(entry_of(row));
+    return page;
+  });
+} catch (const std::exception& e) {
+  return status_of("read final standings", e);
+}
+
+Result<std::optional<StandingEntry>> PgStore::final_standing(int64_t quiz_id, int64_t user_id) try {
+  return with_conn([&](pqxx::connection_base& c) -> std::optional<StandingEntry> {
+    pqxx::read_transaction tx(c);
+    const auto r = tx.exec_params(
+        "SELECT rank, user_id, score, correct, time_ms FROM final_standings "
+        "WHERE quiz_id = $1 AND user_id = $2",
+        quiz_id, user_id);
+    if (r.empty()) return std::nullopt;
+    return entry_of(r[0]);
+  });
+} catch (const std::exception& e) {
+  return status_of("read a final standing", e);
+}
+
+Result<std::vector<RewardRow>> PgStore::rewards(int64_t quiz_id) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<RewardRow> out;
+    for (const auto& row : tx.exec_params(
+             "SELECT user_id, rank, reward FROM rewards WHERE quiz_id = $1 ORDER BY rank, user_id",
+             quiz_id))
+      out.push_back(
+          RewardRow{row[0].as<int64_t>(), row[1].as<int64_t>(), row[2].as<std::string>()});
+    return out;
+  });
+} catch (const std::exception& e) {
+  return status_of("read rewards", e);
+}
+
+Result<std::vector<OutboxGroup>> PgStore::outbox_unsent(int64_t older_than_ms, size_t max_rows,
+                                                        const std::vector<int64_t>& skip) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<OutboxGroup> out;
+    for (const auto& row :
+         tx.exec_params("SELECT id, payload FROM outbox "
+                        "WHERE created_at < clock_timestamp() - $1 * interval '1 millisecond' "
+                        "AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $3",
+                        older_than_ms, pg_id_array(skip), static_cast<int64_t>(max_rows))) {
+      out.push_back(OutboxGroup{row[0].as<int64_t>(),
+                                decode_outbox(std::string_view(row[1].c_str(), row[1].size()))});
+    }
+    return out;
+  });
+} catch (const std::exception& e) {
+  return status_of("read the outbox", e);
+}
+
+Result<int64_t> PgStore::outbox_sent(const std::vector<int64_t>& ids) try {
+  if (ids.empty()) return int64_t{0};
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::work tx(c);
+    const auto r = tx.exec_params(
+        "WITH d AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]) RETURNING messages) "
+        "SELECT coalesce(sum(messages), 0)::bigint FROM d",
+        pg_id_array(ids));
+    tx.commit();
+    return r[0][0].as<int64_t>();
+  });
+} catch (const std::exception& e) {
+  return status_of("mark outbox rows sent", e);
+}
+
+Result<OutboxStats> PgStore::outbox_stats() try {
+  return with_conn([](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    const auto r = tx.exec(
+        "SELECT coalesce(sum(messages), 0)::bigint, "
+        "coalesce((extract(epoch FROM clock_timestamp() - min(created_at)) * 1000)::bigint, 0) "
+        "FROM outbox");
+    return OutboxStats{r[0][0].as<int64_t>(), r[0][1].as<int64_t>()};
+  });
+} catch (const std::exception& e) {
+  return status_of("outbox figures", e);
 }
 
 Status PgStore::ping() try {

@@ -24,8 +24,17 @@ class PgStore final : public Store {
   Status migrate() override;
   Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) override;
   Result<SaveQuizResult> save_quiz(const QuizDef& quiz) override;
-  Result<std::vector<QuizDef>> load_quizzes() override;
-  Result<std::vector<CountedRow>> load_counted() override;
+  Result<StoredQuizzes> load_quizzes() override;
+  Result<std::optional<QuizRecord>> load_quiz(int64_t quiz_id) override;
+  Result<std::vector<CountedRow>> load_counted(int64_t quiz_id) override;
+  Result<CloseResult> close_quiz(int64_t quiz_id) override;
+  Result<FinalPage> final_standings(int64_t quiz_id, size_t offset, size_t limit) override;
+  Result<std::optional<StandingEntry>> final_standing(int64_t quiz_id, int64_t user_id) override;
+  Result<std::vector<RewardRow>> rewards(int64_t quiz_id) override;
+  Result<std::vector<OutboxGroup>> outbox_unsent(int64_t older_than_ms, size_t max_rows,
+                                                 const std::vector<int64_t>& skip) override;
+  Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) override;
+  Result<OutboxStats> outbox_stats() override;
   Status ping() override;
   PoolStats pool_stats() const override { return pool_->stats(); }
 

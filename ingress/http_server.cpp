@@ -142,8 +142,13 @@ class Handler : public Http::Handler {
         const auto id = parse_id(parts[2]);
         if (!id)
           return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
+        if (parts.size() == 4 && parts[3] == "close") {
+          if (method != Http::Method::Post) return not_allowed(w);
+          return close_quiz(req, *id, w);
+        }
         if (method != Http::Method::Get) return not_allowed(w);
         if (parts.size() == 3) return get_quiz(*id, w);
+        if (parts.size() == 4 && parts[3] == "rewards") return rewards(*id, w);
         if (parts.size() == 4 && parts[3] == "leaderboard") return leaderboard(req, *id, w);
         if (parts.size() == 5 && parts[3] == "players") {
           const auto uid = parse_id(parts[4]);
@@ -229,14 +234,54 @@ class Handler : public Http::Handler {
       return send_error(w, Http::Code::Conflict, "conflict",
                         "a different quiz with this quiz_id exists", "quiz_id");
     auto view = engine_->quiz(d.quiz->quiz_id);
+    if (!view.ok() || !*view) return storage_failed(w, "quiz", view.status());
     send_json(w, res == SaveQuizResult::created ? Http::Code::Created : Http::Code::Ok,
-              quiz_body(view->def, view->state));
+              quiz_body((*view)->def, (*view)->state));
+  }
+
+  // A read or write whose storage call failed: 503, retry later.
+  void storage_failed(Http::ResponseWriter& w, const char* what, const Status& st) {
+    static LogRate rate;
+    if (int64_t more = 0; rate.allow(more))
+      spdlog::error("http: reading {} failed: {} ({} more held back)", what, st.to_string(), more);
+    retry_after(w);
+    send_error(w, Http::Code::Service_Unavailable, kStorageUnavailable,
+               "storage is unavailable; retry");
+  }
+
+  void not_found(Http::ResponseWriter& w) {
+    send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
   }
 
   void get_quiz(int64_t id, Http::ResponseWriter& w) {
     auto view = engine_->quiz(id);
-    if (!view) return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
-    send_json(w, Http::Code::Ok, quiz_body(view->def, view->state));
+    if (!view.ok()) return storage_failed(w, "a quiz", view.status());
+    if (!*view) return not_found(w);
+    send_json(w, Http::Code::Ok, quiz_body((*view)->def, (*view)->state));
+  }
+
+  void close_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {
+    if (!authorized(req, w)) return;
+    auto res = engine_->close_quiz(id);
+    if (!res.ok()) return storage_failed(w, "a close request", res.status());
+    switch (*res) {
+      case CloseResult::unknown:
+        return not_found(w);
+      case CloseResult::finalized:
+        return send_error(w, Http::Code::Conflict, "quiz_finalized", "the quiz is finalized",
+                          "quiz_id");
+      case CloseResult::closed:
+      case CloseResult::already_closed:
+        break;
+    }
+    send_json(w, Http::Code::Accepted, close_body(id));
+  }
+
+  void rewards(int64_t id, Http::ResponseWriter& w) {
+    auto r = engine_->rewards(id);
+    if (!r.ok()) return storage_failed(w, "rewards", r.status());
+    if (!*r) return not_found(w);
+    send_json(w, Http::Code::Ok, rewards_body(id, **r));
   }
 
   void leaderboard(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {
@@ -256,17 +301,19 @@ class Handler : public Http::Handler {
       *out = x;
     }
     auto page = engine_->leaderboard(id, static_cast<size_t>(offset), static_cast<size_t>(limit));
-    if (!page) return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
-    send_json(w, Http::Code::Ok, leaderboard_body(*page));
+    if (!page.ok()) return storage_failed(w, "a leaderboard", page.status());
+    if (!*page) return not_found(w);
+    send_json(w, Http::Code::Ok, leaderboard_body(**page));
   }
 
   void player(int64_t id, int64_t uid, Http::ResponseWriter& w) {
     auto p = engine_->player(id, uid);
-    if (!p) return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
-    if (!*p)
+    if (!p.ok()) return storage_failed(w, "a player's standing", p.status());
+    if (!*p) return not_found(w);
+    if (!**p)
       return send_error(w, Http::Code::Not_Found, "not_found", "the player has no standing",
                         "user_id");
-    send_json(w, Http::Code::Ok, player_body(id, **p));
+    send_json(w, Http::Code::Ok, player_body(id, ***p));
   }
 
   Engine* engine_;

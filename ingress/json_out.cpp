@@ -134,6 +134,41 @@ std::string leaderboard_body(const LeaderboardPage& page) {
   return done(sb);
 }
 
+std::string close_body(int64_t quiz_id) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("quiz_id");
+  w.Int64(quiz_id);
+  w.Key("state");
+  w.String("closed");
+  w.EndObject();
+  return sb.GetString();
+}
+
+std::string rewards_body(int64_t quiz_id, const std::vector<RewardRow>& rewards) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("quiz_id");
+  w.Int64(quiz_id);
+  w.Key("rewards");
+  w.StartArray();
+  for (const RewardRow& r : rewards) {
+    w.StartObject();
+    w.Key("user_id");
+    w.Int64(r.user_id);
+    w.Key("rank");
+    w.Int64(r.rank);
+    w.Key("reward");
+    w.String(r.reward.data(), static_cast<rapidjson::SizeType>(r.reward.size()));
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return sb.GetString();
+}
+
 std::string player_body(int64_t quiz_id, const StandingEntry& e) {
   rapidjson::StringBuffer sb;
   Writer w(sb);

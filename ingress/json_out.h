@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "pipeline/engine.h"
 
@@ -19,6 +20,10 @@ std::string answers_body(const Request& r, int& http_status);
 std::string quiz_body(const QuizDef& q, QuizState state);
 std::string leaderboard_body(const LeaderboardPage& page);
 std::string player_body(int64_t quiz_id, const StandingEntry& e);
+// POST /v1/quizzes/{id}/close: {"quiz_id":…,"state":"closed"} (finalization follows).
+std::string close_body(int64_t quiz_id);
+// GET /v1/quizzes/{id}/rewards: {"quiz_id":…,"rewards":[{"user_id":…,"rank":…,"reward":…}]}.
+std::string rewards_body(int64_t quiz_id, const std::vector<RewardRow>& rewards);
 std::string health_body(const HealthReport& h);
 
 }  // namespace quizflow::ingress

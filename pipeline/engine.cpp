@@ -8,8 +8,10 @@
 #include "core/time_util.h"
 #include "pipeline/commit_pool.h"
 #include "pipeline/graph.h"
+#include "pipeline/outbox_relay.h"
 #include "pipeline/stats.h"
 #include "stages/admission.h"
+#include "stages/finalize.h"
 #include "stages/score.h"
 
 namespace quizflow {
@@ -26,23 +28,31 @@ Status Engine::start() {
   MutexLock lock(life_mu_);
   if (running_.load()) return Status();
   if (Status s = store_->migrate(); !s.ok()) return s;
+  // Only live quizzes' definitions: memory and start-up do not grow with finalized history.
+  // Their standings are loaded on first use.
   auto quizzes = store_->load_quizzes();
   if (!quizzes.ok()) return quizzes.status();
-  auto counted = store_->load_counted();
-  if (!counted.ok()) return counted.status();
-  const size_t nquizzes = quizzes->size();
-  catalog_.replace_all(std::move(quizzes).value());
+  std::vector<std::pair<int64_t, int64_t>> due;  // (quiz, finalization due)
+  for (const QuizRecord& r : quizzes->live) {
+    due.emplace_back(r.def.quiz_id, r.state == QuizState::closed
+                                        ? 0
+                                        : stages::finalize_due_ms(r.def, config_.close_grace_ms));
+  }
+  spdlog::info("loaded {} live quizzes ({} finalized ones stay in PostgreSQL)",
+               quizzes->live.size(), quizzes->finalized.size());
+  catalog_.replace_all(std::move(quizzes->live), std::move(quizzes->finalized));
   standings_->clear();  // a restart reloads what PostgreSQL holds
-  for (const auto& row : *counted)
-    standings_->write(row.quiz_id, [&](stages::QuizStandings& s) { s.load(row); });
-  spdlog::info("loaded {} quizzes and {} counted answers", nquizzes, counted->size());
   auto pool = CommitPool::open(*store_, config_.db_writers, metrics_.batches);
   if (!pool.ok()) return pool.status();
   commits_ = std::move(pool).value();
+  relay_ = std::make_unique<OutboxRelay>(config_, *store_, *sink_, metrics_.lifecycle);
+  relay_->start();
   {
     WriterLock glock(graph_mu_);
     graph_ = std::make_unique<Graph>(
-        GraphDeps{config_, catalog_, *standings_, *commits_, *sink_, metrics_});
+        GraphDeps{config_, catalog_, *standings_, *store_, *commits_, *relay_, metrics_});
+    // Quizzes due while the engine was down are finalized at once.
+    for (const auto& [quiz, at] : due) graph_->schedule_finalization(quiz, at);
   }
   started_ms_.store(now_ms());
   {
@@ -66,6 +76,7 @@ void Engine::stop() {
   graph_->drain();
   commits_->stop();
   sink_->flush(5000);
+  relay_->stop();  // rows delivered by now are marked sent; the rest wait for the next run
   running_.store(false, std::memory_order_release);
   {
     MutexLock hl(health_mu_);
@@ -78,6 +89,7 @@ void Engine::stop() {
     graph_.reset();
   }
   commits_.reset();
+  relay_.reset();
   spdlog::info("engine drained in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                                               std::chrono::steady_clock::now() - t0)
                                               .count());
@@ -122,37 +134,118 @@ Result<SaveQuizResult> Engine::create_quiz(const QuizDef& quiz) {
   auto res = store_->save_quiz(quiz);
   if (res.ok() && *res != SaveQuizResult::conflict) {
     auto snap = catalog_.snapshot();
-    if (!snap->find(quiz.quiz_id)) catalog_.put(quiz);
+    if (!snap->find(quiz.quiz_id) && !snap->is_finalized(quiz.quiz_id)) {
+      if (*res == SaveQuizResult::created) standings_->add_empty(quiz.quiz_id);  // nothing stored
+      catalog_.put(quiz);
+      schedule_finalization(quiz.quiz_id, stages::finalize_due_ms(quiz, config_.close_grace_ms));
+    }
   }
   return res;
 }
 
-std::optional<QuizView> Engine::quiz(int64_t quiz_id) const {
-  auto snap = catalog_.snapshot();
-  const QuizDef* q = snap->find(quiz_id);
-  if (!q) return std::nullopt;
-  return QuizView{*q, snap->state_of(*q, now_ms())};
+void Engine::schedule_finalization(int64_t quiz_id, int64_t due_ms) const {
+  ReaderLock lock(graph_mu_);
+  if (graph_) graph_->schedule_finalization(quiz_id, due_ms);
 }
 
-std::optional<LeaderboardPage> Engine::leaderboard(int64_t quiz_id, size_t offset,
-                                                   size_t limit) const {
-  if (!catalog_.snapshot()->find(quiz_id)) return std::nullopt;
+Result<CloseResult> Engine::close_quiz(int64_t quiz_id) {
+  auto snap = catalog_.snapshot();
+  if (snap->is_finalized(quiz_id)) return CloseResult::finalized;
+  auto res = store_->close_quiz(quiz_id);
+  if (!res.ok()) return res;
+  switch (*res) {
+    case CloseResult::closed:
+    case CloseResult::already_closed:
+      catalog_.set_state(quiz_id, QuizState::closed);
+      schedule_finalization(quiz_id, 0);
+      break;
+    case CloseResult::finalized:  // by another engine
+      catalog_.set_state(quiz_id, QuizState::finalized);
+      standings_->erase(quiz_id);
+      break;
+    case CloseResult::unknown:
+      break;
+  }
+  return res;
+}
+
+Status Engine::ensure_loaded(int64_t quiz_id) const {
+  return standings_->ensure_loaded(quiz_id, [&] { return store_->load_counted(quiz_id); });
+}
+
+Result<std::optional<QuizView>> Engine::quiz(int64_t quiz_id) const {
+  auto snap = catalog_.snapshot();
+  if (const QuizDef* q = snap->find(quiz_id))
+    return std::optional<QuizView>(QuizView{*q, snap->state_of(*q, now_ms())});
+  if (!snap->is_finalized(quiz_id)) return std::optional<QuizView>();
+  auto stored = store_->load_quiz(quiz_id);
+  if (!stored.ok()) return stored.status();
+  if (!*stored) return std::optional<QuizView>();
+  return std::optional<QuizView>(QuizView{(*stored)->def, QuizState::finalized});
+}
+
+Result<std::optional<LeaderboardPage>> Engine::leaderboard(int64_t quiz_id, size_t offset,
+                                                           size_t limit) const {
+  auto snap = catalog_.snapshot();
   LeaderboardPage page;
   page.quiz_id = quiz_id;
+  if (snap->is_finalized(quiz_id)) {
+    auto fin = store_->final_standings(quiz_id, offset, limit);
+    if (!fin.ok()) return fin.status();
+    page.total = fin->total;
+    page.entries = std::move(fin->entries);
+    return std::optional<LeaderboardPage>(std::move(page));
+  }
+  if (!snap->find(quiz_id)) return std::optional<LeaderboardPage>();
+  if (Status s = ensure_loaded(quiz_id); !s.ok()) return s;
   standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
     if (!s) return 0;
     page.total = static_cast<int64_t>(s->players());
     page.entries = s->page(offset, limit);
     return 0;
   });
-  return page;
+  return std::optional<LeaderboardPage>(std::move(page));
 }
 
-std::optional<std::optional<StandingEntry>> Engine::player(int64_t quiz_id, int64_t user_id) const {
-  if (!catalog_.snapshot()->find(quiz_id)) return std::nullopt;
-  return standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
+Result<std::optional<std::optional<StandingEntry>>> Engine::player(int64_t quiz_id,
+                                                                   int64_t user_id) const {
+  using Out = std::optional<std::optional<StandingEntry>>;
+  auto snap = catalog_.snapshot();
+  if (snap->is_finalized(quiz_id)) {
+    auto fin = store_->final_standing(quiz_id, user_id);
+    if (!fin.ok()) return fin.status();
+    return Out(*fin);
+  }
+  if (!snap->find(quiz_id)) return Out();
+  if (Status s = ensure_loaded(quiz_id); !s.ok()) return s;
+  return Out(standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
     return s ? s->find(user_id) : std::optional<StandingEntry>{};
-  });
+  }));
+}
+
+Result<std::optional<std::vector<RewardRow>>> Engine::rewards(int64_t quiz_id) const {
+  using Out = std::optional<std::vector<RewardRow>>;
+  auto snap = catalog_.snapshot();
+  if (snap->find(quiz_id)) return Out(std::vector<RewardRow>{});  // not finalized yet
+  if (!snap->is_finalized(quiz_id)) return Out();
+  auto r = store_->rewards(quiz_id);
+  if (!r.ok()) return r.status();
+  return Out(std::move(r).value());
+}
+
+Engine::QuizCounts Engine::quiz_counts() const {
+  QuizCounts c;
+  auto snap = catalog_.snapshot();
+  const int64_t now = now_ms();
+  for (const auto& [id, q] : snap->quizzes) {
+    if (snap->state_of(*q, now) == QuizState::open)
+      ++c.open;
+    else
+      ++c.closed;
+  }
+  c.finalized = static_cast<int64_t>(snap->finalized->size());
+  c.in_memory = static_cast<int64_t>(standings_->size());
+  return c;
 }
 
 HealthReport Engine::health() const {

@@ -28,6 +28,7 @@ namespace quizflow {
 
 class CommitPool;
 class Graph;
+class OutboxRelay;
 namespace stages {
 class StandingsBook;
 }
@@ -76,15 +77,32 @@ class Engine {
   // Thread-safe, also against a concurrent stop(): `stopped` means `done` will not run.
   SubmitResult submit(std::string body, Request::DoneFn done);
 
-  // Stores a quiz (idempotent by quiz_id) and adds it to the catalog. Blocks on one database
-  // round trip.
+  // Stores a quiz (idempotent by quiz_id), adds it to the catalog and schedules its
+  // finalization. Blocks on one database round trip.
   Result<SaveQuizResult> create_quiz(const QuizDef& quiz);
 
-  std::optional<QuizView> quiz(int64_t quiz_id) const;
-  // nullopt: no such quiz.
-  std::optional<LeaderboardPage> leaderboard(int64_t quiz_id, size_t offset, size_t limit) const;
-  // Outer nullopt: no such quiz; inner nullopt: the player has no standing.
-  std::optional<std::optional<StandingEntry>> player(int64_t quiz_id, int64_t user_id) const;
+  // Closes a quiz now (spec §3 POST /close): the state `closed` is stored, new answers are
+  // refused, and the quiz is finalized once its buffered batches committed. Blocks on one
+  // database round trip. `finalized`: it was finalized already; `unknown`: no such quiz.
+  Result<CloseResult> close_quiz(int64_t quiz_id);
+
+  // The read calls: nullopt when there is no such quiz. A live quiz is served from memory (its
+  // standings are loaded on first use); a finalized one from PostgreSQL (one query, blocking).
+  // Not ok: storage failed.
+  Result<std::optional<QuizView>> quiz(int64_t quiz_id) const;
+  Result<std::optional<LeaderboardPage>> leaderboard(int64_t quiz_id, size_t offset,
+                                                     size_t limit) const;
+  // Inner nullopt: the player has no standing.
+  Result<std::optional<std::optional<StandingEntry>>> player(int64_t quiz_id,
+                                                             int64_t user_id) const;
+  // Empty before finalization.
+  Result<std::optional<std::vector<RewardRow>>> rewards(int64_t quiz_id) const;
+
+  // Quizzes by state (live ones by the clock and close requests) and how many are in memory.
+  struct QuizCounts {
+    int64_t open = 0, closed = 0, finalized = 0, in_memory = 0;
+  };
+  QuizCounts quiz_counts() const;
 
   HealthReport health() const QF_EXCLUDES(health_mu_);  // cached by a monitor thread; no I/O
   StatsReport stats() const;                            // every figure of spec §6
@@ -103,10 +121,15 @@ class Engine {
   Config config_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<NotificationSink> sink_;
+  // Loads a live quiz's standings into memory unless they are (one query, blocking).
+  Status ensure_loaded(int64_t quiz_id) const;
+  void schedule_finalization(int64_t quiz_id, int64_t due_ms) const QF_EXCLUDES(graph_mu_);
+
   Catalog catalog_;
   std::unique_ptr<stages::StandingsBook> standings_;
   PipelineMetrics metrics_;
   std::unique_ptr<CommitPool> commits_;
+  std::unique_ptr<OutboxRelay> relay_;
   // Set by start() before the gate opens, reset by stop() after it closed: submit() reads it
   // only inside the gate, readers of its figures under graph_mu_.
   std::unique_ptr<Graph> graph_;

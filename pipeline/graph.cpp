@@ -7,13 +7,16 @@
 
 #include <chrono>
 #include <random>
+#include <unordered_set>
 #include <variant>
 
 #include "core/log_rate.h"
+#include "core/time_util.h"
 #include "pipeline/deadline_timer.h"
 #include "stages/batch.h"
 #include "stages/dedupe.h"
 #include "stages/derive.h"
+#include "stages/finalize.h"
 #include "stages/ingest.h"
 #include "stages/notify.h"
 #include "stages/validate.h"
@@ -24,6 +27,8 @@ namespace flow = tbb::flow;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kFinalizeRetryMs = 1000;  // a failed finalization is tried again after this
 
 int64_t since_us(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
@@ -45,9 +50,18 @@ struct QuizDone {  // a batch transaction finished: its quizzes may start their 
   std::vector<int64_t> quiz_ids;
   int64_t events = 0;
 };
-using BatchInput = std::variant<Validated, Tick, QuizDone>;
+struct Schedule {  // finalize a quiz at due_ms (wall clock; 0: now)
+  int64_t quiz_id = 0;
+  int64_t due_ms = 0;
+};
+struct FinalizeDone {  // a finalization transaction finished
+  int64_t quiz_id = 0;
+  bool ok = false;
+};
+using BatchInput = std::variant<Validated, Tick, QuizDone, Schedule, FinalizeDone>;
 
-// One batch transaction on its way through the commit and score stages.
+// One batch transaction (or one quiz's finalization) on its way through the commit and score
+// stages.
 struct CommitJob {
   Clock::time_point enqueued = Clock::now();
   std::vector<stages::QuizBatch> batches;  // each quiz's batch whole
@@ -55,13 +69,18 @@ struct CommitJob {
   BatchTxn txn;                            // what the writer stores (events: distinct.events)
   stages::DistinctEvents distinct;
   Result<Committed> result{Status::internal("the transaction did not run")};
-  stages::TxnChanges changes;  // derived inside the transaction, applied by score
+  stages::TxnChanges changes;          // derived inside the transaction, applied by score
+  std::vector<Notification> messages;  // caused by the transaction (in its outbox row)
   int64_t commit_us = 0;
+  // A finalization instead of a batch: the quiz, and what its transaction did.
+  std::shared_ptr<const QuizDef> finalize;
+  Result<Finalized> finalized{Status::internal("the finalization did not run")};
 };
 using CommitJobPtr = std::shared_ptr<CommitJob>;
 
 struct NotifyChunk {
-  std::vector<Notification> messages;
+  std::vector<OutboxGroup> groups;
+  int64_t messages = 0;
   Clock::time_point enqueued = Clock::now();
 };
 using NotifyChunkPtr = std::shared_ptr<NotifyChunk>;
@@ -314,22 +333,45 @@ struct Graph::Impl {
 
   void batch_step(const BatchInput& in, BatchNode::output_ports_type& p, size_t& added) {
     const int64_t now = steady_ms();
+    const int64_t wall = now_ms();
     if (const auto* v = std::get_if<Validated>(&in)) {
       const auto n = static_cast<int64_t>(v->accepted.size());
       m(kValidate).oldest_wait_us.store(0, std::memory_order_relaxed);
       m(kBatch).backlog.fetch_sub(n, std::memory_order_relaxed);
       m(kBatch).in_flight.fetch_add(n, std::memory_order_relaxed);
+      auto catalog = deps.catalog.snapshot();
+      int64_t late = 0;
       for (uint32_t i : v->accepted) {
-        buffers.add(EventRef{v->request, i}, now);
+        const int64_t quiz = v->request->items[i].event->quiz_id;
         ++added;
+        // Validated before its quiz's finalization began: too late now (nothing of a quiz is
+        // stored after its finalization).
+        if (schedule.finalizing(quiz) || catalog->is_finalized(quiz)) {
+          ++late;
+          v->request->resolve(i, stages::quiz_finalized());
+          continue;
+        }
+        buffers.add(EventRef{v->request, i}, now);
+      }
+      if (late > 0) {
+        m(kBatch).in_flight.fetch_sub(late, std::memory_order_relaxed);
+        m(kBatch).rejected.fetch_add(late, std::memory_order_relaxed);
       }
     } else if (const auto* d = std::get_if<QuizDone>(&in)) {
       for (int64_t quiz : d->quiz_ids) buffers.done(quiz);
       --transactions_in_flight;
       events_committing -= d->events;
+    } else if (const auto* sc = std::get_if<Schedule>(&in)) {
+      schedule.schedule(sc->quiz_id, sc->due_ms);
+    } else if (const auto* f = std::get_if<FinalizeDone>(&in)) {
+      --transactions_in_flight;
+      finalize_started.erase(f->quiz_id);
+      schedule.finished(f->quiz_id, f->ok, wall + kFinalizeRetryMs);
     } else {
       tick_pending.store(false, std::memory_order_release);
     }
+    // Quizzes due for finalization: their buffers flush at once; new answers are refused.
+    for (int64_t quiz : schedule.take_due(wall)) buffers.close(quiz);
     // At most one transaction per writer thread in flight: while they commit, events keep
     // filling the buffers, so the next transaction is larger exactly when the load is (group
     // commit). A transaction takes the due quizzes' batches up to batch_max_size events.
@@ -338,6 +380,15 @@ struct Graph::Impl {
       auto batches = buffers.take_due(now, force, static_cast<size_t>(deps.config.batch_max_size));
       if (batches.empty()) break;
       start_transaction(std::move(batches), p);
+    }
+    // A finalizing quiz whose last batch committed is finalized (not while draining: a restart
+    // finalizes it, as the quiz row still says).
+    if (!force) {
+      for (int64_t quiz : schedule.finalizing_quizzes()) {
+        if (transactions_in_flight >= max_transactions) break;
+        if (finalize_started.count(quiz) || !buffers.release_if_idle(quiz)) continue;
+        start_finalization(quiz, p);
+      }
     }
     buffered.store(static_cast<int64_t>(buffers.pending_events()) + events_committing,
                    std::memory_order_release);
@@ -379,11 +430,39 @@ struct Graph::Impl {
     }
   }
 
-  // Wakes the batch stage at its next flush deadline; nothing when no quiz can flush before a
-  // transaction finishes (QuizDone wakes it then) or when nothing is buffered.
+  // Starts the finalization of `quiz` (its buffer is empty, no batch of it in flight).
+  void start_finalization(int64_t quiz, BatchNode::output_ports_type& p) {
+    auto job = std::make_shared<CommitJob>();
+    auto catalog = deps.catalog.snapshot();
+    const QuizDef* def = catalog->find(quiz);
+    if (!def) {  // finalized meanwhile (or unknown): nothing to do
+      schedule.finished(quiz, true, 0);
+      return;
+    }
+    job->finalize = catalog->quizzes.at(quiz);
+    job->txn.quiz_ids = {quiz};
+    job->txn.batch_key = "finalize-" + std::to_string(quiz);
+    finalize_started.insert(quiz);
+    ++transactions_in_flight;
+    try {
+      std::get<0>(p).try_put(job);
+    } catch (...) {
+      finalize_started.erase(quiz);
+      --transactions_in_flight;
+      schedule.finished(quiz, false, now_ms() + kFinalizeRetryMs);
+      throw;
+    }
+  }
+
+  // Wakes the batch stage at its next flush or finalization deadline; nothing when no quiz can
+  // flush before a transaction finishes (QuizDone wakes it then) or when nothing is due.
   void arm_timer() {
     if (transactions_in_flight >= max_transactions) return;
-    const int64_t next = buffers.next_due_ms(steady_ms());
+    const int64_t now = steady_ms();
+    int64_t next = buffers.next_due_ms(now);
+    const int64_t due_wall = schedule.next_due_ms();
+    if (due_wall != INT64_MAX)  // the wall-clock due time on the steady clock
+      next = std::min(next, now + std::max<int64_t>(0, due_wall - now_ms()));
     if (next != INT64_MAX) timer.arm(Clock::time_point(std::chrono::milliseconds(next)));
   }
 
@@ -397,8 +476,17 @@ struct Graph::Impl {
           reserved = true;
           deps.commits.submit([this, job, &gw](BatchWriter& writer) noexcept {
             guarded(
-                kBatch, [&] { run_commit(*job, writer); },
-                [&] { job->result = Status::internal("the commit job threw"); });
+                kBatch,
+                [&] {
+                  if (job->finalize)
+                    run_finalize(*job, writer);
+                  else
+                    run_commit(*job, writer);
+                },
+                [&] {
+                  job->result = Status::internal("the commit job threw");
+                  job->finalized = Status::internal("the finalization job threw");
+                });
             finish_commit(job, gw);
           });
           submitted = true;
@@ -428,6 +516,10 @@ struct Graph::Impl {
   // freed here. The writer may have committed it, so memory may now lag the database.
   void settle_unfinished(const CommitJob& job) {
     degrade("a transaction could not reach the score stage");
+    if (job.finalize) {
+      batch.try_put(BatchInput{FinalizeDone{job.finalize->quiz_id, false}});
+      return;
+    }
     answer(job);
     m(kBatch).in_flight.fetch_sub(job.events, std::memory_order_relaxed);
     m(kBatch).failed.fetch_add(job.events, std::memory_order_relaxed);
@@ -444,21 +536,54 @@ struct Graph::Impl {
       job.commit_us = since_us(t0);
       return;
     }
+    // A quiz's standings are loaded from PostgreSQL on its first batch after a start.
+    for (int64_t quiz : job.txn.quiz_ids) {
+      const Status loaded =
+          deps.standings.ensure_loaded(quiz, [&] { return deps.store.load_counted(quiz); });
+      if (!loaded.ok()) {
+        job.result = loaded;
+        job.commit_us = since_us(t0);
+        return;
+      }
+    }
     std::vector<const AnswerEvent*> in_order;  // the batches' events, batch by batch
     in_order.reserve(static_cast<size_t>(job.events));
     for (const auto& b : job.batches)
       for (const EventRef& ref : b.events) in_order.push_back(&ref.event());
     job.distinct = stages::dedupe(in_order);  // points at the events, not into in_order
     job.txn.events = job.distinct.events;
+    const stages::RankPolicy policy{static_cast<size_t>(deps.config.notify_top_n),
+                                    deps.config.notify_coalesce_ms, now_ms()};
     job.result = writer.commit(job.txn, [&](const std::vector<bool>& inserted) {
-      job.changes = stages::derive(job.distinct, inserted, deps.standings);
-      return stages::rows_of(job.changes);
+      job.changes = stages::derive(job.distinct, inserted, deps.standings, policy);
+      job.messages = stages::batch_notifications(job.distinct, job.changes, job.txn.batch_key);
+      DerivedRows rows = stages::rows_of(job.changes);
+      if (deps.config.outbox) rows.outbox = job.messages;
+      return rows;
     });
+    job.commit_us = since_us(t0);
+  }
+
+  // Runs on a database thread: one quiz's finalization transaction.
+  void run_finalize(CommitJob& job, BatchWriter& writer) {
+    const auto t0 = Clock::now();
+    if (deps.metrics.degraded.load(std::memory_order_acquire)) {
+      job.finalized = Status::unavailable("the engine is degraded; restart it");
+      return;
+    }
+    const QuizDef& quiz = *job.finalize;
+    job.finalized = writer.finalize(
+        quiz.quiz_id,
+        [&](std::vector<StandingRow> stored) {
+          return stages::final_results(quiz, std::move(stored));
+        },
+        deps.config.outbox);
     job.commit_us = since_us(t0);
   }
 
   // ---- score: apply committed changes, answer the items, free the quizzes ----
   void on_score(const CommitJobPtr& job, ScoreNode::output_ports_type& p) {
+    if (job->finalize) return on_finalized(job, p);
     const auto t0 = Clock::now();
     StageScope scope(m(kScore), job->enqueued, t0);
     const int64_t n = job->events;
@@ -469,7 +594,11 @@ struct Graph::Impl {
           kScore,
           [&] {
             stages::apply(deps.standings, job->changes);
-            chunk->messages = stages::answer_results(job->distinct, job->changes);
+            if (!job->messages.empty()) {
+              chunk->messages = static_cast<int64_t>(job->messages.size());
+              chunk->groups.push_back(
+                  OutboxGroup{job->result->outbox_id, std::move(job->messages)});
+            }
           },
           [&] { degrade("committed changes could not be applied to the in-memory standings"); });
     }
@@ -486,15 +615,61 @@ struct Graph::Impl {
         [&] { degrade("a finished transaction could not free its quizzes"); });
     answer(*job);
     m(kScore).latency.record_us(since_us(t0));
-    if (chunk->messages.empty()) return;
-    const auto nm = static_cast<int64_t>(chunk->messages.size());
+    send_notifications(chunk, p);
+  }
+
+  void send_notifications(const NotifyChunkPtr& chunk, ScoreNode::output_ports_type& p) {
+    if (chunk->groups.empty()) return;
+    const int64_t nm = chunk->messages;
     m(kNotify).backlog.fetch_add(nm, std::memory_order_relaxed);
     guarded(
         kNotify, [&] { std::get<0>(p).try_put(chunk); },
         [&] {
+          // Stored ones stay in the outbox: the relay's sweep sends them.
           m(kNotify).backlog.fetch_sub(nm, std::memory_order_relaxed);
           m(kNotify).failed.fetch_add(nm, std::memory_order_relaxed);
         });
+  }
+
+  // A finalization finished: the quiz leaves memory; its notifications go out.
+  void on_finalized(const CommitJobPtr& job, ScoreNode::output_ports_type& p) {
+    const int64_t quiz = job->finalize->quiz_id;
+    auto& lm = deps.metrics.lifecycle;
+    const bool ok = job->finalized.ok();
+    auto chunk = std::make_shared<NotifyChunk>();
+    guarded(
+        kScore,
+        [&] {
+          if (!ok) {
+            lm.finalize_failures.fetch_add(1, std::memory_order_relaxed);
+            spdlog::error("finalizing quiz {} failed: {}; retrying in {} ms", quiz,
+                          job->finalized.status().to_string(), kFinalizeRetryMs);
+            return;
+          }
+          Finalized& f = *job->finalized;
+          deps.catalog.set_state(quiz, QuizState::finalized);
+          deps.standings.erase(quiz);
+          if (f.already) {
+            spdlog::info("quiz {} was finalized already (by another engine or run)", quiz);
+            return;
+          }
+          lm.finalizations.fetch_add(1, std::memory_order_relaxed);
+          lm.rewards_granted.fetch_add(f.rewards, std::memory_order_relaxed);
+          spdlog::info("quiz {} finalized: {} players, {} rewards granted ({} ms)", quiz, f.players,
+                       f.rewards, job->commit_us / 1000);
+          for (OutboxGroup& g : f.outbox) {
+            chunk->messages += static_cast<int64_t>(g.messages.size());
+            chunk->groups.push_back(std::move(g));
+          }
+        },
+        [&] { degrade("a finalized quiz could not leave memory"); });
+    guarded(
+        kScore,
+        [&] {
+          std::get<1>(p).try_put(BatchInput{FinalizeDone{quiz, ok}});
+        },
+        [&] { degrade("a finished finalization could not free its quiz"); });
+    send_notifications(chunk, p);
   }
 
   void record_commit(const CommitJob& job) {
@@ -545,14 +720,15 @@ struct Graph::Impl {
 
   // ---- notify: hand notifications to the producer (never waits: the producer queues) ----
   void on_notify(const NotifyChunkPtr& c) {
-    const auto n = static_cast<int64_t>(c->messages.size());
+    const int64_t n = c->messages;
     guarded(
         kNotify,
         [&] {
           const auto t0 = Clock::now();
           StageScope scope(m(kNotify), c->enqueued, t0);
           m(kNotify).backlog.fetch_sub(n, std::memory_order_relaxed);
-          const size_t refused = deps.sink.publish(c->messages);
+          size_t refused = 0;
+          for (OutboxGroup& g : c->groups) refused += deps.relay.publish(g);
           m(kNotify).processed.fetch_add(n - static_cast<int64_t>(refused),
                                          std::memory_order_relaxed);
           m(kNotify).failed.fetch_add(static_cast<int64_t>(refused), std::memory_order_relaxed);
@@ -563,10 +739,12 @@ struct Graph::Impl {
 
   GraphDeps deps;
   flow::graph g;
-  stages::BatchBuffers buffers;    // used only by the serial batch node
-  uint64_t batch_seq = 0;          // used only by the serial batch node
-  int transactions_in_flight = 0;  // used only by the serial batch node
-  int64_t events_committing = 0;   // used only by the serial batch node
+  stages::BatchBuffers buffers;                  // used only by the serial batch node
+  stages::FinalizeSchedule schedule;             // used only by the serial batch node
+  std::unordered_set<int64_t> finalize_started;  // used only by the serial batch node
+  uint64_t batch_seq = 0;                        // used only by the serial batch node
+  int transactions_in_flight = 0;                // used only by the serial batch node
+  int64_t events_committing = 0;                 // used only by the serial batch node
   const int max_transactions = std::max(1, deps.config.db_writers);
   std::string batch_prefix;
   IngestNode ingest;
@@ -640,6 +818,10 @@ void Graph::drain() {
   impl_->timer.stop();
   impl_->g.wait_for_all();  // what is left (notifications) is quick
   impl_->drained = true;
+}
+
+void Graph::schedule_finalization(int64_t quiz_id, int64_t due_ms) {
+  impl_->batch.try_put(BatchInput{Schedule{quiz_id, due_ms}});
 }
 
 int64_t Graph::pending_events() const { return impl_->buffered.load(std::memory_order_acquire); }

@@ -1,8 +1,11 @@
 // The oneTBB flow graph of the answer path (spec §2), wired in graph.cpp and nowhere else:
 //
 //   put() -> ingest -> validate -> batch -> commit (async, CommitPool) -> score -> notify
-//                                    ^                                      |
+//                                    ^                                      |        (OutboxRelay)
 //                                    +------- transaction done -------------+
+//
+// The batch node also runs each quiz's finalization (spec §4): when it is due, the quiz's buffer
+// is flushed, and once its last batch committed its finalization transaction goes the same way.
 //
 // Chunks (a request's items, a quiz batch) move between nodes, never single events.
 #pragma once
@@ -19,6 +22,7 @@
 #include "core/quiz.h"
 #include "core/request.h"
 #include "pipeline/commit_pool.h"
+#include "pipeline/outbox_relay.h"
 #include "stages/score.h"
 
 namespace quizflow {
@@ -27,8 +31,9 @@ struct GraphDeps {
   const Config& config;
   Catalog& catalog;
   stages::StandingsBook& standings;
+  Store& store;  // loads a quiz's standings on first use (on a database thread)
   CommitPool& commits;
-  NotificationSink& sink;
+  OutboxRelay& relay;  // where notify hands notifications
   PipelineMetrics& metrics;
 };
 
@@ -41,6 +46,10 @@ class Graph {
 
   // Hands a request to ingest. Thread-safe. The request's completion fires exactly once.
   void put(RequestPtr r);
+
+  // Finalizes `quiz_id` at `due_ms` (wall clock; 0 or past: as soon as its buffered batches
+  // committed), or earlier if it was due earlier. Thread-safe.
+  void schedule_finalization(int64_t quiz_id, int64_t due_ms);
 
   // Flushes every buffered batch, waits until all of them committed and the graph is idle.
   // Call after the last put(). Idempotent.

@@ -134,6 +134,38 @@ StatsReport collect_stats(const Engine& engine) {
   b.gauge("batches.pending_events", "quizflow_batch_pending_events",
           "Events buffered in the batch stage or committing.",
           static_cast<double>(engine.pending_events()));
+  const LifecycleMetrics& lm = m.lifecycle;
+  b.gauge("outbox.unsent", "quizflow_outbox_unsent_messages",
+          "Notifications stored in the outbox, not yet delivered (polled every second).",
+          static_cast<double>(lm.unsent.load()));
+  b.gauge("outbox.oldest_unsent_ms", "quizflow_outbox_oldest_unsent_seconds",
+          "Age of the oldest unsent outbox row (polled every second).",
+          static_cast<double>(lm.oldest_unsent_ms.load()), JsonType::integer, kMsToS);
+  b.counter("outbox.relayed", "quizflow_outbox_relayed_total",
+            "Outbox notifications delivered to Kafka and marked sent.",
+            static_cast<double>(lm.relayed.load()));
+  b.counter("outbox.resent", "quizflow_outbox_resent_total",
+            "Outbox rows published again by the relay's sweep (restart, failed delivery).",
+            static_cast<double>(lm.resent.load()));
+  b.counter("outbox.undelivered", "quizflow_outbox_undelivered_total",
+            "Outbox rows whose delivery failed (kept and published again).",
+            static_cast<double>(lm.undelivered.load()));
+  const Engine::QuizCounts qc = engine.quiz_counts();
+  for (const auto& [state, n] : {std::pair{"open", qc.open}, std::pair{"closed", qc.closed},
+                                 std::pair{"finalized", qc.finalized}}) {
+    b.gauge(std::string("quizzes.") + state, "quizflow_quizzes", "Quizzes by state.",
+            static_cast<double>(n), JsonType::integer, 1, {{"state", state}});
+  }
+  b.gauge("quizzes.in_memory", "quizflow_quizzes_in_memory",
+          "Quizzes whose standings are held in memory.", static_cast<double>(qc.in_memory));
+  b.counter("quizzes.finalizations", "quizflow_finalizations_total",
+            "Quizzes finalized by this engine.", static_cast<double>(lm.finalizations.load()));
+  b.counter("quizzes.finalize_failures", "quizflow_finalize_failures_total",
+            "Finalization attempts that failed (retried a second later).",
+            static_cast<double>(lm.finalize_failures.load()));
+  b.counter("quizzes.rewards_granted", "quizflow_rewards_granted_total",
+            "Rewards granted by this engine's finalizations.",
+            static_cast<double>(lm.rewards_granted.load()));
   b.counter("http.overloaded", "quizflow_http_overloaded_total",
             "Answer requests refused with 503 because the pipeline was full.",
             static_cast<double>(m.http_overloaded.load()));

@@ -69,6 +69,14 @@ void BatchBuffers::close(int64_t quiz_id) {
   if (!b.events.empty()) nonempty_.insert(quiz_id);
 }
 
+bool BatchBuffers::release_if_idle(int64_t quiz_id) {
+  auto it = buffers_.find(quiz_id);
+  if (it == buffers_.end()) return true;
+  if (it->second.in_flight || !it->second.events.empty()) return false;
+  buffers_.erase(it);
+  return true;
+}
+
 int64_t BatchBuffers::next_due_ms(int64_t now_ms) const {
   int64_t next = INT64_MAX;
   for (int64_t quiz : nonempty_) {

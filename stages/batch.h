@@ -45,6 +45,10 @@ class BatchBuffers {
   // Flush `quiz_id` at the next take_due regardless of size and delay.
   void close(int64_t quiz_id);
 
+  // True when `quiz_id` has no buffered event and no batch in flight (it may then be finalized);
+  // forgets its buffer.
+  bool release_if_idle(int64_t quiz_id);
+
   size_t pending_events() const { return pending_events_; }
   size_t in_flight_batches() const { return in_flight_; }
   // The `n` quizzes with the most pending events: (quiz_id, events), largest first.

@@ -1,11 +1,13 @@
 #include "stages/derive.h"
 
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 
 namespace quizflow::stages {
 
 TxnChanges derive(const DistinctEvents& d, const std::vector<bool>& inserted,
-                  const StandingsBook& book) {
+                  const StandingsBook& book, const RankPolicy& policy) {
   // The new events of each quiz, quizzes in order of first appearance.
   std::unordered_map<int64_t, size_t> group_of;
   std::vector<int64_t> quizzes;
@@ -28,7 +30,12 @@ TxnChanges derive(const DistinctEvents& d, const std::vector<bool>& inserted,
   for (size_t g = 0; g < quizzes.size(); ++g) {
     const int64_t quiz = quizzes[g];
     Proposal p = book.read(quiz, [&](const QuizStandings* s) {
-      return s ? s->propose(quiz, fresh[g]) : QuizStandings().propose(quiz, fresh[g]);
+      if (!s)
+        throw std::logic_error("the standings of quiz " + std::to_string(quiz) + " are not loaded");
+      Proposal prop = s->propose(quiz, fresh[g]);
+      prop.moves = s->rank_moves(prop, policy);
+      prop.policy = policy;
+      return prop;
     });
     for (size_t k : p.newly_counted) c.counted.push_back(fresh_index[g][k]);
     c.proposals.push_back(std::move(p));

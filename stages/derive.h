@@ -19,9 +19,10 @@ struct TxnChanges {
 };
 
 // `inserted[i]` tells whether d.events[i] was new in the event log. Reads the standings of the
-// transaction's quizzes (shared locks); changes nothing.
+// transaction's quizzes (shared locks; they must be loaded: std::logic_error otherwise) and
+// the rank moves to notify under `policy`; changes nothing.
 TxnChanges derive(const DistinctEvents& d, const std::vector<bool>& inserted,
-                  const StandingsBook& book);
+                  const StandingsBook& book, const RankPolicy& policy = {});
 
 // The rows the writer stores for `c`: every proposal's counted answers and standings.
 DerivedRows rows_of(const TxnChanges& c);

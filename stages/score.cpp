@@ -89,6 +89,44 @@ void QuizStandings::set_standing(int64_t user_id, const Standing& s) {
   order_->insert(RankKey{s.score, s.correct, s.time_ms, user_id});
 }
 
+std::vector<RankMove> QuizStandings::rank_moves(const Proposal& p, const RankPolicy& policy) const {
+  std::vector<RankMove> out;
+  const size_t n = policy.top_n;
+  if (n == 0 || p.standings.empty()) return out;
+  // The new top N: untouched players keep their order, so only the first N + |touched| of the
+  // old order can be in it (a player below that has N untouched players ahead of it).
+  std::unordered_map<int64_t, int64_t> old_rank;  // of the old top N + touched
+  std::unordered_map<int64_t, const StandingRow*> touched;
+  for (const StandingRow& r : p.standings) touched.emplace(r.user_id, &r);
+  std::vector<RankKey> cand;
+  for (const StandingEntry& e : page(0, n + p.standings.size())) {
+    old_rank.emplace(e.user_id, e.rank);
+    if (!touched.count(e.user_id))
+      cand.push_back(RankKey{e.standing.score, e.standing.correct, e.standing.time_ms, e.user_id});
+  }
+  for (const StandingRow& r : p.standings)
+    cand.push_back(RankKey{r.score, r.correct, r.time_ms, r.user_id});
+  const size_t k = std::min(n, cand.size());
+  std::partial_sort(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(k), cand.end());
+  for (size_t i = 0; i < k; ++i) {
+    const int64_t user = cand[i].user_id;
+    const auto rank = static_cast<int64_t>(i + 1);
+    int64_t before = 0;
+    if (auto it = notified_.find(user); it != notified_.end()) {
+      if (it->second.rank == rank) continue;
+      if (policy.now_ms - it->second.at_ms < policy.coalesce_ms) continue;  // told recently
+      before = it->second.rank;
+    } else if (auto o = old_rank.find(user); o != old_rank.end()) {
+      before = o->second;
+      if (before == rank) continue;
+    } else if (auto f = find(user)) {
+      before = f->rank;
+    }
+    out.push_back(RankMove{user, rank, before});
+  }
+  return out;
+}
+
 void QuizStandings::apply(const Proposal& p) {
   for (const auto& r : p.counted) {
     counted_[{r.user_id, r.question_id}] =
@@ -96,6 +134,18 @@ void QuizStandings::apply(const Proposal& p) {
   }
   for (const auto& s : p.standings)
     set_standing(s.user_id, Standing{s.score, s.correct, s.time_ms});
+  for (const RankMove& m : p.moves) notified_[m.user_id] = Notified{m.rank, p.policy.now_ms};
+  // Players who left the top N are forgotten: coming back is a move again.
+  if (!notified_.empty() && !p.standings.empty()) {
+    const size_t n = p.policy.top_n;
+    for (auto it = notified_.begin(); it != notified_.end();) {
+      const auto f = find(it->first);
+      if (!f || f->rank > static_cast<int64_t>(n))
+        it = notified_.erase(it);
+      else
+        ++it;
+    }
+  }
 }
 
 void QuizStandings::load(const CountedRow& r) {
@@ -139,6 +189,23 @@ std::shared_ptr<StandingsBook::Slot> StandingsBook::find(int64_t quiz_id) const 
   ReaderLock lock(mu_);
   auto it = slots_.find(quiz_id);
   return it == slots_.end() ? nullptr : it->second;
+}
+
+bool StandingsBook::loaded(int64_t quiz_id) const {
+  std::shared_ptr<Slot> slot = find(quiz_id);
+  if (!slot) return false;
+  ReaderLock lock(slot->mu);
+  return slot->loaded;
+}
+
+void StandingsBook::erase(int64_t quiz_id) {
+  WriterLock lock(mu_);
+  slots_.erase(quiz_id);
+}
+
+size_t StandingsBook::size() const {
+  ReaderLock lock(mu_);
+  return slots_.size();
 }
 
 void StandingsBook::clear() {

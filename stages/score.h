@@ -12,17 +12,35 @@
 #include "core/events.h"
 #include "core/mutex.h"
 #include "core/standing.h"
+#include "core/status.h"
 #include "core/store.h"
 
 namespace quizflow::stages {
 
-// What one batch changes: counted answers that now count, players' new absolute standings, and
-// which of the batch's events became the counted answer.
+// A player who entered or moved within the top N (a `rank_changed` notification).
+struct RankMove {
+  int64_t user_id = 0;
+  int64_t rank = 0;
+  int64_t previous_rank = 0;  // the rank last notified, else the rank before; 0: had none
+  bool operator==(const RankMove&) const = default;
+};
+
+// Which rank moves are notified (spec §4 rank_changed).
+struct RankPolicy {
+  size_t top_n = 10;        // 0: none
+  int64_t coalesce_ms = 0;  // at most one rank_changed per player per window
+  int64_t now_ms = 0;       // the clock of the transaction
+};
+
+// What one batch changes: counted answers that now count, players' new absolute standings,
+// which of the batch's events became the counted answer, and the rank moves to notify.
 struct Proposal {
   int64_t quiz_id = 0;
   std::vector<CountedRow> counted;
   std::vector<StandingRow> standings;
   std::vector<size_t> newly_counted;  // indexes into the proposed events
+  std::vector<RankMove> moves;        // see QuizStandings::rank_moves
+  RankPolicy policy;
 };
 
 // One quiz's standings. Not thread-safe (StandingsBook guards it).
@@ -38,7 +56,14 @@ class QuizStandings {
   // among those already counted and these. Does not change state.
   Proposal propose(int64_t quiz_id, const std::vector<const AnswerEvent*>& events) const;
 
-  // Applies a committed proposal.
+  // The players in the top `policy.top_n` once `p` is applied whose rank differs from the one
+  // last notified to them (or, when none was, from their rank before `p`), except those
+  // notified less than `policy.coalesce_ms` ago: their move is told by a later batch, still
+  // against the rank last told. A player who leaves the top N is forgotten (re-entering is a
+  // move). Does not change state.
+  std::vector<RankMove> rank_moves(const Proposal& p, const RankPolicy& policy) const;
+
+  // Applies a committed proposal (standings, counted answers, notified ranks).
   void apply(const Proposal& p);
 
   // Rebuild: adds a counted answer loaded from storage (no previous answer for its key).
@@ -68,30 +93,72 @@ class QuizStandings {
 
   void set_standing(int64_t user_id, const Standing& s);
 
+  struct Notified {
+    int64_t rank = 0;
+    int64_t at_ms = 0;
+  };
+
   std::unordered_map<Key, Counted, KeyHash> counted_;
   std::unordered_map<int64_t, Standing> standings_;
   std::unique_ptr<Order> order_;
+  std::unordered_map<int64_t, Notified> notified_;  // players of the top N last told their rank
 };
 
-// Thread-safe registry of per-quiz standings: a reader-writer lock per quiz.
+// Thread-safe registry of the standings of the quizzes in memory: a reader-writer lock per quiz.
+// A quiz's standings are loaded from its stored counted answers on first use (ensure_loaded)
+// and leave memory when it is finalized (erase).
 class StandingsBook {
  public:
-  // Runs f(const QuizStandings*) under the quiz's shared lock; nullptr when the quiz has none.
+  // Runs f(const QuizStandings*) under the quiz's shared lock; nullptr when the quiz is not in
+  // memory or not loaded yet.
   template <typename F>
   auto read(int64_t quiz_id, F&& f) const {
     std::shared_ptr<Slot> slot = find(quiz_id);
     if (!slot) return f(static_cast<const QuizStandings*>(nullptr));
     ReaderLock lock(slot->mu);
-    return f(static_cast<const QuizStandings*>(&slot->standings));
+    return f(static_cast<const QuizStandings*>(slot->loaded ? &slot->standings : nullptr));
   }
+
+  // Makes sure the quiz's stored state is in memory: the first call runs `load()` (returning
+  // Result<std::vector<CountedRow>>, e.g. a database query) under the quiz's exclusive lock and
+  // rebuilds the standings from it; later calls return at once. Not ok: nothing was loaded (a
+  // later call tries again).
+  template <typename Load>
+  Status ensure_loaded(int64_t quiz_id, Load&& load) {
+    std::shared_ptr<Slot> slot = get_or_create(quiz_id);
+    {
+      ReaderLock lock(slot->mu);
+      if (slot->loaded) return Status();
+    }
+    WriterLock lock(slot->mu);
+    if (slot->loaded) return Status();
+    auto rows = load();
+    if (!rows.ok()) return rows.status();
+    for (const CountedRow& r : *rows) slot->standings.load(r);
+    slot->loaded = true;
+    return Status();
+  }
+  bool loaded(int64_t quiz_id) const;
+  // A quiz known to have nothing stored yet (just created): loaded, empty.
+  void add_empty(int64_t quiz_id) {
+    std::shared_ptr<Slot> slot = get_or_create(quiz_id);
+    WriterLock lock(slot->mu);
+    slot->loaded = true;
+  }
+
+  // Forgets one quiz (finalized: its standings are read from storage from now on).
+  void erase(int64_t quiz_id) QF_EXCLUDES(mu_);
   // Forgets every quiz (a restart reloads them). Readers still holding a quiz keep it alive.
   void clear() QF_EXCLUDES(mu_);
+  size_t size() const QF_EXCLUDES(mu_);  // quizzes in memory
 
-  // Runs f(QuizStandings&) under the quiz's exclusive lock, creating it when missing.
+  // Runs f(QuizStandings&) under the quiz's exclusive lock, creating it (loaded, empty) when
+  // missing.
   template <typename F>
   auto write(int64_t quiz_id, F&& f) {
     std::shared_ptr<Slot> slot = get_or_create(quiz_id);
     WriterLock lock(slot->mu);
+    slot->loaded = true;
     return f(slot->standings);
   }
 
@@ -99,6 +166,7 @@ class StandingsBook {
   struct Slot {
     SharedMutex mu;
     QuizStandings standings QF_GUARDED_BY(mu);
+    bool loaded QF_GUARDED_BY(mu) = false;
   };
   std::shared_ptr<Slot> find(int64_t quiz_id) const;
   std::shared_ptr<Slot> get_or_create(int64_t quiz_id);

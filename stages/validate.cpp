@@ -8,12 +8,19 @@ int64_t points_for(int64_t points, int64_t elapsed_ms, int64_t time_limit_ms) {
   return points - (points * elapsed_ms) / (2 * time_limit_ms);
 }
 
+Verdict quiz_finalized() {
+  return Verdict::reject("quiz_finalized", "the quiz is finalized", "quiz_id");
+}
+
 Verdict validate(AnswerEvent& e, const CatalogSnapshot& catalog) {
   const QuizDef* q = catalog.find(e.quiz_id);
-  if (!q) return Verdict::reject("unknown_quiz", "no quiz with this quiz_id", "quiz_id");
+  if (!q) {
+    if (catalog.is_finalized(e.quiz_id)) return quiz_finalized();
+    return Verdict::reject("unknown_quiz", "no quiz with this quiz_id", "quiz_id");
+  }
   auto st = catalog.states.find(e.quiz_id);
-  if (st != catalog.states.end() && st->second == QuizState::finalized)
-    return Verdict::reject("quiz_finalized", "the quiz is finalized", "quiz_id");
+  if (st != catalog.states.end() && st->second == QuizState::closed)
+    return Verdict::reject("quiz_not_open", "the quiz was closed", "quiz_id");
   if (e.answered_at_ms < q->opens_at_ms || e.answered_at_ms >= q->closes_at_ms)
     return Verdict::reject("quiz_not_open", "answered_at is outside the quiz's open window",
                            "answered_at");

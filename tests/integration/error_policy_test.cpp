@@ -23,12 +23,15 @@ namespace {
 class ThrowingSink final : public NotificationSink {
  public:
   explicit ThrowingSink(std::shared_ptr<std::atomic<int>> throws) : throws_(std::move(throws)) {}
-  size_t publish(std::vector<Notification>& batch) override {
+  void set_delivery_listener(DeliveryFn fn) override {
+    inner_.set_delivery_listener(std::move(fn));
+  }
+  size_t publish(std::vector<Notification>& batch, int64_t outbox_id = 0) override {
     if (throws_->load() > 0) {
       throws_->fetch_sub(1);
       throw std::runtime_error("injected: the sink threw");
     }
-    return inner_.publish(batch);
+    return inner_.publish(batch, outbox_id);
   }
   void flush(int ms) override { inner_.flush(ms); }
   SinkStats stats() const override { return inner_.stats(); }

@@ -139,7 +139,7 @@ class FaultInjectionTest : public ::testing::Test {
   void expect_standings_as_computed() const {
     const auto expected = expected_standings(workload);
     ASSERT_FALSE(expected.empty());
-    const auto page = engine->leaderboard(kQuiz, 0, 1000);
+    const auto page = engine->leaderboard(kQuiz, 0, 1000).value();
     ASSERT_TRUE(page);
     ASSERT_EQ(page->entries.size(), expected.size());
     EXPECT_EQ(page->total, static_cast<int64_t>(expected.size()));

@@ -195,7 +195,7 @@ TEST(PipelineInvariants, AnyOrderAndBatchingGivesTheIndependentlyComputedStandin
     send(*e, order, 300, 1, 2, tb);
     // Live standings (in memory) equal the database's.
     for (const auto& q : w.quizzes) {
-      auto page = e->leaderboard(q.quiz_id, 0, 1000);
+      auto page = e->leaderboard(q.quiz_id, 0, 1000).value();
       ASSERT_TRUE(page);
       std::vector<std::vector<std::string>> live;
       for (const auto& en : page->entries)
@@ -309,11 +309,11 @@ TEST(PipelineInvariants, RestartRebuildsTheSameStandingsFromStorage) {
     for (const auto& a : w.answers) order.push_back(&a);
     Tally t;
     send(*e, order, 50, 2, 4, t);
-    for (const auto& q : w.quizzes) before.push_back(*e->leaderboard(q.quiz_id, 0, 1000));
+    for (const auto& q : w.quizzes) before.push_back(*e->leaderboard(q.quiz_id, 0, 1000).value());
   }
   auto e = make_engine(db, test_config(db.url()));
   for (size_t i = 0; i < w.quizzes.size(); ++i) {
-    auto after = e->leaderboard(w.quizzes[i].quiz_id, 0, 1000);
+    auto after = e->leaderboard(w.quizzes[i].quiz_id, 0, 1000).value();
     ASSERT_TRUE(after);
     ASSERT_EQ(after->total, before[i].total);
     ASSERT_EQ(after->entries.size(), before[i].entries.size());

@@ -88,6 +88,11 @@ class FaultyWriter final : public BatchWriter {
     return inner_->commit(txn, derive);
   }
 
+  // Finalizations run untouched.
+  Result<Finalized> finalize(int64_t quiz_id, const FinalizeFn& fn, bool outbox) override {
+    return inner_->finalize(quiz_id, fn, outbox);
+  }
+
  private:
   // Called by the real writer after each step of an attempt; what it throws fails the step.
   void on_step(const char* step) {
@@ -161,9 +166,40 @@ Result<SaveQuizResult> FaultyStore::save_quiz(const QuizDef& quiz) {
   return inner_->save_quiz(quiz);
 }
 
-Result<std::vector<QuizDef>> FaultyStore::load_quizzes() { return inner_->load_quizzes(); }
+Result<StoredQuizzes> FaultyStore::load_quizzes() { return inner_->load_quizzes(); }
 
-Result<std::vector<CountedRow>> FaultyStore::load_counted() { return inner_->load_counted(); }
+Result<std::optional<QuizRecord>> FaultyStore::load_quiz(int64_t quiz_id) {
+  return inner_->load_quiz(quiz_id);
+}
+
+Result<std::vector<CountedRow>> FaultyStore::load_counted(int64_t quiz_id) {
+  return inner_->load_counted(quiz_id);
+}
+
+Result<CloseResult> FaultyStore::close_quiz(int64_t quiz_id) { return inner_->close_quiz(quiz_id); }
+
+Result<FinalPage> FaultyStore::final_standings(int64_t quiz_id, size_t offset, size_t limit) {
+  return inner_->final_standings(quiz_id, offset, limit);
+}
+
+Result<std::optional<StandingEntry>> FaultyStore::final_standing(int64_t quiz_id, int64_t user_id) {
+  return inner_->final_standing(quiz_id, user_id);
+}
+
+Result<std::vector<RewardRow>> FaultyStore::rewards(int64_t quiz_id) {
+  return inner_->rewards(quiz_id);
+}
+
+Result<std::vector<OutboxGroup>> FaultyStore::outbox_unsent(int64_t older_than_ms, size_t max_rows,
+                                                            const std::vector<int64_t>& skip) {
+  return inner_->outbox_unsent(older_than_ms, max_rows, skip);
+}
+
+Result<int64_t> FaultyStore::outbox_sent(const std::vector<int64_t>& ids) {
+  return inner_->outbox_sent(ids);
+}
+
+Result<OutboxStats> FaultyStore::outbox_stats() { return inner_->outbox_stats(); }
 
 Status FaultyStore::ping() { return inner_->ping(); }
 

@@ -73,9 +73,19 @@ int64_t TestDatabase::scalar(const std::string& sql) const {
   return tx.exec(sql)[0][0].as<int64_t>();
 }
 
-size_t CountingSink::publish(std::vector<Notification>& batch) {
+void CountingSink::set_delivery_listener(DeliveryFn fn) {
   MutexLock lock(mu_);
-  messages_.insert(messages_.end(), batch.begin(), batch.end());
+  listener_ = std::move(fn);
+}
+
+size_t CountingSink::publish(std::vector<Notification>& batch, int64_t outbox_id) {
+  DeliveryFn listener;
+  {
+    MutexLock lock(mu_);
+    messages_.insert(messages_.end(), batch.begin(), batch.end());
+    listener = listener_;
+  }
+  if (outbox_id != 0 && listener) listener(outbox_id, true);
   return 0;
 }
 

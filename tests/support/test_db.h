@@ -33,9 +33,11 @@ class TestDatabase {
 };
 
 // Counts notifications in memory (for tests that do not look at Kafka).
+// Every publish counts as delivered at once (the delivery listener is told).
 class CountingSink final : public NotificationSink {
  public:
-  size_t publish(std::vector<Notification>& batch) override;
+  void set_delivery_listener(DeliveryFn fn) override;
+  size_t publish(std::vector<Notification>& batch, int64_t outbox_id = 0) override;
   void flush(int) override {}
   SinkStats stats() const override;
   Status health() override { return Status(); }
@@ -45,6 +47,7 @@ class CountingSink final : public NotificationSink {
  private:
   mutable Mutex mu_;
   std::vector<Notification> messages_ QF_GUARDED_BY(mu_);
+  DeliveryFn listener_ QF_GUARDED_BY(mu_);
 };
 
 // A config for tests: given database, mock-free Kafka settings, small batching delay.

@@ -141,6 +141,7 @@ TEST(Derive, RandomTransactionsGiveTheBruteForceCountedAnswersAndStandings) {
     const int quizzes = static_cast<int>(uni(2, 3));
     Model model;
     StandingsBook book;
+    for (int q = 1; q <= quizzes; ++q) book.add_empty(100 + q);
     int next_id = 0;
     for (int txn = 0; txn < 30; ++txn) {
       // A transaction's events: new ones, repeats of its own ids (other content), and resends of
@@ -230,15 +231,20 @@ TEST(Derive, RandomTransactionsGiveTheBruteForceCountedAnswersAndStandings) {
       ASSERT_EQ(got_ids, want_counted_ids) << "run " << run << " txn " << txn;
 
       // One answer_result per counted event, with its deterministic id.
-      const auto notes = answer_results(d, c);
+      const auto notes = batch_notifications(d, c, "k");
       std::multiset<std::string> note_ids;
       for (const auto& m : notes) {
         rapidjson::Document doc;
         ASSERT_FALSE(doc.Parse(m.value.c_str()).HasParseError()) << m.value;
-        note_ids.insert(doc["notification_id"].GetString());
+        if (std::string(doc["type"].GetString()) == "answer_result")
+          note_ids.insert(doc["notification_id"].GetString());
       }
       std::multiset<std::string> want_note_ids;
-      for (const auto& id : want_counted_ids) want_note_ids.insert("answer_result:" + id);
+      for (size_t k : c.counted) {
+        const AnswerEvent& e = *d.events[k];
+        want_note_ids.insert("answer_result:" + std::to_string(e.quiz_id) + ":" +
+                             std::to_string(e.user_id) + ":" + e.event_id);
+      }
       ASSERT_EQ(note_ids, want_note_ids);
 
       // After apply, memory equals the model for every player of every quiz.
@@ -272,7 +278,7 @@ TEST(Derive, NothingNewChangesNothing) {
   const DerivedRows rows = rows_of(c);
   EXPECT_TRUE(rows.counted.empty());
   EXPECT_TRUE(rows.standings.empty());
-  EXPECT_TRUE(answer_results(d, c).empty());
+  EXPECT_TRUE(batch_notifications(d, c, "k").empty());
   apply(book, c);
   EXPECT_EQ(book.read(1, [](const QuizStandings* s) { return s ? s->players() : 0; }), 0u);
 }
@@ -307,7 +313,7 @@ TEST(AnswerResult, CarriesTheEventAndADeterministicId) {
   EXPECT_EQ(n.key, "12345");
   rapidjson::Document doc;
   ASSERT_FALSE(doc.Parse(n.value.c_str()).HasParseError()) << n.value;
-  EXPECT_STREQ(doc["notification_id"].GetString(), "answer_result:evt-\"7\"");
+  EXPECT_STREQ(doc["notification_id"].GetString(), "answer_result:9:12345:evt-\"7\"");
   EXPECT_STREQ(doc["type"].GetString(), "answer_result");
   EXPECT_EQ(doc["quiz_id"].GetInt64(), 9);
   EXPECT_EQ(doc["user_id"].GetInt64(), 12345);

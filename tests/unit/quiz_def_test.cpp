@@ -340,12 +340,35 @@ TEST(Catalog, StateOf) {
 TEST(Catalog, ReplaceAll) {
   Catalog c;
   c.put(simple_quiz(1));
-  c.replace_all({simple_quiz(2), simple_quiz(3)});
+  c.replace_all(
+      {QuizRecord{simple_quiz(2), QuizState::open}, QuizRecord{simple_quiz(3), QuizState::closed},
+       QuizRecord{simple_quiz(4), QuizState::finalized}},
+      {9, 5});
   const auto s = c.snapshot();
   EXPECT_EQ(s->find(1), nullptr);
   ASSERT_NE(s->find(2), nullptr);
   ASSERT_NE(s->find(3), nullptr);
   EXPECT_EQ(*s->find(3), simple_quiz(3));
+  EXPECT_EQ(s->state_of(simple_quiz(2), 1500), QuizState::open);
+  EXPECT_EQ(s->state_of(simple_quiz(3), 1500), QuizState::closed);  // a requested close
+  // Finalized quizzes keep only their id: their definitions are read from storage.
+  EXPECT_EQ(s->find(4), nullptr);
+  for (int64_t id : {4, 5, 9}) EXPECT_TRUE(s->is_finalized(id)) << id;
+  for (int64_t id : {1, 2, 3, 6}) EXPECT_FALSE(s->is_finalized(id)) << id;
+}
+
+TEST(Catalog, FinalizedQuizLeavesMemoryAndCannotComeBack) {
+  Catalog c;
+  c.put(simple_quiz(1));
+  c.put(simple_quiz(2));
+  c.set_state(1, QuizState::finalized);
+  auto s = c.snapshot();
+  EXPECT_EQ(s->find(1), nullptr);
+  EXPECT_TRUE(s->is_finalized(1));
+  EXPECT_NE(s->find(2), nullptr);
+  c.put(simple_quiz(1));  // a late idempotent re-create does not revive it
+  EXPECT_EQ(c.snapshot()->find(1), nullptr);
+  EXPECT_EQ(c.snapshot()->finalized->size(), 1u);
 }
 
 TEST(Catalog, ConcurrentReadersSeeWholeSnapshots) {

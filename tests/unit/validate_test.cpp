@@ -121,6 +121,11 @@ TEST_F(Validate, FinalizationOfAnotherQuizDoesNotMatter) {
   expect_code(e, "quiz_finalized", "quiz 11 finalized");
 }
 
+TEST_F(Validate, ClosedByRequestIsNotOpen) {
+  catalog_.set_state(kQuiz, QuizState::closed);
+  expect_code(answer(1, 2, 0), "quiz_not_open", "in-window answer after POST /close");
+}
+
 TEST_F(Validate, QuizNotOpenWindowEdges) {
   expect_code(answer(1, 2, 0, kOpens - 1), "quiz_not_open", "1 ms before opens_at");
   expect_code(answer(1, 2, 0, kOpens - 86400000), "quiz_not_open", "a day before opens_at");

@@ -1,0 +1,143 @@
+#include "support/kafka_reader.h"
+
+#include <librdkafka/rdkafka.h>
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
+namespace quizflow::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int ms_left(Clock::time_point deadline) {
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::max<int64_t>(left, 0));
+}
+
+void set(rd_kafka_conf_t* conf, const char* name, const std::string& value) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string("read_topic: ") + name + ": " + err);
+  }
+}
+
+// The partition count of `topic`, retried until it is known or `deadline` passes (a topic the
+// producer has not created yet, a leader not elected yet).
+int partition_count(rd_kafka_t* rk, const std::string& topic, Clock::time_point deadline) {
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  if (!rkt) throw std::runtime_error("read_topic: rd_kafka_topic_new(" + topic + ") failed");
+  std::string last_error = "no metadata request finished";
+  for (;;) {
+    const rd_kafka_metadata_t* md = nullptr;
+    const rd_kafka_resp_err_t err =
+        rd_kafka_metadata(rk, 0, rkt, &md, std::max(100, std::min(5000, ms_left(deadline))));
+    int count = 0;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      last_error = rd_kafka_err2str(err);
+    } else {
+      for (int i = 0; i < md->topic_cnt; ++i) {
+        if (topic != md->topics[i].topic) continue;
+        if (md->topics[i].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+          last_error = rd_kafka_err2str(md->topics[i].err);
+        else
+          count = md->topics[i].partition_cnt;
+      }
+      rd_kafka_metadata_destroy(md);
+    }
+    if (count > 0) {
+      rd_kafka_topic_destroy(rkt);
+      return count;
+    }
+    if (ms_left(deadline) == 0) {
+      rd_kafka_topic_destroy(rkt);
+      throw std::runtime_error("read_topic: no metadata for topic " + topic + ": " + last_error);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(200, ms_left(deadline))));
+  }
+}
+
+}  // namespace
+
+std::vector<KafkaMessage> read_topic(const std::string& bootstrap, const std::string& topic,
+                                     int64_t expect_at_least, int idle_timeout_ms,
+                                     int total_timeout_ms) {
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::milliseconds(total_timeout_ms);
+
+  // rd_kafka_assign needs a consumer group handle, hence a group id; it is never joined
+  // (no subscribe) and nothing is committed.
+  std::random_device rd;
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  set(conf, "bootstrap.servers", bootstrap);
+  set(conf, "group.id", "qf-read-topic-" + std::to_string(rd()) + std::to_string(rd()));
+  set(conf, "enable.auto.commit", "false");
+  set(conf, "enable.auto.offset.store", "false");
+  set(conf, "log_level", "3");
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string("read_topic: rd_kafka_new: ") + err);
+  }
+  rd_kafka_poll_set_consumer(rk);
+
+  std::vector<KafkaMessage> out;
+  try {
+    const int partitions = partition_count(rk, topic, deadline);
+    rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; ++p)
+      rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset =
+          RD_KAFKA_OFFSET_BEGINNING;
+    const rd_kafka_resp_err_t aerr = rd_kafka_assign(rk, assignment);
+    rd_kafka_topic_partition_list_destroy(assignment);
+    if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+      throw std::runtime_error(std::string("read_topic: rd_kafka_assign: ") +
+                               rd_kafka_err2str(aerr));
+
+    auto last_message = start;  // the idle timeout counts from here
+    for (;;) {
+      const auto now = Clock::now();
+      if (now >= deadline) break;
+      if (static_cast<int64_t>(out.size()) >= expect_at_least &&
+          now - last_message >= std::chrono::milliseconds(idle_timeout_ms))
+        break;
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, std::min(100, ms_left(deadline)));
+      if (!m) continue;
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        KafkaMessage msg;
+        if (m->key) msg.key.assign(static_cast<const char*>(m->key), m->key_len);
+        if (m->payload) msg.value.assign(static_cast<const char*>(m->payload), m->len);
+        msg.partition = m->partition;
+        msg.offset = m->offset;
+        out.push_back(std::move(msg));
+        last_message = Clock::now();
+      }
+      rd_kafka_message_destroy(m);
+    }
+  } catch (...) {
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    throw;
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  return out;
+}
+
+std::string json_string_field(const std::string& json, const char* name) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject()) return "";
+  const auto it = doc.FindMember(name);
+  if (it == doc.MemberEnd() || !it->value.IsString()) return "";
+  return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+}  // namespace quizflow::testing
