@@ -1050,36 +1050,6 @@ TEST_F(Health, UnreachableKafkaIs503WithAReason) {
   if (HasFailure()) print_log(s);
 }
 
-// A database of its own, dropped (forcibly) on destruction.
-class ScratchDatabase {
- public:
-  ScratchDatabase(const std::string& admin_url, const std::string& dir)
-      : admin_(admin_url), dir_(dir), name_("qf_e2e_" + random_hex(12)) {
-    const CommandResult r = psql(admin_, "CREATE DATABASE " + name_, dir_);
-    if (r.exit_code != 0) error_ = "CREATE DATABASE " + name_ + ": " + r.show();
-    PgUrl u = PgUrl::parse(admin_url);
-    u.db = name_;
-    url_ = u.str();
-  }
-  ~ScratchDatabase() {
-    if (!error_.empty()) return;
-    const CommandResult r =
-        psql(admin_, "DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)", dir_);
-    if (r.exit_code != 0)
-      std::fprintf(stderr, "could not drop %s: %s\n", name_.c_str(), r.show().c_str());
-  }
-  ScratchDatabase(const ScratchDatabase&) = delete;
-  ScratchDatabase& operator=(const ScratchDatabase&) = delete;
-
-  const std::string& name() const { return name_; }
-  const std::string& url() const { return url_; }
-  const std::string& error() const { return error_; }
-  CommandResult admin(const std::string& sql) const { return psql(admin_, sql, dir_); }
-
- private:
-  std::string admin_, dir_, name_, url_, error_;
-};
-
 TEST_F(Health, DatabaseOutageIs503AndRecovers) {
   ScratchDatabase sdb(db(), dir());
   ASSERT_TRUE(sdb.error().empty()) << sdb.error();

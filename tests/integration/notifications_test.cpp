@@ -59,27 +59,37 @@ TEST(Notifications, OneAnswerResultPerCountedAnswerOnTheMockCluster) {
   const Answered again = submit_and_wait(e, body);  // all duplicates: no new notifications
   for (const auto& it : again.items) ASSERT_EQ(it.verdict.status, ItemStatus::duplicate);
 
-  const auto msgs = consume_all(bootstrap, c.topic_notifications, 201, 8000);
-  ASSERT_EQ(msgs.size(), 200u);
+  // 200 answer_result and the top 10 entering it (one transaction: ten rank_changed).
+  const auto msgs = consume_all(bootstrap, c.topic_notifications, 211, 8000);
+  ASSERT_EQ(msgs.size(), 210u);
   std::set<std::string> ids;
+  std::set<int64_t> ranks;
   for (const auto& [key, value] : msgs) {
     rapidjson::Document d;
     d.Parse(value.c_str());
     ASSERT_FALSE(d.HasParseError()) << value;
+    if (std::string(d["type"].GetString()) == "rank_changed") {
+      EXPECT_EQ(d["previous_rank"].GetInt64(), 0) << value;  // not ranked before
+      ranks.insert(d["rank"].GetInt64());
+      EXPECT_EQ(key, std::to_string(d["user_id"].GetInt64()));
+      continue;
+    }
     ASSERT_STREQ(d["type"].GetString(), "answer_result");
     const std::string event_id = d["event_id"].GetString();
     ASSERT_TRUE(sent.count(event_id)) << event_id;
     const SentAnswer& a = sent[event_id];
     EXPECT_EQ(key, std::to_string(a.user_id));
-    EXPECT_EQ(std::string(d["notification_id"].GetString()), "answer_result:" + event_id);
+    EXPECT_EQ(std::string(d["notification_id"].GetString()),
+              "answer_result:5:" + std::to_string(a.user_id) + ":" + event_id);
     const bool correct = a.option_id == a.question_id % 4;
     EXPECT_EQ(d["correct"].GetBool(), correct);
     EXPECT_EQ(d["points"].GetInt64(), correct ? 1000 - (1000 * a.elapsed_ms) / 40000 : 0);
     ids.insert(event_id);
   }
   EXPECT_EQ(ids.size(), 200u);
+  EXPECT_EQ(ranks, (std::set<int64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
   e.stop();
-  EXPECT_EQ(e.sink_stats().delivered, 200);
+  EXPECT_EQ(e.sink_stats().delivered, 210);
 }
 
 }  // namespace
