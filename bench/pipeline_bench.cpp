@@ -1,6 +1,8 @@
 // Pipeline benchmark: answers fed straight into the flow graph (Engine::submit, no HTTP) and
 // through PostgreSQL (durable commits, synchronous_commit on) and the Kafka producer (mock
-// cluster). Few large quizzes vs many small ones.
+// cluster). Few large quizzes vs many small ones; each with the transactional outbox (the
+// default: notifications written in the batch transaction, relayed after delivery) and without
+// it (QUIZFLOW_OUTBOX=false: produced from memory after COMMIT), alternating in one invocation.
 //
 //   qf-pipeline-bench [--url URL] [--answers N] [--request K] [--smoke]
 //
@@ -46,7 +48,7 @@ struct Outcome {
 };
 
 Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, size_t per_request,
-                 uint32_t seed, int delay_ms) {
+                 uint32_t seed, int delay_ms, bool outbox) {
   const std::string db = "qf_bench_pipe_" + std::to_string(std::random_device{}());
   {
     pqxx::connection conn(admin_url);
@@ -62,6 +64,7 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
     cfg.db_writers = 2;
     cfg.max_in_flight_events = 200000;
     cfg.notify_queue_max = 2000000;
+    cfg.outbox = outbox;
     auto producer = std::make_unique<egress::KafkaProducer>(egress::kafka_options(cfg));
     Engine engine(cfg, std::make_unique<egress::PgStore>(egress::pool_options(cfg)),
                   std::move(producer));
@@ -186,19 +189,30 @@ int main(int argc, char** argv) {
   const std::vector<Case> cases = {{"few_large_quizzes", 10}, {"many_small_quizzes", many}};
   std::vector<Outcome> outs;
   for (size_t i = 0; i < cases.size(); ++i) {
-    const Outcome o =
-        run_case(url, cases[i], answers, per_request, 42 + static_cast<uint32_t>(i), delay_ms);
-    outs.push_back(o);
-    std::printf("RESULT bench=pipeline case=%s metric=answers_per_s value=%.0f unit=answers/s\n",
-                cases[i].name.c_str(), o.answers_per_s);
-    std::printf(
-        "RESULT bench=pipeline case=%s metric=answers_per_transaction value=%.1f unit=answers\n",
-        cases[i].name.c_str(),
-        static_cast<double>(o.accepted) / static_cast<double>(std::max<int64_t>(1, o.batches)));
-    std::fprintf(stderr, "%-20s %6d quizzes  %10.0f answers/s  %lld batch transactions\n",
-                 cases[i].name.c_str(), cases[i].quizzes, o.answers_per_s,
-                 static_cast<long long>(o.batches));
-    std::fflush(stdout);
+    Outcome with_outbox;
+    for (const bool outbox : {true, false}) {
+      const std::string name = cases[i].name + (outbox ? "" : "_no_outbox");
+      const Outcome o = run_case(url, cases[i], answers, per_request,
+                                 42 + static_cast<uint32_t>(i), delay_ms, outbox);
+      if (outbox) {
+        outs.push_back(o);
+        with_outbox = o;
+      }
+      std::printf("RESULT bench=pipeline case=%s metric=answers_per_s value=%.0f unit=answers/s\n",
+                  name.c_str(), o.answers_per_s);
+      std::printf(
+          "RESULT bench=pipeline case=%s metric=answers_per_transaction value=%.1f unit=answers\n",
+          name.c_str(),
+          static_cast<double>(o.accepted) / static_cast<double>(std::max<int64_t>(1, o.batches)));
+      std::fprintf(stderr, "%-30s %6d quizzes  %10.0f answers/s  %lld batch transactions\n",
+                   name.c_str(), cases[i].quizzes, o.answers_per_s,
+                   static_cast<long long>(o.batches));
+      if (!outbox)
+        std::printf(
+            "RESULT bench=pipeline case=%s metric=outbox_cost value=%.1f unit=%%_of_throughput\n",
+            cases[i].name.c_str(), 100.0 * (1.0 - with_outbox.answers_per_s / o.answers_per_s));
+      std::fflush(stdout);
+    }
   }
   std::printf(
       "RESULT bench=pipeline case=ratio_many_over_few metric=time_per_answer value=%.2f "
