@@ -117,10 +117,12 @@ CREATE TABLE rewards (
 
 -- Transactional outbox: the notifications of one transaction (one line "key<TAB>value" per
 -- message), written with the change that caused them and deleted once all were delivered.
+-- lz4: a batch's payload is about 1 MB of JSON lines; pglz (the default) spent ~10% of the
+-- pipeline's throughput compressing it.
 CREATE TABLE outbox (
   id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   messages   integer NOT NULL,
-  payload    text NOT NULL,
+  payload    text COMPRESSION lz4 NOT NULL,
   created_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 )SQL"},
