@@ -60,7 +60,15 @@ size_t OutboxRelay::publish(OutboxGroup& group) {
     in_flight_.insert(group.outbox_id);
   }
   // Not under mu_: the sink may report (and call on_delivery) from inside publish.
-  return sink_.publish(group.messages, group.outbox_id);
+  try {
+    return sink_.publish(group.messages, group.outbox_id);
+  } catch (...) {
+    if (group.outbox_id != 0) {  // no report will come: the sweep sends the row again
+      MutexLock lock(mu_);
+      in_flight_.erase(group.outbox_id);
+    }
+    throw;
+  }
 }
 
 void OutboxRelay::on_delivery(int64_t outbox_id, bool ok) {
