@@ -384,7 +384,10 @@ struct Graph::Impl {
     // A finalizing quiz whose last batch committed is finalized (not while draining: a restart
     // finalizes it, as the quiz row still says).
     if (!force) {
-      for (int64_t quiz : schedule.finalizing_quizzes()) {
+      // A copy: starting one may end it at once (schedule.finished), changing the set.
+      const std::vector<int64_t> finalizing(schedule.finalizing_quizzes().begin(),
+                                            schedule.finalizing_quizzes().end());
+      for (int64_t quiz : finalizing) {
         if (transactions_in_flight >= max_transactions) break;
         if (finalize_started.count(quiz) || !buffers.release_if_idle(quiz)) continue;
         start_finalization(quiz, p);

@@ -11,7 +11,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-constexpr auto kMarkEvery = std::chrono::milliseconds(20);  // delete delivered rows this often
+constexpr auto kMarkEvery = std::chrono::milliseconds(100);  // delete delivered rows this often
 constexpr auto kSweepEvery = std::chrono::milliseconds(1000);
 constexpr size_t kSweepRows = 200;          // rows re-published per sweep at most
 constexpr size_t kMaxInFlightRows = 20000;  // no sweep while this many rows are in flight

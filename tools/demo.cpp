@@ -3,8 +3,9 @@
 // answered and reports latency, the leaderboard and the pipeline's stage counters.
 //
 // Exit status: 0 when every valid answer was accepted, every re-send was a duplicate, every
-// invalid answer was rejected with the expected code, and the leaderboard holds every player and
-// matches the standings computed here from what was sent; 1 otherwise; 2 on bad usage.
+// invalid answer was rejected with the expected code, the leaderboard holds every player and
+// matches the standings computed here from what was sent, and after POST /close the quiz is
+// finalized with the rewards of its tiers; 1 otherwise; 2 on bad usage.
 #include <rapidjson/document.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -601,6 +603,48 @@ int main(int argc, char** argv) {
     }
   }
 
+  // ---- the quiz's end: close, finalization, rewards ----
+  bool rewards_ok = false;
+  try {
+    const std::string base = "/v1/quizzes/" + std::to_string(quiz_id);
+    const HttpResponse c = main_client.request("POST", base + "/close", "", auth);
+    if (c.status != 202) throw std::runtime_error("POST close: HTTP " + std::to_string(c.status));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string state;
+    while (state != "finalized" &&
+           std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10)) {
+      const HttpResponse q = main_client.request("GET", base);
+      rapidjson::Document d;
+      d.Parse(q.body.c_str(), q.body.size());
+      if (q.status == 200 && d.IsObject() && d.HasMember("state") && d["state"].IsString())
+        state = d["state"].GetString();
+      if (state != "finalized") std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (state != "finalized") throw std::runtime_error("not finalized 10 s after POST close");
+    const HttpResponse r = main_client.request("GET", base + "/rewards");
+    rapidjson::Document d;
+    d.Parse(r.body.c_str(), r.body.size());
+    if (r.status != 200 || !d.IsObject() || !d.HasMember("rewards") || !d["rewards"].IsArray())
+      throw std::runtime_error("GET rewards: HTTP " + std::to_string(r.status));
+    std::printf("\nclosed and finalized in %.0f ms; rewards (tiers: 1 gold, 2-3 silver)\n", ms);
+    std::vector<int64_t> rewarded;
+    for (const auto& e : d["rewards"].GetArray()) {
+      std::printf("  rank %" PRId64 "  user %" PRId64 "  %s\n", get_int(e, "rank"),
+                  get_int(e, "user_id"), e["reward"].GetString());
+      rewarded.push_back(get_int(e, "user_id"));
+    }
+    // The tiers applied to the final standings: the top 3 of the standings computed here.
+    std::vector<int64_t> want;
+    for (size_t i = 0; i < std::min<size_t>(3, expected.size()); ++i)
+      want.push_back(expected[i].user_id);
+    rewards_ok = rewarded == want;
+    if (!rewards_ok) problems.add("the rewards do not go to the top 3 of the standings");
+  } catch (const std::exception& e) {
+    problems.add(std::string("finalization: ") + e.what());
+  }
+
   // ---- stage counters (difference of two snapshots: this run only) ----
   const Stats after = fetch_stats(main_client, stats_error);
   if (before.ok && after.ok) {
@@ -628,7 +672,7 @@ int main(int argc, char** argv) {
 
   const bool ok = problems.count() == 0 && all.accepted == all.valid_sent &&
                   all.resent_duplicate == all.resent && invalid_rejected == invalid_sent &&
-                  leaderboard_ok && total == o.players;
+                  leaderboard_ok && total == o.players && rewards_ok;
   if (ok) {
     std::printf("\nOK: every check passed\n");
     return 0;
