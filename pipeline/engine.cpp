@@ -275,7 +275,8 @@ std::vector<std::pair<int64_t, int64_t>> Engine::largest_pending() const {
 
 int64_t Engine::uptime_s() const { return running() ? (now_ms() - started_ms_.load()) / 1000 : 0; }
 
-// Checks PostgreSQL and Kafka once a second (the checks block on I/O; health() never does).
+// Checks PostgreSQL and Kafka once a second, every 100 ms while a check fails (the checks block
+// on I/O; health() never does).
 void Engine::monitor_loop() {
   bool was_ok = true;
   for (;;) {
@@ -290,7 +291,10 @@ void Engine::monitor_loop() {
     health_.database_error = db.ok() ? "" : db.message();
     health_.kafka_ok = kafka.ok();
     health_.kafka_error = kafka.ok() ? "" : kafka.message();
-    const auto next = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    // A failing check is repeated sooner: right after start-up the producer may not have
+    // reached its broker yet, and a recovery is seen within 100 ms.
+    const auto next = std::chrono::steady_clock::now() +
+                      (ok ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100));
     while (!stop_monitor_ && health_cv_.wait_until(health_mu_, next)) {
     }
     if (stop_monitor_) return;
