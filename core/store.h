@@ -175,9 +175,11 @@ class Store {
   virtual Result<std::optional<StandingEntry>> final_standing(int64_t quiz_id, int64_t user_id) = 0;
   virtual Result<std::vector<RewardRow>> rewards(int64_t quiz_id) = 0;
 
-  // The outbox. Rows older than `older_than_ms`, oldest first, skipping `skip` ids, at most
-  // `max_rows`; marks rows sent by deleting them (returns the messages they held).
-  virtual Result<std::vector<OutboxGroup>> outbox_unsent(int64_t older_than_ms, size_t max_rows,
+  // The outbox. Rows older than `older_than_ms`, oldest first, skipping `skip` ids, holding at
+  // most `max_messages` messages in all (at least one row when any is unsent); marks rows sent
+  // by deleting them (returns the messages they held).
+  virtual Result<std::vector<OutboxGroup>> outbox_unsent(int64_t older_than_ms,
+                                                         int64_t max_messages,
                                                          const std::vector<int64_t>& skip) = 0;
   virtual Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) = 0;
   virtual Result<OutboxStats> outbox_stats() = 0;

@@ -256,16 +256,28 @@ Result<std::vector<RewardRow>> PgStore::rewards(int64_t quiz_id) try {
   return status_of("read rewards", e);
 }
 
-Result<std::vector<OutboxGroup>> PgStore::outbox_unsent(int64_t older_than_ms, size_t max_rows,
+Result<std::vector<OutboxGroup>> PgStore::outbox_unsent(int64_t older_than_ms, int64_t max_messages,
                                                         const std::vector<int64_t>& skip) try {
   return with_conn([&](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
-    std::vector<OutboxGroup> out;
+    // The rows first (ids and sizes), then the payloads of those that fit the budget.
+    std::vector<int64_t> ids;
+    int64_t messages = 0;
     for (const auto& row :
-         tx.exec_params("SELECT id, payload FROM outbox "
+         tx.exec_params("SELECT id, messages FROM outbox "
                         "WHERE created_at < clock_timestamp() - $1 * interval '1 millisecond' "
-                        "AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT $3",
-                        older_than_ms, pg_id_array(skip), static_cast<int64_t>(max_rows))) {
+                        "AND NOT (id = ANY($2::bigint[])) ORDER BY id LIMIT 1000",
+                        older_than_ms, pg_id_array(skip))) {
+      const auto n = row[1].as<int64_t>();
+      if (!ids.empty() && messages + n > max_messages) break;
+      ids.push_back(row[0].as<int64_t>());
+      messages += n;
+    }
+    std::vector<OutboxGroup> out;
+    if (ids.empty()) return out;
+    for (const auto& row :
+         tx.exec_params("SELECT id, payload FROM outbox WHERE id = ANY($1::bigint[]) ORDER BY id",
+                        pg_id_array(ids))) {
       out.push_back(OutboxGroup{row[0].as<int64_t>(),
                                 decode_outbox(std::string_view(row[1].c_str(), row[1].size()))});
     }

@@ -31,7 +31,7 @@ class PgStore final : public Store {
   Result<FinalPage> final_standings(int64_t quiz_id, size_t offset, size_t limit) override;
   Result<std::optional<StandingEntry>> final_standing(int64_t quiz_id, int64_t user_id) override;
   Result<std::vector<RewardRow>> rewards(int64_t quiz_id) override;
-  Result<std::vector<OutboxGroup>> outbox_unsent(int64_t older_than_ms, size_t max_rows,
+  Result<std::vector<OutboxGroup>> outbox_unsent(int64_t older_than_ms, int64_t max_messages,
                                                  const std::vector<int64_t>& skip) override;
   Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) override;
   Result<OutboxStats> outbox_stats() override;

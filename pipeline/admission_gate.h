@@ -48,4 +48,21 @@ class AdmissionGate {
   std::atomic<uint64_t> state_{kClosed};
 };
 
+// A pass through the gate for the scope's life: entered() says whether the caller got in; a
+// caller that got in leaves when the pass is destroyed.
+class GatePass {
+ public:
+  explicit GatePass(AdmissionGate& gate) : gate_(gate), entered_(gate.enter()) {}
+  ~GatePass() {
+    if (entered_) gate_.leave();
+  }
+  GatePass(const GatePass&) = delete;
+  GatePass& operator=(const GatePass&) = delete;
+  bool entered() const { return entered_; }
+
+ private:
+  AdmissionGate& gate_;
+  const bool entered_;
+};
+
 }  // namespace quizflow

@@ -96,11 +96,8 @@ void Engine::stop() {
 }
 
 SubmitResult Engine::submit(std::string body, Request::DoneFn done) {
-  if (!gate_.enter()) return SubmitResult::stopped;
-  struct Leave {
-    AdmissionGate& gate;
-    ~Leave() { gate.leave(); }
-  } leave{gate_};
+  const GatePass pass(gate_);
+  if (!pass.entered()) return SubmitResult::stopped;
   const int64_t estimate = stages::admission_estimate(body.size());
   const int64_t in_flight = metrics_.events_in_flight.load(std::memory_order_relaxed);
   if (!stages::admits(in_flight, estimate, config_.max_in_flight_events)) {
@@ -143,9 +140,12 @@ Result<SaveQuizResult> Engine::create_quiz(const QuizDef& quiz) {
   return res;
 }
 
-void Engine::schedule_finalization(int64_t quiz_id, int64_t due_ms) const {
-  ReaderLock lock(graph_mu_);
-  if (graph_) graph_->schedule_finalization(quiz_id, due_ms);
+void Engine::schedule_finalization(int64_t quiz_id, int64_t due_ms) {
+  // Through the admission gate, like submit(): stop() closes it before draining, so nothing
+  // reaches the graph after its drain. (A quiz not scheduled now is scheduled by the next
+  // start, from what PostgreSQL stores.)
+  const GatePass pass(gate_);
+  if (pass.entered()) graph_->schedule_finalization(quiz_id, due_ms);
 }
 
 Result<CloseResult> Engine::close_quiz(int64_t quiz_id) {
@@ -186,41 +186,54 @@ Result<std::optional<QuizView>> Engine::quiz(int64_t quiz_id) const {
 
 Result<std::optional<LeaderboardPage>> Engine::leaderboard(int64_t quiz_id, size_t offset,
                                                            size_t limit) const {
-  auto snap = catalog_.snapshot();
   LeaderboardPage page;
   page.quiz_id = quiz_id;
-  if (snap->is_finalized(quiz_id)) {
-    auto fin = store_->final_standings(quiz_id, offset, limit);
-    if (!fin.ok()) return fin.status();
-    page.total = fin->total;
-    page.entries = std::move(fin->entries);
-    return std::optional<LeaderboardPage>(std::move(page));
+  for (;;) {
+    auto snap = catalog_.snapshot();
+    if (snap->is_finalized(quiz_id)) {
+      auto fin = store_->final_standings(quiz_id, offset, limit);
+      if (!fin.ok()) return fin.status();
+      page.total = fin->total;
+      page.entries = std::move(fin->entries);
+      return std::optional<LeaderboardPage>(std::move(page));
+    }
+    if (!snap->find(quiz_id)) return std::optional<LeaderboardPage>();
+    if (Status s = ensure_loaded(quiz_id); !s.ok()) return s;
+    standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
+      if (!s) return 0;
+      page.total = static_cast<int64_t>(s->players());
+      page.entries = s->page(offset, limit);
+      return 0;
+    });
+    if (!left_memory_meanwhile(quiz_id)) return std::optional<LeaderboardPage>(std::move(page));
   }
-  if (!snap->find(quiz_id)) return std::optional<LeaderboardPage>();
-  if (Status s = ensure_loaded(quiz_id); !s.ok()) return s;
-  standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
-    if (!s) return 0;
-    page.total = static_cast<int64_t>(s->players());
-    page.entries = s->page(offset, limit);
-    return 0;
-  });
-  return std::optional<LeaderboardPage>(std::move(page));
 }
 
 Result<std::optional<std::optional<StandingEntry>>> Engine::player(int64_t quiz_id,
                                                                    int64_t user_id) const {
   using Out = std::optional<std::optional<StandingEntry>>;
-  auto snap = catalog_.snapshot();
-  if (snap->is_finalized(quiz_id)) {
-    auto fin = store_->final_standing(quiz_id, user_id);
-    if (!fin.ok()) return fin.status();
-    return Out(*fin);
+  for (;;) {
+    auto snap = catalog_.snapshot();
+    if (snap->is_finalized(quiz_id)) {
+      auto fin = store_->final_standing(quiz_id, user_id);
+      if (!fin.ok()) return fin.status();
+      return Out(*fin);
+    }
+    if (!snap->find(quiz_id)) return Out();
+    if (Status s = ensure_loaded(quiz_id); !s.ok()) return s;
+    auto entry = standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
+      return s ? s->find(user_id) : std::optional<StandingEntry>{};
+    });
+    if (!left_memory_meanwhile(quiz_id)) return Out(std::move(entry));
   }
-  if (!snap->find(quiz_id)) return Out();
-  if (Status s = ensure_loaded(quiz_id); !s.ok()) return s;
-  return Out(standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
-    return s ? s->find(user_id) : std::optional<StandingEntry>{};
-  }));
+}
+
+// A read that loaded a live quiz may race its finalization (which drops it from memory): then
+// the load brought it back. Drops it again and tells the caller to read from PostgreSQL.
+bool Engine::left_memory_meanwhile(int64_t quiz_id) const {
+  if (!catalog_.snapshot()->is_finalized(quiz_id)) return false;
+  standings_->erase(quiz_id);
+  return true;
 }
 
 Result<std::optional<std::vector<RewardRow>>> Engine::rewards(int64_t quiz_id) const {

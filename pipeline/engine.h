@@ -123,7 +123,8 @@ class Engine {
   std::unique_ptr<NotificationSink> sink_;
   // Loads a live quiz's standings into memory unless they are (one query, blocking).
   Status ensure_loaded(int64_t quiz_id) const;
-  void schedule_finalization(int64_t quiz_id, int64_t due_ms) const QF_EXCLUDES(graph_mu_);
+  bool left_memory_meanwhile(int64_t quiz_id) const;
+  void schedule_finalization(int64_t quiz_id, int64_t due_ms);
 
   Catalog catalog_;
   std::unique_ptr<stages::StandingsBook> standings_;

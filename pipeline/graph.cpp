@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <random>
-#include <unordered_set>
 #include <variant>
 
 #include "core/log_rate.h"
@@ -27,8 +26,6 @@ namespace flow = tbb::flow;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-constexpr int64_t kFinalizeRetryMs = 1000;  // a failed finalization is tried again after this
 
 int64_t since_us(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
@@ -365,33 +362,30 @@ struct Graph::Impl {
       schedule.schedule(sc->quiz_id, sc->due_ms);
     } else if (const auto* f = std::get_if<FinalizeDone>(&in)) {
       --transactions_in_flight;
-      finalize_started.erase(f->quiz_id);
-      schedule.finished(f->quiz_id, f->ok, wall + kFinalizeRetryMs);
+      schedule.finished(f->quiz_id, f->ok, wall);
     } else {
       tick_pending.store(false, std::memory_order_release);
     }
     // Quizzes due for finalization: their buffers flush at once; new answers are refused.
     for (int64_t quiz : schedule.take_due(wall)) buffers.close(quiz);
+    // A finalizing quiz whose last batch committed is finalized — before new batches take the
+    // free writers, or steady traffic on other quizzes would hold it off for ever. (Not while
+    // draining: a restart finalizes it, as the quiz row still says.)
+    const bool force = draining.load(std::memory_order_acquire);
+    if (!force) {
+      for (int64_t quiz : schedule.ready(wall)) {
+        if (transactions_in_flight >= max_transactions) break;
+        if (!buffers.release_if_idle(quiz)) continue;  // its last batch is still on its way
+        start_finalization(quiz, p);
+      }
+    }
     // At most one transaction per writer thread in flight: while they commit, events keep
     // filling the buffers, so the next transaction is larger exactly when the load is (group
     // commit). A transaction takes the due quizzes' batches up to batch_max_size events.
-    const bool force = draining.load(std::memory_order_acquire);
     while (transactions_in_flight < max_transactions) {
       auto batches = buffers.take_due(now, force, static_cast<size_t>(deps.config.batch_max_size));
       if (batches.empty()) break;
       start_transaction(std::move(batches), p);
-    }
-    // A finalizing quiz whose last batch committed is finalized (not while draining: a restart
-    // finalizes it, as the quiz row still says).
-    if (!force) {
-      // A copy: starting one may end it at once (schedule.finished), changing the set.
-      const std::vector<int64_t> finalizing(schedule.finalizing_quizzes().begin(),
-                                            schedule.finalizing_quizzes().end());
-      for (int64_t quiz : finalizing) {
-        if (transactions_in_flight >= max_transactions) break;
-        if (finalize_started.count(quiz) || !buffers.release_if_idle(quiz)) continue;
-        start_finalization(quiz, p);
-      }
     }
     buffered.store(static_cast<int64_t>(buffers.pending_events()) + events_committing,
                    std::memory_order_release);
@@ -445,14 +439,13 @@ struct Graph::Impl {
     job->finalize = catalog->quizzes.at(quiz);
     job->txn.quiz_ids = {quiz};
     job->txn.batch_key = "finalize-" + std::to_string(quiz);
-    finalize_started.insert(quiz);
+    schedule.started(quiz);
     ++transactions_in_flight;
     try {
       std::get<0>(p).try_put(job);
     } catch (...) {
-      finalize_started.erase(quiz);
       --transactions_in_flight;
-      schedule.finished(quiz, false, now_ms() + kFinalizeRetryMs);
+      schedule.finished(quiz, false, now_ms());
       throw;
     }
   }
@@ -463,7 +456,7 @@ struct Graph::Impl {
     if (transactions_in_flight >= max_transactions) return;
     const int64_t now = steady_ms();
     int64_t next = buffers.next_due_ms(now);
-    const int64_t due_wall = schedule.next_due_ms();
+    const int64_t due_wall = schedule.next_due_ms(now_ms());
     if (due_wall != INT64_MAX)  // the wall-clock due time on the steady clock
       next = std::min(next, now + std::max<int64_t>(0, due_wall - now_ms()));
     if (next != INT64_MAX) timer.arm(Clock::time_point(std::chrono::milliseconds(next)));
@@ -645,8 +638,12 @@ struct Graph::Impl {
         [&] {
           if (!ok) {
             lm.finalize_failures.fetch_add(1, std::memory_order_relaxed);
-            spdlog::error("finalizing quiz {} failed: {}; retrying in {} ms", quiz,
-                          job->finalized.status().to_string(), kFinalizeRetryMs);
+            static LogRate rate;
+            if (int64_t more = 0; rate.allow(more))
+              spdlog::error(
+                  "finalizing quiz {} failed: {}; its answers stay refused; retried later ({} "
+                  "similar lines held back)",
+                  quiz, job->finalized.status().to_string(), more);
             return;
           }
           Finalized& f = *job->finalized;
@@ -742,12 +739,11 @@ struct Graph::Impl {
 
   GraphDeps deps;
   flow::graph g;
-  stages::BatchBuffers buffers;                  // used only by the serial batch node
-  stages::FinalizeSchedule schedule;             // used only by the serial batch node
-  std::unordered_set<int64_t> finalize_started;  // used only by the serial batch node
-  uint64_t batch_seq = 0;                        // used only by the serial batch node
-  int transactions_in_flight = 0;                // used only by the serial batch node
-  int64_t events_committing = 0;                 // used only by the serial batch node
+  stages::BatchBuffers buffers;       // used only by the serial batch node
+  stages::FinalizeSchedule schedule;  // used only by the serial batch node
+  uint64_t batch_seq = 0;             // used only by the serial batch node
+  int transactions_in_flight = 0;     // used only by the serial batch node
+  int64_t events_committing = 0;      // used only by the serial batch node
   const int max_transactions = std::max(1, deps.config.db_writers);
   std::string batch_prefix;
   IngestNode ingest;

@@ -13,7 +13,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr auto kMarkEvery = std::chrono::milliseconds(100);  // delete delivered rows this often
 constexpr auto kSweepEvery = std::chrono::milliseconds(1000);
-constexpr size_t kSweepRows = 200;          // rows re-published per sweep at most
+constexpr int64_t kSweepMessages = 50000;   // messages re-published per sweep at most
 constexpr size_t kMaxInFlightRows = 20000;  // no sweep while this many rows are in flight
 
 void warn_limited(const std::string& what) {
@@ -133,7 +133,9 @@ void OutboxRelay::sweep() {
     // Delivered rows not deleted yet are not unsent either.
     skip.insert(skip.end(), delivered_.begin(), delivered_.end());
   }
-  auto rows = store_.outbox_unsent(config_.outbox_relay_after_ms, kSweepRows, skip);
+  // Only while the producer has room: what it holds already is on its way.
+  if (sink_.stats().queue_size > config_.notify_queue_max / 2) return;
+  auto rows = store_.outbox_unsent(config_.outbox_relay_after_ms, kSweepMessages, skip);
   if (!rows.ok()) {
     warn_limited("reading unsent rows failed: " + rows.status().to_string());
     return;

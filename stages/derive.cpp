@@ -62,7 +62,8 @@ DerivedRows rows_of(const TxnChanges& c) {
 void apply(StandingsBook& book, const TxnChanges& c) {
   for (const auto& p : c.proposals) {
     if (p.counted.empty() && p.standings.empty()) continue;
-    book.write(p.quiz_id, [&](QuizStandings& s) { s.apply(p); });
+    // A quiz that left memory meanwhile (finalized by another engine) is not brought back.
+    book.update(p.quiz_id, [&](QuizStandings& s) { s.apply(p); });
   }
 }
 

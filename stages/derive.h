@@ -27,7 +27,7 @@ TxnChanges derive(const DistinctEvents& d, const std::vector<bool>& inserted,
 // The rows the writer stores for `c`: every proposal's counted answers and standings.
 DerivedRows rows_of(const TxnChanges& c);
 
-// Applies committed changes to the standings (exclusive lock per quiz).
+// Applies committed changes to the standings of the quizzes in memory (exclusive lock per quiz).
 void apply(StandingsBook& book, const TxnChanges& c);
 
 }  // namespace quizflow::stages

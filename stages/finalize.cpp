@@ -58,19 +58,43 @@ std::vector<int64_t> FinalizeSchedule::take_due(int64_t now_ms) {
     const int64_t quiz = by_due_.begin()->second;
     by_due_.erase(by_due_.begin());
     due_of_.erase(quiz);
-    finalizing_.insert(quiz);
+    finalizing_.emplace(quiz, Finalizing{});
     out.push_back(quiz);
   }
   return out;
 }
 
-void FinalizeSchedule::finished(int64_t quiz_id, bool ok, int64_t retry_at_ms) {
-  finalizing_.erase(quiz_id);
-  if (!ok) schedule(quiz_id, retry_at_ms);
+std::vector<int64_t> FinalizeSchedule::ready(int64_t now_ms) const {
+  std::vector<int64_t> out;
+  for (const auto& [quiz, f] : finalizing_)
+    if (f.ready_at <= now_ms) out.push_back(quiz);
+  return out;
 }
 
-int64_t FinalizeSchedule::next_due_ms() const {
-  return by_due_.empty() ? INT64_MAX : by_due_.begin()->first;
+void FinalizeSchedule::started(int64_t quiz_id) {
+  auto it = finalizing_.find(quiz_id);
+  if (it != finalizing_.end()) it->second.ready_at = INT64_MAX;
+}
+
+int64_t FinalizeSchedule::finished(int64_t quiz_id, bool ok, int64_t now_ms) {
+  auto it = finalizing_.find(quiz_id);
+  if (it == finalizing_.end()) return 0;
+  if (ok) {
+    finalizing_.erase(it);
+    return 0;
+  }
+  const int shift = std::min(it->second.failures, 6);  // 1 s … 64 s, capped at 60 s
+  const int64_t delay = std::min<int64_t>(60000, int64_t{1000} << shift);
+  ++it->second.failures;
+  it->second.ready_at = now_ms + delay;
+  return delay;
+}
+
+int64_t FinalizeSchedule::next_due_ms(int64_t now_ms) const {
+  int64_t next = by_due_.empty() ? INT64_MAX : by_due_.begin()->first;
+  for (const auto& [quiz, f] : finalizing_)
+    if (f.ready_at > now_ms && f.ready_at != INT64_MAX) next = std::min(next, f.ready_at);
+  return next;
 }
 
 }  // namespace quizflow::stages

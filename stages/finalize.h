@@ -25,29 +25,41 @@ FinalRows final_results(const QuizDef& quiz, std::vector<StandingRow> stored);
 // When `quiz` is finalized without a close request: close_grace_ms after closes_at.
 int64_t finalize_due_ms(const QuizDef& quiz, int64_t close_grace_ms);
 
-// When each live quiz is due for finalization, and which are being finalized. Not thread-safe:
-// used from the serial batch node.
+// When each live quiz is due for finalization, and which are being finalized. A quiz is
+// `finalizing` from the moment it is due until its finalization succeeded — through failed
+// attempts too, so that none of its answers is stored after a finalization that did commit but
+// was reported failed (its reply lost). Failed attempts are retried with a growing delay.
+// Not thread-safe: used from the serial batch node.
 class FinalizeSchedule {
  public:
   // Finalize `quiz_id` at `due_ms` (wall clock) or earlier if it was already due earlier.
-  // Ignored while it is being finalized.
+  // Ignored while it is finalizing.
   void schedule(int64_t quiz_id, int64_t due_ms);
-  // The quizzes due at `now_ms`: they leave the schedule and are marked finalizing.
+  // The quizzes that became due at `now_ms`: they leave the schedule and are finalizing (ready
+  // to be tried at once).
   std::vector<int64_t> take_due(int64_t now_ms);
   bool finalizing(int64_t quiz_id) const { return finalizing_.count(quiz_id) > 0; }
-  // The finalization of `quiz_id` ended: done when `ok`, else it is scheduled again at
-  // `retry_at_ms` (and answers are accepted again until then only if they were before: the
-  // caller decides).
-  void finished(int64_t quiz_id, bool ok, int64_t retry_at_ms);
-  // The earliest due time (wall clock), INT64_MAX when none.
-  int64_t next_due_ms() const;
+  // The finalizing quizzes whose attempt may start at `now_ms` (none in progress, retry time
+  // reached), in quiz order.
+  std::vector<int64_t> ready(int64_t now_ms) const;
+  // An attempt for `quiz_id` started.
+  void started(int64_t quiz_id);
+  // The attempt ended: the quiz is done when `ok`; otherwise it stays finalizing and is ready
+  // again after 1 s, 2 s, 4 s … at most 60 s. Returns the delay (0 when ok).
+  int64_t finished(int64_t quiz_id, bool ok, int64_t now_ms);
+  // The earliest time something becomes due or ready after `now_ms` (wall clock), INT64_MAX when
+  // nothing waits for time.
+  int64_t next_due_ms(int64_t now_ms) const;
   size_t scheduled() const { return due_of_.size(); }
-  const std::set<int64_t>& finalizing_quizzes() const { return finalizing_; }
 
  private:
+  struct Finalizing {
+    int64_t ready_at = 0;  // INT64_MAX while an attempt runs
+    int failures = 0;
+  };
   std::map<int64_t, int64_t> due_of_;             // quiz -> due
   std::set<std::pair<int64_t, int64_t>> by_due_;  // (due, quiz)
-  std::set<int64_t> finalizing_;
+  std::map<int64_t, Finalizing> finalizing_;
 };
 
 }  // namespace quizflow::stages

@@ -152,6 +152,18 @@ class StandingsBook {
   void clear() QF_EXCLUDES(mu_);
   size_t size() const QF_EXCLUDES(mu_);  // quizzes in memory
 
+  // Runs f(QuizStandings&) under the quiz's exclusive lock when the quiz is in memory and
+  // loaded; false (f not run) otherwise — e.g. it left memory (finalized) meanwhile.
+  template <typename F>
+  bool update(int64_t quiz_id, F&& f) {
+    std::shared_ptr<Slot> slot = find(quiz_id);
+    if (!slot) return false;
+    WriterLock lock(slot->mu);
+    if (!slot->loaded) return false;
+    f(slot->standings);
+    return true;
+  }
+
   // Runs f(QuizStandings&) under the quiz's exclusive lock, creating it (loaded, empty) when
   // missing.
   template <typename F>

@@ -13,6 +13,7 @@
 #include "e2e/server_fixture.h"
 #include "support/kafka_reader.h"
 #include "support/mock_kafka_process.h"
+#include "unit/test_util.h"
 
 namespace qf_e2e {
 namespace {
@@ -38,7 +39,7 @@ TEST(OutboxKill, EveryNotificationOfAcknowledgedAnswersSurvivesKillDashNine) {
   const int64_t quiz = next_quiz_id();
   std::set<std::string> want;  // answer_result ids of every acknowledged (counted) answer
   for (int round = 0; round < 3; ++round) {
-    ServerProcess s(bin, dir, "kill-" + std::to_string(round), env);
+    ServerProcess s(bin, dir, quizflow::test::cat("kill-", round), env);
     ASSERT_EQ(s.start(/*require_healthy=*/false), "");
     HttpClient c("127.0.0.1", s.port(), std::chrono::seconds(10));
     if (round == 0) {
@@ -51,11 +52,9 @@ TEST(OutboxKill, EveryNotificationOfAcknowledgedAnswersSurvivesKillDashNine) {
       std::vector<std::string> items;
       for (int k = 0; k < 40; ++k) {
         const int64_t user = 1 + round * 1000 + req * 40 + k;
-        const std::string id =
-            "k" + std::to_string(round) + "-" + std::to_string(req) + "-" + std::to_string(k);
+        const std::string id = quizflow::test::cat("k", round, "-", req, "-", k);
         items.push_back(answer_json({id, quiz, user, 1, 2, wall_ms() - 1000, 100}));
-        want.insert("answer_result:" + std::to_string(quiz) + ":" + std::to_string(user) + ":" +
-                    id);
+        want.insert(quizflow::test::cat("answer_result:", quiz, ":", user, ":", id));
       }
       const HttpResponse r = c.request("POST", "/v1/answers", batch_json(items));
       ASSERT_EQ(r.status, 200) << show(r);

@@ -14,6 +14,7 @@
 #include "core/time_util.h"
 #include "egress/pg_store.h"
 #include "integration/workload.h"
+#include "support/faulty_store.h"
 #include "support/test_db.h"
 #include "unit/test_util.h"
 
@@ -125,7 +126,7 @@ TEST(Lifecycle, QuizClosingDuringLoadIsFinalizedOnceWithItsTiers) {
         std::vector<std::string> ids;
         for (int k = 0; k < 10; ++k) {
           const int64_t n = seq.fetch_add(1);
-          const std::string id = "c" + std::to_string(t) + "-" + std::to_string(n);
+          const std::string id = test::cat("c", t, "-", n);
           ids.push_back(id);
           // Some answers were tapped before closes_at but arrive late (within the grace).
           const int64_t at = now_ms() - (n % 3 == 0 ? 250 : 0);
@@ -226,7 +227,7 @@ TEST(Lifecycle, CloseRacingTheTimerAndASecondEngineGrantEachRewardOnce) {
   ASSERT_TRUE(a.engine->create_quiz(q).ok());
   std::string body = "{\"answers\":[";
   for (int64_t u = 1; u <= 30; ++u)
-    body += (u > 1 ? "," : "") + answer(q.quiz_id, "r-" + std::to_string(u), u, 1, now - 1000);
+    body += (u > 1 ? "," : "") + answer(q.quiz_id, test::cat("r-", u), u, 1, now - 1000);
   body += "]}";
   for (const auto& it : submit_and_wait(*a.engine, body).items)
     ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
@@ -282,7 +283,7 @@ TEST(Lifecycle, AQuizDueWhileTheEngineWasDownIsFinalizedAtStartUp) {
     ASSERT_TRUE(a.engine->create_quiz(later).ok());
     std::string body = "{\"answers\":[";
     for (int64_t u = 1; u <= 12; ++u)
-      body += (u > 1 ? "," : "") + answer(43, "d-" + std::to_string(u), u, 1, now - 500);
+      body += (u > 1 ? "," : "") + answer(43, test::cat("d-", u), u, 1, now - 500);
     body += "]}";
     for (const auto& it : submit_and_wait(*a.engine, body).items)
       ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
@@ -303,6 +304,100 @@ TEST(Lifecycle, AQuizDueWhileTheEngineWasDownIsFinalizedAtStartUp) {
   EXPECT_EQ(db.scalar("SELECT count(*) FROM final_standings WHERE quiz_id = 44"), 0);
 }
 
+// Steady traffic on another quiz, with a single writer, does not hold a finalization off: the
+// finalizing quiz goes before the next batch.
+TEST(Lifecycle, AFinalizationIsNotHeldOffByTrafficOnOtherQuizzes) {
+  TestDatabase db;
+  Config c = test_config(db.url());
+  c.db_writers = 1;
+  c.batch_max_delay_ms = 0;  // quiz 51's buffer is due whenever it holds an answer
+  auto [engine, sink] = make_engine(db, c);
+  const int64_t now = now_ms();
+  const QuizDef busy = make_quiz(51, now - 60000, now + 3600000);
+  const QuizDef closing = make_quiz(52, now - 60000, now + 3600000);
+  ASSERT_TRUE(engine->create_quiz(busy).ok());
+  ASSERT_TRUE(engine->create_quiz(closing).ok());
+  for (const auto& it : submit_and_wait(*engine, answer(52, "cl-1", 1, 1, now - 1000)).items)
+    ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
+
+  // Open-loop load on quiz 51: up to 64 requests outstanding at any time, so that answers keep
+  // arriving while each of its batches commits (its buffer is never empty when one finishes).
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> seq{0}, outstanding{0};
+  std::vector<std::thread> load;
+  for (int t = 0; t < 2; ++t)
+    load.emplace_back([&] {
+      while (!stop.load()) {
+        if (outstanding.load() >= 64) {
+          std::this_thread::sleep_for(100us);
+          continue;
+        }
+        const int64_t n = seq.fetch_add(1);
+        outstanding.fetch_add(1);
+        const auto r = engine->submit(
+            answer(51, test::cat("busy-", n), 1 + n % 500, 1 + n % 3, now - 1000),
+            [&](Request&) { outstanding.fetch_sub(1); });
+        if (r != SubmitResult::admitted) outstanding.fetch_sub(1);
+      }
+    });
+  std::this_thread::sleep_for(300ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(engine->close_quiz(52).ok());
+  const bool done = test::wait_until([&] { return finalized(*engine, 52); }, 10s);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  const int64_t during = seq.load();
+  std::this_thread::sleep_for(100ms);
+  stop = true;
+  for (auto& th : load) th.join();
+  ASSERT_TRUE(test::wait_until([&] { return outstanding.load() == 0; }, 10s));
+  ASSERT_TRUE(done) << "quiz 52 not finalized within 10 s of its close under load on quiz 51";
+  EXPECT_GT(seq.load(), during) << "the load had stopped before the finalization";
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(stored_rewards(db, 52).size(), 1u);
+}
+
+// A finalization that fails keeps the quiz's answers refused until one succeeds (a failure may
+// be a COMMIT whose reply was lost: nothing may be stored after it), and is retried.
+TEST(Lifecycle, AFailedFinalizationKeepsRefusingAnswersAndIsRetried) {
+  TestDatabase db;
+  Config c = test_config(db.url());
+  c.close_grace_ms = 0;
+  auto control = std::make_shared<FaultControl>();
+  auto sink = std::make_unique<CountingSink>();
+  Engine engine(c, std::make_unique<FaultyStore>(egress::pool_options(c), control),
+                std::move(sink));
+  ASSERT_TRUE(engine.start().ok());
+  const int64_t now = now_ms();
+  const QuizDef q = make_quiz(53, now - 60000, now + 800);
+  ASSERT_TRUE(engine.create_quiz(q).ok());
+  std::string body = "{\"answers\":[";
+  for (int64_t u = 1; u <= 5; ++u)
+    body += (u > 1 ? "," : "") + answer(53, test::cat("f-", u), u, 1, now - 500);
+  body += "]}";
+  for (const auto& it : submit_and_wait(engine, body).items)
+    ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
+  control->fail_next_finalizations(2);  // the first two attempts fail (retried after 1 s, 2 s)
+  ASSERT_TRUE(test::wait_until([&] { return control->finalizations_failed() >= 1; }, 5s));
+  // Between the failed attempts: answers tapped before closes_at are still refused.
+  int64_t n = 0;
+  while (control->finalizations_failed() < 2 || !finalized(engine, 53)) {
+    const Answered a =
+        submit_and_wait(engine, answer(53, test::cat("late-", n++), 9, 2, q.closes_at_ms - 1));
+    ASSERT_EQ(a.items.size(), 1u);
+    EXPECT_EQ(a.items[0].verdict.code, "quiz_finalized");
+    if (n > 2000) break;
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_TRUE(test::wait_until([&] { return finalized(engine, 53); }, 10s));
+  EXPECT_EQ(control->finalizations_failed(), 2);
+  EXPECT_GT(n, 10);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE quiz_id = 53"), 5);
+  EXPECT_EQ(engine.metrics().lifecycle.finalize_failures.load(), 2);
+  EXPECT_EQ(engine.metrics().lifecycle.finalizations.load(), 1);
+  EXPECT_EQ(stored_rewards(db, 53), expected_rewards(db, q));
+  engine.stop();
+}
+
 // Start-up loads the definitions of live quizzes only: no standings (a live quiz's are loaded on
 // first use, a finalized quiz's are read from PostgreSQL).
 TEST(Lifecycle, StartUpLoadsNothingOfFinalizedQuizzesAndLiveOnesOnFirstUse) {
@@ -311,17 +406,18 @@ TEST(Lifecycle, StartUpLoadsNothingOfFinalizedQuizzesAndLiveOnesOnFirstUse) {
   const int64_t now = now_ms();
   const QuizDef done = make_quiz(45, now - 60000, now + 3600000);
   const QuizDef live = make_quiz(46, now - 60000, now + 3600000);
+  const QuizDef first_batch = make_quiz(47, now - 60000, now + 3600000);
   std::vector<StandingEntry> live_before, done_before;
   {
     auto a = make_engine(db, c);
     ASSERT_TRUE(a.engine->create_quiz(done).ok());
     ASSERT_TRUE(a.engine->create_quiz(live).ok());
-    for (int64_t quiz : {45, 46}) {
+    ASSERT_TRUE(a.engine->create_quiz(first_batch).ok());
+    for (int64_t quiz : {45, 46, 47}) {
       std::string body = "{\"answers\":[";
       for (int64_t u = 1; u <= 25; ++u)
-        body +=
-            (u > 1 ? "," : "") + answer(quiz, "s-" + std::to_string(quiz) + "-" + std::to_string(u),
-                                        u, 1 + u % 3, now - 1000);
+        body += (u > 1 ? "," : "") +
+                answer(quiz, test::cat("s-", quiz, "-", u), u, 1 + u % 3, now - 1000);
       body += "]}";
       for (const auto& it : submit_and_wait(*a.engine, body).items)
         ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
@@ -330,12 +426,26 @@ TEST(Lifecycle, StartUpLoadsNothingOfFinalizedQuizzesAndLiveOnesOnFirstUse) {
     done_before = (*a.engine->leaderboard(45, 0, 100).value()).entries;
     ASSERT_TRUE(a.engine->close_quiz(45).ok());
     ASSERT_TRUE(test::wait_until([&] { return finalized(*a.engine, 45); }, 5s));
-    EXPECT_EQ(a.engine->quiz_counts().in_memory, 1);
+    EXPECT_EQ(a.engine->quiz_counts().in_memory, 2);
   }
   auto b = make_engine(db, c);
   EXPECT_EQ(b.engine->quiz_counts().in_memory, 0) << "start-up loaded standings";
   EXPECT_EQ(b.engine->quiz_counts().finalized, 1);
-  EXPECT_EQ(b.engine->quiz_counts().open, 1);
+  EXPECT_EQ(b.engine->quiz_counts().open, 2);
+  // Quiz 47's first use is a batch: it is loaded before the batch is scored against it (scored
+  // against nothing, the new standing of user 1 would be just this answer, and the writer would
+  // find the stored rows other than expected).
+  const Answered first = submit_and_wait(*b.engine, answer(47, "s-47-new", 1, 3, now - 900));
+  ASSERT_EQ(first.items.size(), 1u);
+  EXPECT_EQ(first.items[0].verdict.status, ItemStatus::accepted);
+  EXPECT_EQ(b.engine->quiz_counts().in_memory, 1);
+  EXPECT_EQ(b.engine->metrics().batches.upsert_fallbacks.load(), 0);
+  const auto p47 = b.engine->player(47, 1).value();
+  ASSERT_TRUE(p47 && *p47);
+  EXPECT_EQ(db.scalar("SELECT score FROM standings WHERE quiz_id = 47 AND user_id = 1"),
+            (*p47)->standing.score);
+  EXPECT_EQ(db.scalar("SELECT correct FROM standings WHERE quiz_id = 47 AND user_id = 1"),
+            (*p47)->standing.correct);
   // The finalized quiz from PostgreSQL: the same standings, frozen.
   auto fin = b.engine->leaderboard(45, 0, 100).value();
   ASSERT_TRUE(fin);
@@ -345,7 +455,7 @@ TEST(Lifecycle, StartUpLoadsNothingOfFinalizedQuizzesAndLiveOnesOnFirstUse) {
     EXPECT_EQ(fin->entries[i].rank, done_before[i].rank);
     EXPECT_EQ(fin->entries[i].standing, done_before[i].standing);
   }
-  EXPECT_EQ(b.engine->quiz_counts().in_memory, 0);
+  EXPECT_EQ(b.engine->quiz_counts().in_memory, 1);
   // The live quiz is loaded by its first read, equal to what it was.
   auto page = b.engine->leaderboard(46, 0, 100).value();
   ASSERT_TRUE(page);
@@ -354,8 +464,8 @@ TEST(Lifecycle, StartUpLoadsNothingOfFinalizedQuizzesAndLiveOnesOnFirstUse) {
     EXPECT_EQ(page->entries[i].user_id, live_before[i].user_id);
     EXPECT_EQ(page->entries[i].standing, live_before[i].standing);
   }
-  EXPECT_EQ(b.engine->quiz_counts().in_memory, 1);
-  // ... and by its first batch, which then scores against it.
+  EXPECT_EQ(b.engine->quiz_counts().in_memory, 2);
+  // ... and its next batch scores against it.
   const Answered more = submit_and_wait(*b.engine, answer(46, "s-46-new", 1, 3, now - 900));
   ASSERT_EQ(more.items.size(), 1u);
   EXPECT_EQ(more.items[0].verdict.status, ItemStatus::accepted);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/kafka_reader.h"
+#include "unit/test_util.h"
 
 namespace quizflow::testing {
 namespace {
@@ -98,7 +99,7 @@ TEST(MockKafkaProcess, TakesMessagesAndFailsDeliveriesWhileItsBrokersAreDown) {
 
   {
     Producer p(kafka.bootstrap(), {});
-    for (int i = 0; i < 100; ++i) p.produce("k" + std::to_string(i), "v" + std::to_string(i));
+    for (int i = 0; i < 100; ++i) p.produce(test::cat("k", i), test::cat("v", i));
     ASSERT_TRUE(p.flush(30000));
     EXPECT_EQ(p.delivered, 100);
     EXPECT_EQ(p.failed, 0);
@@ -108,9 +109,9 @@ TEST(MockKafkaProcess, TakesMessagesAndFailsDeliveriesWhileItsBrokersAreDown) {
   const auto first = by_key(read);
   ASSERT_EQ(first.size(), 100u) << "keys repeat";
   for (int i = 0; i < 100; ++i) {
-    const auto it = first.find("k" + std::to_string(i));
+    const auto it = first.find(test::cat("k", i));
     ASSERT_NE(it, first.end()) << "k" << i << " missing";
-    EXPECT_EQ(it->second, "v" + std::to_string(i));
+    EXPECT_EQ(it->second, test::cat("v", i));
   }
   std::set<std::pair<int32_t, int64_t>> positions;
   for (const auto& m : read) {

@@ -28,8 +28,7 @@ using namespace std::chrono_literals;
 std::set<std::string> answer_result_ids(const std::vector<SentAnswer>& answers) {
   std::set<std::string> ids;
   for (const auto& a : answers)
-    ids.insert("answer_result:" + std::to_string(a.quiz_id) + ":" + std::to_string(a.user_id) +
-               ":" + a.event_id);
+    ids.insert(test::cat("answer_result:", a.quiz_id, ":", a.user_id, ":", a.event_id));
   return ids;
 }
 
@@ -77,7 +76,7 @@ TEST(Outbox, BrokersDownLongerThanTheMessageTimeoutLoseNothing) {
     std::string body = "{\"answers\":[";
     for (int64_t u = 1; u <= 25; ++u) {
       SentAnswer a;
-      a.event_id = "ob-" + std::to_string(round) + "-" + std::to_string(u);
+      a.event_id = test::cat("ob-", round, "-", u);
       a.quiz_id = 61;
       a.user_id = u + 25 * (round / 2);
       a.question_id = 1 + round % 2;

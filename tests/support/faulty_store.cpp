@@ -88,8 +88,15 @@ class FaultyWriter final : public BatchWriter {
     return inner_->commit(txn, derive);
   }
 
-  // Finalizations run untouched.
+  // Finalizations run untouched unless fail_next_finalizations() armed a failure.
   Result<Finalized> finalize(int64_t quiz_id, const FinalizeFn& fn, bool outbox) override {
+    FaultControl& c = *control_;
+    for (int left = c.fail_finalize_.load(); left > 0; left = c.fail_finalize_.load()) {
+      if (c.fail_finalize_.compare_exchange_weak(left, left - 1)) {
+        c.finalize_failed_.fetch_add(1);
+        return Status::unavailable("injected: finalization failed");
+      }
+    }
     return inner_->finalize(quiz_id, fn, outbox);
   }
 
@@ -190,9 +197,10 @@ Result<std::vector<RewardRow>> FaultyStore::rewards(int64_t quiz_id) {
   return inner_->rewards(quiz_id);
 }
 
-Result<std::vector<OutboxGroup>> FaultyStore::outbox_unsent(int64_t older_than_ms, size_t max_rows,
+Result<std::vector<OutboxGroup>> FaultyStore::outbox_unsent(int64_t older_than_ms,
+                                                            int64_t max_messages,
                                                             const std::vector<int64_t>& skip) {
-  return inner_->outbox_unsent(older_than_ms, max_rows, skip);
+  return inner_->outbox_unsent(older_than_ms, max_messages, skip);
 }
 
 Result<int64_t> FaultyStore::outbox_sent(const std::vector<int64_t>& ids) {

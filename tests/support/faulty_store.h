@@ -40,6 +40,10 @@ class FaultControl {
   // drops while COMMIT's reply is on its way): the transaction IS committed.
   void lose_reply_after_commit() QF_EXCLUDES(mu_);
 
+  // The next `n` finalizations return `unavailable` without touching the database.
+  void fail_next_finalizations(int n) { fail_finalize_.store(n); }
+  int64_t finalizations_failed() const { return finalize_failed_.load(); }
+
   // What happened so far (each counts commits, not attempts inside one commit).
   int64_t commits() const { return commits_.load(); }              // FaultyWriter::commit calls
   int64_t failures_injected() const { return failed_.load(); }     // answered by fail_next
@@ -73,6 +77,8 @@ class FaultControl {
   std::string drop_error_ QF_GUARDED_BY(mu_);
 
   std::atomic<int64_t> commits_{0}, failed_{0}, delayed_{0}, dropped_{0}, lost_{0};
+  std::atomic<int> fail_finalize_{0};
+  std::atomic<int64_t> finalize_failed_{0};
   std::atomic<bool> delaying_{false};
 };
 
@@ -96,7 +102,7 @@ class FaultyStore final : public Store {
   Result<FinalPage> final_standings(int64_t quiz_id, size_t offset, size_t limit) override;
   Result<std::optional<StandingEntry>> final_standing(int64_t quiz_id, int64_t user_id) override;
   Result<std::vector<RewardRow>> rewards(int64_t quiz_id) override;
-  Result<std::vector<OutboxGroup>> outbox_unsent(int64_t older_than_ms, size_t max_rows,
+  Result<std::vector<OutboxGroup>> outbox_unsent(int64_t older_than_ms, int64_t max_messages,
                                                  const std::vector<int64_t>& skip) override;
   Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) override;
   Result<OutboxStats> outbox_stats() override;

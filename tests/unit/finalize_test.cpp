@@ -96,29 +96,52 @@ TEST(TierFor, EdgesOfEachTier) {
   EXPECT_EQ(tier_for(QuizDef{}, 1), nullptr);
 }
 
-TEST(FinalizeSchedule, DueQuizzesInOrderEarliestWinsAndFailuresAreRetried) {
+TEST(FinalizeSchedule, DueQuizzesInOrderEarliestWins) {
   FinalizeSchedule s;
-  EXPECT_EQ(s.next_due_ms(), INT64_MAX);
+  EXPECT_EQ(s.next_due_ms(0), INT64_MAX);
   s.schedule(1, 500);
   s.schedule(2, 300);
   s.schedule(1, 900);  // later: ignored
   s.schedule(3, 700);
   s.schedule(3, 100);  // earlier (a close request): wins
-  EXPECT_EQ(s.next_due_ms(), 100);
+  EXPECT_EQ(s.next_due_ms(0), 100);
   EXPECT_EQ(s.take_due(99), std::vector<int64_t>{});
   EXPECT_EQ(s.take_due(300), (std::vector<int64_t>{3, 2}));
   EXPECT_TRUE(s.finalizing(3));
   EXPECT_TRUE(s.finalizing(2));
   EXPECT_FALSE(s.finalizing(1));
+  EXPECT_EQ(s.ready(300), (std::vector<int64_t>{2, 3}));
   s.schedule(3, 0);  // while finalizing: ignored
-  EXPECT_EQ(s.next_due_ms(), 500);
-  s.finished(3, true, 0);
-  s.finished(2, false, 1500);  // failed: again at 1500
-  EXPECT_FALSE(s.finalizing(2));
+  EXPECT_EQ(s.next_due_ms(300), 500);
+  s.started(3);
+  EXPECT_EQ(s.ready(300), std::vector<int64_t>{2});
+  EXPECT_EQ(s.finished(3, true, 400), 0);
+  EXPECT_FALSE(s.finalizing(3));
   EXPECT_EQ(s.take_due(1000), std::vector<int64_t>{1});
-  EXPECT_EQ(s.next_due_ms(), 1500);
-  EXPECT_EQ(s.take_due(1500), std::vector<int64_t>{2});
   EXPECT_EQ(s.scheduled(), 0u);
+}
+
+TEST(FinalizeSchedule, AFailedQuizStaysFinalizingAndIsRetriedWithGrowingDelays) {
+  FinalizeSchedule s;
+  s.schedule(7, 0);
+  ASSERT_EQ(s.take_due(0), std::vector<int64_t>{7});
+  int64_t now = 0;
+  const std::vector<int64_t> want = {1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000};
+  for (int64_t delay : want) {
+    s.started(7);
+    EXPECT_TRUE(s.ready(now).empty()) << "an attempt is running";
+    EXPECT_EQ(s.next_due_ms(now), INT64_MAX);
+    EXPECT_EQ(s.finished(7, false, now), delay);
+    EXPECT_TRUE(s.finalizing(7)) << "its answers must stay refused";
+    EXPECT_TRUE(s.ready(now + delay - 1).empty());
+    EXPECT_EQ(s.next_due_ms(now), now + delay);
+    now += delay;
+    EXPECT_EQ(s.ready(now), std::vector<int64_t>{7});
+  }
+  s.started(7);
+  s.finished(7, true, now);
+  EXPECT_FALSE(s.finalizing(7));
+  EXPECT_EQ(s.next_due_ms(now), INT64_MAX);
 }
 
 // ---- rank_changed ----
