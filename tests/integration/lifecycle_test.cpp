@@ -130,7 +130,8 @@ TEST(Lifecycle, QuizClosingDuringLoadIsFinalizedOnceWithItsTiers) {
           ids.push_back(id);
           // Some answers were tapped before closes_at but arrive late (within the grace).
           const int64_t at = now_ms() - (n % 3 == 0 ? 250 : 0);
-          body += (k ? "," : "") + answer(q.quiz_id, id, 1 + n % 40, 1 + n % 3, at);
+          if (k) body += ',';
+          body += answer(q.quiz_id, id, 1 + n % 40, 1 + n % 3, at);
         }
         body += "]}";
         const Answered a = submit_and_wait(*engine, body);
@@ -226,8 +227,10 @@ TEST(Lifecycle, CloseRacingTheTimerAndASecondEngineGrantEachRewardOnce) {
   const QuizDef q = make_quiz(42, now - 60000, now + 1200);
   ASSERT_TRUE(a.engine->create_quiz(q).ok());
   std::string body = "{\"answers\":[";
-  for (int64_t u = 1; u <= 30; ++u)
-    body += (u > 1 ? "," : "") + answer(q.quiz_id, test::cat("r-", u), u, 1, now - 1000);
+  for (int64_t u = 1; u <= 30; ++u) {
+    if (u > 1) body += ',';
+    body += answer(q.quiz_id, test::cat("r-", u), u, 1, now - 1000);
+  }
   body += "]}";
   for (const auto& it : submit_and_wait(*a.engine, body).items)
     ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
@@ -282,8 +285,10 @@ TEST(Lifecycle, AQuizDueWhileTheEngineWasDownIsFinalizedAtStartUp) {
     ASSERT_TRUE(a.engine->create_quiz(due).ok());
     ASSERT_TRUE(a.engine->create_quiz(later).ok());
     std::string body = "{\"answers\":[";
-    for (int64_t u = 1; u <= 12; ++u)
-      body += (u > 1 ? "," : "") + answer(43, test::cat("d-", u), u, 1, now - 500);
+    for (int64_t u = 1; u <= 12; ++u) {
+      if (u > 1) body += ',';
+      body += answer(43, test::cat("d-", u), u, 1, now - 500);
+    }
     body += "]}";
     for (const auto& it : submit_and_wait(*a.engine, body).items)
       ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
@@ -334,9 +339,9 @@ TEST(Lifecycle, AFinalizationIsNotHeldOffByTrafficOnOtherQuizzes) {
         }
         const int64_t n = seq.fetch_add(1);
         outstanding.fetch_add(1);
-        const auto r = engine->submit(
-            answer(51, test::cat("busy-", n), 1 + n % 500, 1 + n % 3, now - 1000),
-            [&](Request&) { outstanding.fetch_sub(1); });
+        const auto r =
+            engine->submit(answer(51, test::cat("busy-", n), 1 + n % 500, 1 + n % 3, now - 1000),
+                           [&](Request&) { outstanding.fetch_sub(1); });
         if (r != SubmitResult::admitted) outstanding.fetch_sub(1);
       }
     });
@@ -371,8 +376,10 @@ TEST(Lifecycle, AFailedFinalizationKeepsRefusingAnswersAndIsRetried) {
   const QuizDef q = make_quiz(53, now - 60000, now + 800);
   ASSERT_TRUE(engine.create_quiz(q).ok());
   std::string body = "{\"answers\":[";
-  for (int64_t u = 1; u <= 5; ++u)
-    body += (u > 1 ? "," : "") + answer(53, test::cat("f-", u), u, 1, now - 500);
+  for (int64_t u = 1; u <= 5; ++u) {
+    if (u > 1) body += ',';
+    body += answer(53, test::cat("f-", u), u, 1, now - 500);
+  }
   body += "]}";
   for (const auto& it : submit_and_wait(engine, body).items)
     ASSERT_EQ(it.verdict.status, ItemStatus::accepted);
@@ -415,9 +422,10 @@ TEST(Lifecycle, StartUpLoadsNothingOfFinalizedQuizzesAndLiveOnesOnFirstUse) {
     ASSERT_TRUE(a.engine->create_quiz(first_batch).ok());
     for (int64_t quiz : {45, 46, 47}) {
       std::string body = "{\"answers\":[";
-      for (int64_t u = 1; u <= 25; ++u)
-        body += (u > 1 ? "," : "") +
-                answer(quiz, test::cat("s-", quiz, "-", u), u, 1 + u % 3, now - 1000);
+      for (int64_t u = 1; u <= 25; ++u) {
+        if (u > 1) body += ',';
+        body += answer(quiz, test::cat("s-", quiz, "-", u), u, 1 + u % 3, now - 1000);
+      }
       body += "]}";
       for (const auto& it : submit_and_wait(*a.engine, body).items)
         ASSERT_EQ(it.verdict.status, ItemStatus::accepted);

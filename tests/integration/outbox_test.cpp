@@ -83,7 +83,8 @@ TEST(Outbox, BrokersDownLongerThanTheMessageTimeoutLoseNothing) {
       a.option_id = u % 4;
       a.answered_at_ms = now - 1000 + round;
       a.elapsed_ms = u * 10;
-      body += (u > 1 ? "," : "") + answer_json(a);
+      if (u > 1) body += ',';
+      body += answer_json(a);
       sent.push_back(a);
     }
     body += "]}";
