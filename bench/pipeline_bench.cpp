@@ -192,8 +192,8 @@ int main(int argc, char** argv) {
     Outcome with_outbox;
     for (const bool outbox : {true, false}) {
       const std::string name = cases[i].name + (outbox ? "" : "_no_outbox");
-      const Outcome o = run_case(url, cases[i], answers, per_request,
-                                 42 + static_cast<uint32_t>(i), delay_ms, outbox);
+      const Outcome o = run_case(url, cases[i], answers, per_request, 42 + static_cast<uint32_t>(i),
+                                 delay_ms, outbox);
       if (outbox) {
         outs.push_back(o);
         with_outbox = o;
