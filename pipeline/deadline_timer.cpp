@@ -35,7 +35,10 @@ void DeadlineTimer::run() {
       continue;
     }
     if (Clock::now() < deadline_) {
-      cv_.wait_until(mu_, deadline_);
+      // A copy: condition_variable_any reads the time point again after it released mu_, when
+      // arm() may be writing deadline_ (a data race TSan reported).
+      const Clock::time_point until = deadline_;
+      cv_.wait_until(mu_, until);
       continue;
     }
     deadline_ = Clock::time_point::max();
