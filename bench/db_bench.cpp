@@ -770,7 +770,7 @@ CREATE TEMP TABLE hand_stage (
     c.prepare("naive_event", R"SQL(
 INSERT INTO answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at,
                            elapsed_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING)SQL");
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (quiz_id, event_id) DO NOTHING)SQL");
     c.prepare("naive_counted", R"SQL(
 INSERT INTO counted_answers AS c (quiz_id, user_id, question_id, event_id, answered_at, option_id,
                                   correct, points, elapsed_ms)
@@ -915,8 +915,8 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
 INSERT INTO bench_hand.answer_events (event_id, quiz_id, user_id, question_id, option_id,
                                       answered_at, elapsed_ms)
 SELECT event_id, quiz_id, user_id, question_id, option_id, answered_at, elapsed_ms
-FROM hand_stage ORDER BY event_id
-ON CONFLICT (event_id) DO NOTHING)SQL");
+FROM hand_stage ORDER BY quiz_id, event_id
+ON CONFLICT (quiz_id, event_id) DO NOTHING)SQL");
       });
       st.time("upsert_counted", [&] {
         c.exec(R"SQL(

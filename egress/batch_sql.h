@@ -7,7 +7,7 @@ namespace quizflow::egress::batch_sql {
 // Per-connection staging tables, emptied at every commit.
 inline constexpr const char* kCreateStaging = R"SQL(
 CREATE TEMP TABLE IF NOT EXISTS qf_stage_events (
-  event_id text COLLATE "C", quiz_id bigint, user_id bigint, question_id integer,
+  quiz_id bigint, event_id text COLLATE "C", user_id bigint, question_id integer,
   option_id integer, answered_at timestamptz, elapsed_ms integer) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS qf_stage_counted (
   quiz_id bigint, user_id bigint, question_id integer, event_id text COLLATE "C",
@@ -23,10 +23,10 @@ CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
 // in a savepoint: a stored one fails it with unique_violation, and they are staged instead).
 // The rows come sorted by event_id, so concurrent writers take index locks in the same order.
 inline constexpr const char* kCopyEventsNew =
-    "COPY answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at, "
+    "COPY answer_events (quiz_id, event_id, user_id, question_id, option_id, answered_at, "
     "elapsed_ms) FROM STDIN (FORMAT binary)";
 inline constexpr const char* kCopyEventsStage =
-    "COPY qf_stage_events (event_id, quiz_id, user_id, question_id, option_id, answered_at, "
+    "COPY qf_stage_events (quiz_id, event_id, user_id, question_id, option_id, answered_at, "
     "elapsed_ms) FROM STDIN (FORMAT binary)";
 inline constexpr const char* kCopyCountedNew =
     "COPY counted_answers (quiz_id, user_id, question_id, event_id, answered_at, option_id, "
@@ -40,15 +40,15 @@ inline constexpr const char* kCopyStandingsStage =
     "COPY qf_stage_standings (quiz_id, user_id, score, correct, time_ms) FROM STDIN "
     "(FORMAT binary)";
 
-// Appends the staged events to the event log, skipping stored ones; returns the event_ids that
-// were new.
+// Appends the staged events to the event log, skipping stored ones; returns the (quiz_id,
+// event_id) of those that were new.
 inline constexpr const char* kInsertEvents = R"SQL(
-INSERT INTO answer_events (event_id, quiz_id, user_id, question_id, option_id, answered_at,
+INSERT INTO answer_events (quiz_id, event_id, user_id, question_id, option_id, answered_at,
                            elapsed_ms)
-SELECT event_id, quiz_id, user_id, question_id, option_id, answered_at, elapsed_ms
-FROM qf_stage_events ORDER BY event_id
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id)SQL";
+SELECT quiz_id, event_id, user_id, question_id, option_id, answered_at, elapsed_ms
+FROM qf_stage_events ORDER BY quiz_id, event_id
+ON CONFLICT (quiz_id, event_id) DO NOTHING
+RETURNING quiz_id, event_id)SQL";
 
 // Fast path: the engine knows which counted answers and standings rows exist (it holds them in
 // memory), so new rows are copied straight into their tables and only the staged rows that

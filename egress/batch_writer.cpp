@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <pqxx/pqxx>
 #include <stdexcept>
@@ -260,15 +261,17 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, In
   pg_conn* raw = conn.c->raw();
   BinaryCopy bc;
   step("encode_events", [&] {
-    // Sorted by event_id (bytewise, as COLLATE "C"): index locks in one order for all writers.
+    // Sorted by the event log's key (quiz_id, event_id bytewise as COLLATE "C"): index locks in
+    // one order for all writers, and each quiz's rows in one narrow key range.
     std::vector<const AnswerEvent*> sorted(a.txn.events.begin(), a.txn.events.end());
-    std::sort(sorted.begin(), sorted.end(),
-              [](const AnswerEvent* x, const AnswerEvent* y) { return x->event_id < y->event_id; });
+    std::sort(sorted.begin(), sorted.end(), [](const AnswerEvent* x, const AnswerEvent* y) {
+      return x->quiz_id != y->quiz_id ? x->quiz_id < y->quiz_id : x->event_id < y->event_id;
+    });
     bc.start(sorted.size());
     for (const AnswerEvent* e : sorted) {
       bc.row(7);
-      bc.text(e->event_id);
       bc.int8(e->quiz_id);
+      bc.text(e->event_id);
       bc.int8(e->user_id);
       bc.int4(e->question_id);
       bc.int4(static_cast<int32_t>(e->option_id));
@@ -300,11 +303,14 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, In
       copy_in(raw, batch_sql::kCopyEventsStage, bc.data());
       const pqxx::result ins = tx->exec(batch_sql::kInsertEvents);
       out.inserted.assign(a.txn.events.size(), false);
-      std::unordered_map<std::string_view, size_t> index;
-      index.reserve(a.txn.events.size());
-      for (size_t i = 0; i < a.txn.events.size(); ++i) index.emplace(a.txn.events[i]->event_id, i);
+      // (quiz_id, event_id) -> index into the transaction's events.
+      std::map<std::pair<int64_t, std::string_view>, size_t> index;
+      for (size_t i = 0; i < a.txn.events.size(); ++i)
+        index.emplace(
+            std::pair{a.txn.events[i]->quiz_id, std::string_view(a.txn.events[i]->event_id)}, i);
       for (const auto& row : ins) {
-        auto it = index.find(std::string_view(row[0].c_str(), row[0].size()));
+        auto it = index.find(
+            std::pair{row[0].as<int64_t>(), std::string_view(row[1].c_str(), row[1].size())});
         if (it != index.end()) out.inserted[it->second] = true;
       }
     });

@@ -126,6 +126,14 @@ CREATE TABLE outbox (
   created_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 )SQL"},
+      {4, "event identity scoped to the quiz", R"SQL(
+-- Spec §3: an event_id is unique within its quiz; the same (quiz_id, event_id) again is a
+-- duplicate. Keying the event log by (quiz_id, event_id) also keeps a quiz's batch in one narrow
+-- key range however large the log grows. (Rebuilds the index: on a large log this migration
+-- takes a while, once.)
+ALTER TABLE answer_events DROP CONSTRAINT answer_events_pkey;
+ALTER TABLE answer_events ADD PRIMARY KEY (quiz_id, event_id);
+)SQL"},
   };
   return m;
 }

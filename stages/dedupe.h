@@ -1,6 +1,7 @@
-// Duplicates within one batch transaction (spec §3: the same event_id again is a duplicate and
-// changes nothing). One SQL statement must not touch a key twice, so a transaction's events are
-// made distinct by event_id before they reach the writer; a repeat is answered `duplicate`.
+// Duplicates within one batch transaction (spec §3: the same (quiz_id, event_id) again is a
+// duplicate and changes nothing; event ids are unique per quiz, not across quizzes). One SQL
+// statement must not touch a key twice, so a transaction's events are made distinct by
+// (quiz_id, event_id) before they reach the writer; a repeat is answered `duplicate`.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +15,9 @@ namespace quizflow::stages {
 // The distinct events of a transaction. Points to the events given to dedupe(): valid while
 // they live.
 struct DistinctEvents {
-  std::vector<const AnswerEvent*> events;  // first occurrence of each event_id, in input order
-  // Per input event: index into `events`, or -1 when an earlier input event has its event_id.
+  // First occurrence of each (quiz_id, event_id), in input order.
+  std::vector<const AnswerEvent*> events;
+  // Per input event: index into `events`, or -1 when an earlier input event has its identity.
   std::vector<int32_t> slot_of;
 };
 

@@ -112,6 +112,23 @@ TEST_F(BatchWriterTest, StoredAndNewEventsInOneBatchAreToldApart) {
   EXPECT_EQ(metrics.upsert_fallbacks.load(), 0);
 }
 
+// Event ids are unique per quiz (spec §3): a stored id in another quiz does not make an event a
+// duplicate, in the straight COPY or in the staged insert that tells stored from new.
+TEST_F(BatchWriterTest, EventIdsAreScopedToTheirQuiz) {
+  const AnswerEvent a = event("same", 21, 1, 1, 1000);
+  ASSERT_TRUE(commit({21}, "sc-1", {a}, DerivedRows{}).ok());
+  const AnswerEvent other_quiz = event("same", 22, 1, 1, 1000);
+  auto out = commit({22}, "sc-2", {other_quiz}, DerivedRows{});
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->inserted, std::vector<bool>{true});
+  // Both again, with a new one: the staged path; only the new one is new.
+  const AnswerEvent fresh = event("same", 23, 1, 1, 1000);
+  out = commit({21, 22, 23}, "sc-3", {other_quiz, fresh, a}, DerivedRows{});
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->inserted, (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE event_id = 'same'"), 3);
+}
+
 TEST_F(BatchWriterTest, ReplacingRowsTakesTheUpdatePath) {
   const AnswerEvent first = event("r1", 8, 1, 1, 2000);
   ASSERT_TRUE(commit({8}, "rep-1", {first},

@@ -279,6 +279,43 @@ TEST(PipelineInvariants, SmallQuizzesShareTransactions) {
               static_cast<long long>(transactions));
 }
 
+// Spec §3: an event_id is unique within its quiz. The same id in three quizzes is three answers
+// (in one request, so in one transaction, and again across transactions); a resend of each is a
+// duplicate.
+TEST(PipelineInvariants, TheSameEventIdInSeveralQuizzesIsSeveralAnswers) {
+  const Workload w = make_workload(11, 30, 0, 0, 3);
+  TestDatabase db;
+  auto e = make_engine(db, test_config(db.url()));
+  create_quizzes(*e, w);
+  ASSERT_EQ(w.quizzes.size(), 3u);
+  auto body_for = [&](const std::vector<size_t>& quizzes) {
+    std::string body = "{\"answers\":[";
+    for (size_t i = 0; i < quizzes.size(); ++i) {
+      SentAnswer a;
+      a.event_id = "shared-id";
+      a.quiz_id = w.quizzes[quizzes[i]].quiz_id;
+      a.user_id = 1;
+      a.question_id = w.quizzes[quizzes[i]].questions.front().question_id;
+      a.option_id = 0;
+      a.answered_at_ms = w.quizzes[quizzes[i]].opens_at_ms + 1000;
+      a.elapsed_ms = 10;
+      if (i > 0) body += ',';
+      body += answer_json(a);
+    }
+    return body + "]}";
+  };
+  const Answered first = submit_and_wait(*e, body_for({0, 1}));
+  ASSERT_EQ(first.items.size(), 2u);
+  for (const auto& it : first.items) EXPECT_EQ(it.verdict.status, ItemStatus::accepted);
+  const Answered second = submit_and_wait(*e, body_for({2, 1, 0}));
+  ASSERT_EQ(second.items.size(), 3u);
+  EXPECT_EQ(second.items[0].verdict.status, ItemStatus::accepted);
+  EXPECT_EQ(second.items[1].verdict.status, ItemStatus::duplicate);
+  EXPECT_EQ(second.items[2].verdict.status, ItemStatus::duplicate);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE event_id = 'shared-id'"), 3);
+  EXPECT_EQ(db.scalar("SELECT count(DISTINCT quiz_id) FROM standings"), 3);
+}
+
 TEST(PipelineInvariants, AcceptedAnswerIsInTheDatabaseWhenItsResponseArrives) {
   const Workload w = make_workload(7, 600, 0, 0, 200);
   TestDatabase db;

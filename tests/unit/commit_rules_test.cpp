@@ -53,6 +53,17 @@ TEST(Dedupe, RepeatsMapToMinusOneAndTheFirstOccurrenceIsKeptInOrder) {
   EXPECT_EQ(d.slot_of, (std::vector<int32_t>{0, 1, -1, 2, -1, -1}));
 }
 
+// Spec §3: an event_id is unique within its quiz; the same id in another quiz is another answer.
+TEST(Dedupe, TheSameEventIdInTwoQuizzesIsTwoEvents) {
+  const std::vector<AnswerEvent> in{ev("e1", 1), ev("e1", 2), ev("e1", 1), ev("e1", 2)};
+  const auto p = pointers_to(in);
+  const DistinctEvents d = dedupe(p);
+  ASSERT_EQ(d.events.size(), 2u);
+  EXPECT_EQ(d.events[0], &in[0]);
+  EXPECT_EQ(d.events[1], &in[1]);
+  EXPECT_EQ(d.slot_of, (std::vector<int32_t>{0, 1, -1, -1}));
+}
+
 TEST(Dedupe, EmptyAndAllDistinct) {
   const DistinctEvents none = dedupe({});
   EXPECT_TRUE(none.events.empty());
@@ -70,14 +81,16 @@ TEST(Dedupe, RandomInputsAgreeWithAFirstSeenScan) {
     std::vector<AnswerEvent> in;
     const int n = std::uniform_int_distribution<int>(0, 40)(rng);
     for (int i = 0; i < n; ++i)
-      in.push_back(ev("id" + std::to_string(std::uniform_int_distribution<int>(0, 15)(rng)), 1, i));
+      in.push_back(ev("id" + std::to_string(std::uniform_int_distribution<int>(0, 15)(rng)),
+                      std::uniform_int_distribution<int>(1, 3)(rng), i));
     const auto p = pointers_to(in);
     const DistinctEvents d = dedupe(p);
-    std::map<std::string, int32_t> seen;
+    std::map<std::pair<int64_t, std::string>, int32_t> seen;  // (quiz_id, event_id)
     std::vector<const AnswerEvent*> want_events;
     std::vector<int32_t> want_slots;
     for (const AnswerEvent* e : p) {
-      auto [it, fresh] = seen.emplace(e->event_id, static_cast<int32_t>(want_events.size()));
+      auto [it, fresh] = seen.emplace(std::pair{e->quiz_id, e->event_id},
+                                      static_cast<int32_t>(want_events.size()));
       if (fresh) want_events.push_back(e);
       want_slots.push_back(fresh ? it->second : -1);
     }
