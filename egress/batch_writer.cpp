@@ -294,7 +294,7 @@ void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, In
     } catch (const pqxx::unique_violation&) {
       tx->exec("ROLLBACK TO SAVEPOINT qf_events");
     }
-    if (all_new) tx->exec("RELEASE SAVEPOINT qf_events");
+    // Not released when the COPY went through: COMMIT releases it, one round trip less.
   });
   if (all_new) {
     out.inserted.assign(a.txn.events.size(), true);
