@@ -77,8 +77,12 @@ using CommitJobPtr = std::shared_ptr<CommitJob>;
 
 struct NotifyChunk {
   std::vector<OutboxGroup> groups;
-  int64_t messages = 0;
   Clock::time_point enqueued = Clock::now();
+  int64_t messages() const {
+    int64_t n = 0;
+    for (const OutboxGroup& g : groups) n += static_cast<int64_t>(g.messages.size());
+    return n;
+  }
 };
 using NotifyChunkPtr = std::shared_ptr<NotifyChunk>;
 
@@ -341,9 +345,7 @@ struct Graph::Impl {
       for (uint32_t i : v->accepted) {
         const int64_t quiz = v->request->items[i].event->quiz_id;
         ++added;
-        // Validated before its quiz's finalization began: too late now (nothing of a quiz is
-        // stored after its finalization).
-        if (schedule.finalizing(quiz) || catalog->is_finalized(quiz)) {
+        if (schedule.refuses(quiz, *catalog)) {  // validated before its finalization began
           ++late;
           v->request->resolve(i, stages::quiz_finalized());
           continue;
@@ -431,12 +433,12 @@ struct Graph::Impl {
   void start_finalization(int64_t quiz, BatchNode::output_ports_type& p) {
     auto job = std::make_shared<CommitJob>();
     auto catalog = deps.catalog.snapshot();
-    const QuizDef* def = catalog->find(quiz);
-    if (!def) {  // finalized meanwhile (or unknown): nothing to do
+    auto def = catalog->quizzes.find(quiz);
+    if (def == catalog->quizzes.end()) {  // finalized meanwhile (or unknown): nothing to do
       schedule.finished(quiz, true, 0);
       return;
     }
-    job->finalize = catalog->quizzes.at(quiz);
+    job->finalize = def->second;
     job->txn.quiz_ids = {quiz};
     job->txn.batch_key = "finalize-" + std::to_string(quiz);
     schedule.started(quiz);
@@ -591,7 +593,6 @@ struct Graph::Impl {
           [&] {
             stages::apply(deps.standings, job->changes);
             if (!job->messages.empty()) {
-              chunk->messages = static_cast<int64_t>(job->messages.size());
               chunk->groups.push_back(
                   OutboxGroup{job->result->outbox_id, std::move(job->messages)});
             }
@@ -616,7 +617,7 @@ struct Graph::Impl {
 
   void send_notifications(const NotifyChunkPtr& chunk, ScoreNode::output_ports_type& p) {
     if (chunk->groups.empty()) return;
-    const int64_t nm = chunk->messages;
+    const int64_t nm = chunk->messages();
     m(kNotify).backlog.fetch_add(nm, std::memory_order_relaxed);
     guarded(
         kNotify, [&] { std::get<0>(p).try_put(chunk); },
@@ -657,10 +658,7 @@ struct Graph::Impl {
           lm.rewards_granted.fetch_add(f.rewards, std::memory_order_relaxed);
           spdlog::info("quiz {} finalized: {} players, {} rewards granted ({} ms)", quiz, f.players,
                        f.rewards, job->commit_us / 1000);
-          for (OutboxGroup& g : f.outbox) {
-            chunk->messages += static_cast<int64_t>(g.messages.size());
-            chunk->groups.push_back(std::move(g));
-          }
+          for (OutboxGroup& g : f.outbox) chunk->groups.push_back(std::move(g));
         },
         [&] { degrade("a finalized quiz could not leave memory"); });
     guarded(
@@ -720,7 +718,7 @@ struct Graph::Impl {
 
   // ---- notify: hand notifications to the producer (never waits: the producer queues) ----
   void on_notify(const NotifyChunkPtr& c) {
-    const int64_t n = c->messages;
+    const int64_t n = c->messages();
     guarded(
         kNotify,
         [&] {

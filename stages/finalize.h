@@ -39,6 +39,11 @@ class FinalizeSchedule {
   // to be tried at once).
   std::vector<int64_t> take_due(int64_t now_ms);
   bool finalizing(int64_t quiz_id) const { return finalizing_.count(quiz_id) > 0; }
+  // Whether an answer to `quiz_id` that passed validate is refused now (`quiz_finalized`): its
+  // finalization began, or the quiz is finalized — nothing of a quiz is stored after it.
+  bool refuses(int64_t quiz_id, const CatalogSnapshot& catalog) const {
+    return finalizing(quiz_id) || catalog.is_finalized(quiz_id);
+  }
   // The finalizing quizzes whose attempt may start at `now_ms` (none in progress, retry time
   // reached), in quiz order.
   std::vector<int64_t> ready(int64_t now_ms) const;
