@@ -982,8 +982,8 @@ ON CONFLICT (quiz_id, user_id) DO UPDATE SET
       });
       TxnChanges changes;
       const Committed out = commit_batch(writer, book, b.quiz_id, key, distinct, changes);
-      if (metrics.upsert_fallbacks.load() != 0)
-        throw std::runtime_error("the writer left its fast path: the bench's state is wrong");
+      if (metrics.state_mismatches.load() != 0)
+        throw std::runtime_error("stored rows differ from the bench's state: the bench is wrong");
       st.time("apply", [&] { apply(book, changes); });
       ++r.commits;
     }

@@ -4,103 +4,82 @@
 
 namespace quizflow::egress::batch_sql {
 
-// Per-connection staging tables, emptied at every commit.
-inline constexpr const char* kCreateStaging = R"SQL(
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_events (
-  quiz_id bigint, event_id text COLLATE "C", user_id bigint, question_id integer,
-  option_id integer, answered_at timestamptz, elapsed_ms integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_counted (
-  quiz_id bigint, user_id bigint, question_id integer, event_id text COLLATE "C",
-  answered_at timestamptz, option_id integer, correct boolean, points bigint,
-  elapsed_ms integer) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS qf_stage_standings (
-  quiz_id bigint, user_id bigint, score bigint, correct integer, time_ms bigint)
-  ON COMMIT DELETE ROWS;
-)SQL";
+// A statement prepared once per session under `name`.
+struct Prepared {
+  const char* name;
+  const char* sql;
+};
 
-// Binary COPY targets. The field order is the column order listed here.
-// The events go straight into the event log when none of them is stored yet (the common case;
-// in a savepoint: a stored one fails it with unique_violation, and they are staged instead).
-// The rows come sorted by event_id, so concurrent writers take index locks in the same order.
-inline constexpr const char* kCopyEventsNew =
-    "COPY answer_events (quiz_id, event_id, user_id, question_id, option_id, answered_at, "
-    "elapsed_ms) FROM STDIN (FORMAT binary)";
-inline constexpr const char* kCopyEventsStage =
-    "COPY qf_stage_events (quiz_id, event_id, user_id, question_id, option_id, answered_at, "
-    "elapsed_ms) FROM STDIN (FORMAT binary)";
-inline constexpr const char* kCopyCountedNew =
-    "COPY counted_answers (quiz_id, user_id, question_id, event_id, answered_at, option_id, "
-    "correct, points, elapsed_ms) FROM STDIN (FORMAT binary)";
-inline constexpr const char* kCopyCountedStage =
-    "COPY qf_stage_counted (quiz_id, user_id, question_id, event_id, answered_at, option_id, "
-    "correct, points, elapsed_ms) FROM STDIN (FORMAT binary)";
-inline constexpr const char* kCopyStandingsNew =
-    "COPY standings (quiz_id, user_id, score, correct, time_ms) FROM STDIN (FORMAT binary)";
-inline constexpr const char* kCopyStandingsStage =
-    "COPY qf_stage_standings (quiz_id, user_id, score, correct, time_ms) FROM STDIN "
-    "(FORMAT binary)";
+// Prepared once per session (PgBatchWriter): each takes a whole batch as binary arrays, one per
+// column, so that the transaction's statements can be pipelined (libpq pipeline mode: one round
+// trip for all of them). Rows come sorted by their key: concurrent writers take index locks in
+// one order, and a quiz's rows fall in one narrow key range.
 
-// Appends the staged events to the event log, skipping stored ones; returns the (quiz_id,
-// event_id) of those that were new.
-inline constexpr const char* kInsertEvents = R"SQL(
+// Appends the batch's events to the event log as if all were new (no index probe per event, no
+// ids sent back): a stored one fails it with unique_violation (23505).
+inline constexpr Prepared kInsertEvents{"qf_insert_events", R"SQL(
 INSERT INTO answer_events (quiz_id, event_id, user_id, question_id, option_id, answered_at,
                            elapsed_ms)
-SELECT quiz_id, event_id, user_id, question_id, option_id, answered_at, elapsed_ms
-FROM qf_stage_events ORDER BY quiz_id, event_id
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::integer[], $5::integer[],
+                     $6::timestamptz[], $7::integer[]))SQL"};
+
+// The same, skipping stored events: for a batch that holds some (a client's retry); returns the
+// (quiz_id, event_id) of those that were new.
+inline constexpr Prepared kInsertNewEvents{"qf_insert_new_events", R"SQL(
+INSERT INTO answer_events (quiz_id, event_id, user_id, question_id, option_id, answered_at,
+                           elapsed_ms)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::integer[], $5::integer[],
+                     $6::timestamptz[], $7::integer[])
 ON CONFLICT (quiz_id, event_id) DO NOTHING
-RETURNING quiz_id, event_id)SQL";
+RETURNING quiz_id, event_id)SQL"};
 
-// Fast path: the engine knows which counted answers and standings rows exist (it holds them in
-// memory), so new rows are copied straight into their tables and only the staged rows that
-// replace stored ones are updated. Every staged row must match exactly one stored row.
-inline constexpr const char* kUpdateCounted = R"SQL(
-UPDATE counted_answers AS c SET
-  event_id = s.event_id, answered_at = s.answered_at, option_id = s.option_id,
-  correct = s.correct, points = s.points, elapsed_ms = s.elapsed_ms
-FROM qf_stage_counted AS s
-WHERE c.quiz_id = s.quiz_id AND c.user_id = s.user_id AND c.question_id = s.question_id)SQL";
+// Counted answers and standings are written as absolute values by upsert: correct whatever is
+// stored. Each returns how many rows it inserted (xmax = 0: not an update), which the writer
+// compares with what the engine expected (a difference means stored rows differ from memory).
+inline constexpr Prepared kUpsertCounted{"qf_upsert_counted", R"SQL(
+WITH w AS (
+  INSERT INTO counted_answers AS c (quiz_id, user_id, question_id, event_id, answered_at,
+                                    option_id, correct, points, elapsed_ms)
+  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::text[],
+                       $5::timestamptz[], $6::integer[], $7::boolean[], $8::bigint[],
+                       $9::integer[])
+  ON CONFLICT (quiz_id, user_id, question_id) DO UPDATE SET
+    event_id = EXCLUDED.event_id, answered_at = EXCLUDED.answered_at,
+    option_id = EXCLUDED.option_id, correct = EXCLUDED.correct, points = EXCLUDED.points,
+    elapsed_ms = EXCLUDED.elapsed_ms
+  RETURNING c.xmax = 0 AS inserted)
+SELECT count(*) FILTER (WHERE inserted) FROM w)SQL"};
 
-inline constexpr const char* kUpdateStandings = R"SQL(
-UPDATE standings AS t SET
-  score = s.score, correct = s.correct, time_ms = s.time_ms, updated_at = now()
-FROM qf_stage_standings AS s
-WHERE t.quiz_id = s.quiz_id AND t.user_id = s.user_id)SQL";
-
-// Safe path, used when the fast path found the stored rows other than the engine expected:
-// every staged row is upserted.
-inline constexpr const char* kUpsertCounted = R"SQL(
-INSERT INTO counted_answers AS c (quiz_id, user_id, question_id, event_id, answered_at,
-                                  option_id, correct, points, elapsed_ms)
-SELECT quiz_id, user_id, question_id, event_id, answered_at, option_id, correct, points,
-       elapsed_ms
-FROM qf_stage_counted ORDER BY quiz_id, user_id, question_id
-ON CONFLICT (quiz_id, user_id, question_id) DO UPDATE SET
-  event_id = EXCLUDED.event_id, answered_at = EXCLUDED.answered_at,
-  option_id = EXCLUDED.option_id, correct = EXCLUDED.correct, points = EXCLUDED.points,
-  elapsed_ms = EXCLUDED.elapsed_ms)SQL";
-
-inline constexpr const char* kUpsertStandings = R"SQL(
-INSERT INTO standings AS s (quiz_id, user_id, score, correct, time_ms)
-SELECT quiz_id, user_id, score, correct, time_ms
-FROM qf_stage_standings ORDER BY quiz_id, user_id
-ON CONFLICT (quiz_id, user_id) DO UPDATE SET
-  score = EXCLUDED.score, correct = EXCLUDED.correct, time_ms = EXCLUDED.time_ms,
-  updated_at = now())SQL";
+inline constexpr Prepared kUpsertStandings{"qf_upsert_standings", R"SQL(
+WITH w AS (
+  INSERT INTO standings AS s (quiz_id, user_id, score, correct, time_ms)
+  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::integer[], $5::bigint[])
+  ON CONFLICT (quiz_id, user_id) DO UPDATE SET
+    score = EXCLUDED.score, correct = EXCLUDED.correct, time_ms = EXCLUDED.time_ms,
+    updated_at = now()
+  RETURNING s.xmax = 0 AS inserted)
+SELECT count(*) FILTER (WHERE inserted) FROM w)SQL"};
 
 // Records the transaction: proves one transaction per batch and resolves in-doubt commits.
 // $2 is the quiz when the transaction holds one quiz's batch (else NULL), $3 every quiz in it.
 // Returns the transaction's id: should COMMIT's reply be lost, txid_status() tells its outcome.
-inline constexpr const char* kInsertBatch =
+inline constexpr Prepared kInsertBatch{
+    "qf_insert_batch",
     "INSERT INTO batches (batch_key, quiz_id, quiz_ids, events) "
-    "VALUES ($1, NULLIF($2::bigint, 0), $3::bigint[], $4) RETURNING txid_current()";
+    "VALUES ($1, NULLIF($2::bigint, 0), $3::bigint[], $4) RETURNING txid_current()"};
 
 // The same, with the transaction's notifications stored as one outbox row ($5 messages, $6 the
 // payload): returns the txid and the row's id.
-inline constexpr const char* kInsertBatchWithOutbox = R"SQL(
+inline constexpr Prepared kInsertBatchWithOutbox{"qf_insert_batch_outbox", R"SQL(
 WITH b AS (INSERT INTO batches (batch_key, quiz_id, quiz_ids, events)
            VALUES ($1, NULLIF($2::bigint, 0), $3::bigint[], $4) RETURNING txid_current() AS txid),
      o AS (INSERT INTO outbox (messages, payload) VALUES ($5, $6) RETURNING id)
-SELECT b.txid, o.id FROM b, o)SQL";
+SELECT b.txid, o.id FROM b, o)SQL"};
+
+// Every statement above, prepared when the writer first uses a session.
+inline constexpr Prepared kBatchStatements[] = {kInsertEvents,  kInsertNewEvents,
+                                                kUpsertCounted, kUpsertStandings,
+                                                kInsertBatch,   kInsertBatchWithOutbox};
 
 // ---- finalization (PgBatchWriter::finalize) ----
 

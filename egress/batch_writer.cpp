@@ -7,15 +7,17 @@
 #include <map>
 #include <optional>
 #include <pqxx/pqxx>
+#include <span>
 #include <stdexcept>
 #include <thread>
-#include <unordered_map>
+#include <tuple>
 
 #include "core/log_rate.h"
 #include "egress/batch_sql.h"
 #include "egress/outbox_codec.h"
 #include "egress/pg_conn.h"
 #include "egress/pg_copy.h"
+#include "egress/pg_pipeline.h"
 
 namespace quizflow::egress {
 
@@ -29,71 +31,97 @@ std::string one_line(const std::string& s) {
 
 namespace {
 
-// Per-connection staging tables, emptied at every commit.
-void create_staging(pqxx::connection_base& c) {
-  pqxx::nontransaction tx(c);
-  tx.exec(batch_sql::kCreateStaging);
+// The writer's statements, prepared once per session.
+void prepare_session(pg_conn* raw) {
+  for (const batch_sql::Prepared& p : batch_sql::kBatchStatements) prepare(raw, p.name, p.sql);
 }
 
-// The stored rows were not what the engine expected (a fast-path statement found a row it
-// thought absent, or missed one it thought present).
-struct StateMismatch : std::runtime_error {
-  using std::runtime_error::runtime_error;
+// The events as the event-log statements' array parameters, sorted by the log's key (quiz_id,
+// event_id bytewise as COLLATE "C"): index locks in one order for all writers, and each quiz's
+// rows in one narrow key range.
+struct EventArrays {
+  explicit EventArrays(std::span<const AnswerEvent* const> events) {
+    std::vector<const AnswerEvent*> sorted(events.begin(), events.end());
+    std::sort(sorted.begin(), sorted.end(), [](const AnswerEvent* x, const AnswerEvent* y) {
+      return x->quiz_id != y->quiz_id ? x->quiz_id < y->quiz_id : x->event_id < y->event_id;
+    });
+    const size_t n = sorted.size();
+    cols = {BinaryArray(BinaryArray::kInt8, n), BinaryArray(BinaryArray::kText, n),
+            BinaryArray(BinaryArray::kInt8, n), BinaryArray(BinaryArray::kInt4, n),
+            BinaryArray(BinaryArray::kInt4, n), BinaryArray(BinaryArray::kTimestamptz, n),
+            BinaryArray(BinaryArray::kInt4, n)};
+    for (const AnswerEvent* e : sorted) {
+      cols[0].int8(e->quiz_id);
+      cols[1].text(e->event_id);
+      cols[2].int8(e->user_id);
+      cols[3].int4(e->question_id);
+      cols[4].int4(static_cast<int32_t>(e->option_id));
+      cols[5].timestamptz_ms(e->answered_at_ms);
+      cols[6].int4(static_cast<int32_t>(e->elapsed_ms));
+    }
+  }
+  std::vector<BinaryArray> cols;
 };
 
-void encode_counted(BinaryCopy& bc, const std::vector<const CountedRow*>& rows) {
-  bc.start(rows.size());
-  for (const CountedRow* r : rows) {
-    bc.row(9);
-    bc.int8(r->quiz_id);
-    bc.int8(r->user_id);
-    bc.int4(r->question_id);
-    bc.text(r->event_id);
-    bc.timestamptz_ms(r->answered_at_ms);
-    bc.int4(r->option_id);
-    bc.boolean(r->correct);
-    bc.int8(r->points);
-    bc.int4(static_cast<int32_t>(r->elapsed_ms));
+// Counted answers sorted by their key (quiz_id, user_id, question_id), as array parameters.
+std::vector<BinaryArray> counted_arrays(const std::vector<CountedRow>& rows) {
+  std::vector<const CountedRow*> sorted;
+  for (const CountedRow& r : rows) sorted.push_back(&r);
+  std::sort(sorted.begin(), sorted.end(), [](const CountedRow* x, const CountedRow* y) {
+    return std::tie(x->quiz_id, x->user_id, x->question_id) <
+           std::tie(y->quiz_id, y->user_id, y->question_id);
+  });
+  const size_t n = sorted.size();
+  std::vector<BinaryArray> c = {
+      BinaryArray(BinaryArray::kInt8, n),        BinaryArray(BinaryArray::kInt8, n),
+      BinaryArray(BinaryArray::kInt4, n),        BinaryArray(BinaryArray::kText, n),
+      BinaryArray(BinaryArray::kTimestamptz, n), BinaryArray(BinaryArray::kInt4, n),
+      BinaryArray(BinaryArray::kBool, n),        BinaryArray(BinaryArray::kInt8, n),
+      BinaryArray(BinaryArray::kInt4, n)};
+  for (const CountedRow* r : sorted) {
+    c[0].int8(r->quiz_id);
+    c[1].int8(r->user_id);
+    c[2].int4(r->question_id);
+    c[3].text(r->event_id);
+    c[4].timestamptz_ms(r->answered_at_ms);
+    c[5].int4(r->option_id);
+    c[6].boolean(r->correct);
+    c[7].int8(r->points);
+    c[8].int4(static_cast<int32_t>(r->elapsed_ms));
   }
+  return c;
 }
 
-void encode_standings(BinaryCopy& bc, const std::vector<const StandingRow*>& rows) {
-  bc.start(rows.size());
-  for (const StandingRow* r : rows) {
-    bc.row(5);
-    bc.int8(r->quiz_id);
-    bc.int8(r->user_id);
-    bc.int8(r->score);
-    bc.int4(static_cast<int32_t>(r->correct));
-    bc.int8(r->time_ms);
+// Standings sorted by their key (quiz_id, user_id), as array parameters.
+std::vector<BinaryArray> standing_arrays(const std::vector<StandingRow>& rows) {
+  std::vector<const StandingRow*> sorted;
+  for (const StandingRow& r : rows) sorted.push_back(&r);
+  std::sort(sorted.begin(), sorted.end(), [](const StandingRow* x, const StandingRow* y) {
+    return std::tie(x->quiz_id, x->user_id) < std::tie(y->quiz_id, y->user_id);
+  });
+  const size_t n = sorted.size();
+  std::vector<BinaryArray> c = {
+      BinaryArray(BinaryArray::kInt8, n), BinaryArray(BinaryArray::kInt8, n),
+      BinaryArray(BinaryArray::kInt8, n), BinaryArray(BinaryArray::kInt4, n),
+      BinaryArray(BinaryArray::kInt8, n)};
+  for (const StandingRow* r : sorted) {
+    c[0].int8(r->quiz_id);
+    c[1].int8(r->user_id);
+    c[2].int8(r->score);
+    c[3].int4(static_cast<int32_t>(r->correct));
+    c[4].int8(r->time_ms);
   }
+  return c;
 }
 
-// Writes `rows` (counted answers or standings): in the fast path new rows are copied into the
-// table and the others updated through the staging table, each update matching exactly one
-// stored row; in the safe path all rows are staged and upserted.
-template <typename Row, typename Encode>
-void write_rows(pqxx::work& tx, pg_conn* raw, BinaryCopy& bc, const std::vector<Row>& rows,
-                bool upsert, bool (*stored)(const Row&), Encode encode, const char* copy_new,
-                const char* copy_stage, const char* update, const char* upsert_sql) {
-  if (rows.empty()) return;
-  std::vector<const Row*> fresh, replace;
-  for (const Row& r : rows) (upsert || stored(r) ? replace : fresh).push_back(&r);
-  if (!fresh.empty()) {
-    encode(bc, fresh);
-    copy_in(raw, copy_new, bc.finish());
-  }
-  if (replace.empty()) return;
-  encode(bc, replace);
-  copy_in(raw, copy_stage, bc.finish());
-  if (upsert) {
-    tx.exec(upsert_sql);
-    return;
-  }
-  const pqxx::result r = tx.exec(update);
-  if (r.affected_rows() != replace.size())
-    throw StateMismatch("expected to update " + std::to_string(replace.size()) +
-                        " stored rows, found " + std::to_string(r.affected_rows()));
+PipelineStatement statement(const batch_sql::Prepared& p, const std::vector<BinaryArray>& cols) {
+  PipelineStatement st{p.name, nullptr, {}};
+  for (const BinaryArray& c : cols) st.params.push_back(PipelineParam{c.data(), true});
+  return st;
+}
+
+int64_t first_int(const PipelineReply& r, size_t col) {
+  return r.rows.empty() || r.rows[0].size() <= col ? 0 : std::stoll(r.rows[0][col]);
 }
 
 }  // namespace
@@ -101,7 +129,7 @@ void write_rows(pqxx::work& tx, pg_conn* raw, BinaryCopy& bc, const std::vector<
 struct PgBatchWriter::Attempt {
   const BatchTxn& txn;
   const DeriveFn& derive;
-  bool upsert = false;  // the safe path (see commit)
+  bool events_stored = false;  // some of the events are in the log already (see commit)
 };
 
 PgBatchWriter::PgBatchWriter(std::shared_ptr<PgPool> pool, BatchMetrics& metrics)
@@ -130,7 +158,7 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
   Committed out;
   Attempt a{txn, derive};
   Status last = Status::unavailable("no attempt was made");
-  bool rerun = false;  // the last pass fell back to upserts: run again at once, not a retry
+  bool rerun = false;  // the last pass found stored events: run again at once, not a retry
   for (int attempt = 1; attempt <= kAttempts; ++attempt) {
     if (attempt > 1 && !rerun) {
       metrics_.retries.fetch_add(1, std::memory_order_relaxed);
@@ -143,20 +171,32 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
     try {
       lease.emplace(pool_->checkout());
       PgPool::Conn& conn = lease->conn();
-      if (!conn.staged) {
-        create_staging(*conn.c);
-        conn.staged = true;
+      // libpqxx 6.4 may have re-established the connection: its session is new.
+      if (!conn.same_session()) throw pqxx::broken_connection("the session was re-established");
+      pg_conn* raw = conn.c->raw();
+      if (!conn.prepared) {
+        prepare_session(raw);
+        conn.prepared = true;
       }
-      run(conn, a, out, f);
+      backend_pid_ = conn.c->backendpid();
+      try {
+        run(raw, a, out, f);
+      } catch (...) {
+        rollback_open(raw);  // a transaction left open by a failed statement
+        throw;
+      }
+      backend_pid_ = 0;
       return out;
     } catch (const PoolTimeout& e) {
+      backend_pid_ = 0;
       return Status::timeout(e.what());
     } catch (const pqxx::in_doubt_error& e) {
-      // libpqxx's own "COMMIT sent, reply lost" (not a broken_connection: both are failures).
+      backend_pid_ = 0;
       if (lease) lease->discard();
       lease.reset();
       lost_commit = e.what();
     } catch (const pqxx::broken_connection& e) {
+      backend_pid_ = 0;
       if (lease) lease->discard();
       lease.reset();
       if (f.commit_sent) {
@@ -167,22 +207,16 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
                                         " of " + std::to_string(kAttempts) + ")");
       }
     } catch (const std::exception& e) {
-      const bool mismatch = dynamic_cast<const StateMismatch*>(&e) != nullptr ||
-                            dynamic_cast<const pqxx::unique_violation*>(&e) != nullptr;
-      if (mismatch && !a.upsert && !f.commit_sent) {
-        // The stored counted answers or standings differ from the engine's: redo with upserts,
-        // which give the same result whatever is stored. The transaction was rolled back; the
-        // connection is fine and keeps serving. Not counted as an attempt.
-        a.upsert = true;
+      backend_pid_ = 0;
+      if (dynamic_cast<const pqxx::unique_violation*>(&e) && !a.events_stored) {
+        // Some event is in the log already (a client's retry): the transaction was rolled back;
+        // redo it learning which events are new. Not counted as an attempt.
+        a.events_stored = true;
         rerun = true;
-        metrics_.upsert_fallbacks.fetch_add(1, std::memory_order_relaxed);
         --attempt;
-        warn_limited(txn.batch_key, "stored rows differ from the engine's state (" +
-                                        one_line(e.what()) +
-                                        "); redoing the transaction with upserts");
         continue;
       }
-      if (lease) lease->discard();  // the transaction is gone; never reuse its state
+      if (lease) lease->discard();  // never reuse a session whose state is unclear
       return Status::internal(one_line(e.what()));
     }
     if (lost_commit) {
@@ -227,7 +261,20 @@ Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const
             continue;
           }
         }
-        // No id (too old for txid_status): the batch key decides.
+        if (f.txid == 0 && f.backend_pid > 0) {
+          // The reply was lost before the transaction's id arrived: the old session must be gone
+          // before the batch key can tell (its transaction may still be running). A pid taken
+          // again by a new session within these moments would be ended too: a lost connection
+          // for that session, which it survives like any other.
+          const auto alive = tx.exec_params(
+              "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1",
+              f.backend_pid);
+          if (!alive.empty()) {
+            backoff(attempt, 10, 1000);
+            continue;
+          }
+        }
+        // No id, or too old for txid_status: the batch key decides.
         const auto r = tx.exec_params("SELECT 1 FROM batches WHERE batch_key = $1", batch_key);
         return !r.empty();
       } catch (...) {
@@ -253,102 +300,106 @@ void PgBatchWriter::step(const char* name, F&& f) {
   step_timer_(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
-void PgBatchWriter::run(PgPool::Conn& conn, const Attempt& a, Committed& out, InFlight& f) {
-  std::optional<pqxx::work> tx;
-  step("begin", [&] { tx.emplace(*conn.c); });
-  if (!conn.same_session())  // the staging tables went with the old session
-    throw pqxx::broken_connection("libpqxx re-established the connection; its session is new");
-  pg_conn* raw = conn.c->raw();
-  BinaryCopy bc;
-  step("encode_events", [&] {
-    // Sorted by the event log's key (quiz_id, event_id bytewise as COLLATE "C"): index locks in
-    // one order for all writers, and each quiz's rows in one narrow key range.
-    std::vector<const AnswerEvent*> sorted(a.txn.events.begin(), a.txn.events.end());
-    std::sort(sorted.begin(), sorted.end(), [](const AnswerEvent* x, const AnswerEvent* y) {
-      return x->quiz_id != y->quiz_id ? x->quiz_id < y->quiz_id : x->event_id < y->event_id;
-    });
-    bc.start(sorted.size());
-    for (const AnswerEvent* e : sorted) {
-      bc.row(7);
-      bc.int8(e->quiz_id);
-      bc.text(e->event_id);
-      bc.int8(e->user_id);
-      bc.int4(e->question_id);
-      bc.int4(static_cast<int32_t>(e->option_id));
-      bc.timestamptz_ms(e->answered_at_ms);
-      bc.int4(static_cast<int32_t>(e->elapsed_ms));
-    }
-    bc.finish();
-  });
-  bool all_new = false;
-  step("copy_events", [&] {
-    // First straight into the event log, as if every event were new (no index probe before each
-    // insertion, no ids sent back); only when one is stored already, staged and inserted with
-    // ON CONFLICT to learn which.
-    // A plain savepoint (pqxx::subtransaction would send SAVEPOINT only with its first
-    // statement, after this raw COPY).
-    tx->exec("SAVEPOINT qf_events");
-    try {
-      copy_in(raw, batch_sql::kCopyEventsNew, bc.data());
-      all_new = true;
-    } catch (const pqxx::unique_violation&) {
-      tx->exec("ROLLBACK TO SAVEPOINT qf_events");
-    }
-    // Not released when the COPY went through: COMMIT releases it, one round trip less.
-  });
-  if (all_new) {
-    out.inserted.assign(a.txn.events.size(), true);
+// One round trip for the whole transaction in the common case: BEGIN, the events, the counted
+// answers, the standings, the batch row (+ outbox row) and COMMIT go out as one libpq pipeline.
+// With stored events among the batch's (a client's retry), one round trip first appends the new
+// ones and learns which they are, then the rest goes out as one pipeline.
+void PgBatchWriter::run(pg_conn* raw, const Attempt& a, Committed& out, InFlight& f) {
+  const std::vector<PipelineStatement> begin{{nullptr, "BEGIN", {}}};
+  const size_t n = a.txn.events.size();
+  std::optional<EventArrays> events;
+  step("encode_events", [&] { events.emplace(a.txn.events); });
+  std::vector<PipelineStatement> pipeline;
+  if (!a.events_stored) {
+    out.inserted.assign(n, true);  // as if all were new: a stored one fails the INSERT (23505)
+    pipeline = begin;
+    pipeline.push_back(statement(batch_sql::kInsertEvents, events->cols));
   } else {
-    step("insert_events", [&] {
-      copy_in(raw, batch_sql::kCopyEventsStage, bc.data());
-      const pqxx::result ins = tx->exec(batch_sql::kInsertEvents);
-      out.inserted.assign(a.txn.events.size(), false);
+    step("insert_new_events", [&] {
+      std::vector<PipelineStatement> head = begin;
+      head.push_back(statement(batch_sql::kInsertNewEvents, events->cols));
+      std::vector<PipelineReply> replies;
+      run_pipeline(raw, head, replies);
+      out.inserted.assign(n, false);
       // (quiz_id, event_id) -> index into the transaction's events.
       std::map<std::pair<int64_t, std::string_view>, size_t> index;
-      for (size_t i = 0; i < a.txn.events.size(); ++i)
+      for (size_t i = 0; i < n; ++i)
         index.emplace(
             std::pair{a.txn.events[i]->quiz_id, std::string_view(a.txn.events[i]->event_id)}, i);
-      for (const auto& row : ins) {
-        auto it = index.find(
-            std::pair{row[0].as<int64_t>(), std::string_view(row[1].c_str(), row[1].size())});
+      for (const auto& row : replies.at(1).rows) {
+        auto it = index.find(std::pair{std::stoll(row.at(0)), std::string_view(row.at(1))});
         if (it != index.end()) out.inserted[it->second] = true;
       }
     });
   }
   DerivedRows rows;
   step("derive", [&] { rows = a.derive(out.inserted); });
-  step("write_counted", [&] {
-    write_rows<CountedRow>(
-        *tx, raw, bc, rows.counted, a.upsert, [](const CountedRow& r) { return r.replaces; },
-        encode_counted, batch_sql::kCopyCountedNew, batch_sql::kCopyCountedStage,
-        batch_sql::kUpdateCounted, batch_sql::kUpsertCounted);
-  });
-  step("write_standings", [&] {
-    write_rows<StandingRow>(
-        *tx, raw, bc, rows.standings, a.upsert, [](const StandingRow& r) { return r.exists; },
-        encode_standings, batch_sql::kCopyStandingsNew, batch_sql::kCopyStandingsStage,
-        batch_sql::kUpdateStandings, batch_sql::kUpsertStandings);
-  });
-  step("insert_batch", [&] {
-    const auto& ids = a.txn.quiz_ids;
-    const int64_t single = ids.size() == 1 ? ids[0] : 0;
-    const auto events = static_cast<int64_t>(a.txn.events.size());
-    pqxx::result r;
-    if (rows.outbox.empty()) {
-      r = tx->exec_params(batch_sql::kInsertBatch, a.txn.batch_key, single, pg_id_array(ids),
-                          events);
-      out.outbox_id = 0;
-    } else {
-      r = tx->exec_params(batch_sql::kInsertBatchWithOutbox, a.txn.batch_key, single,
-                          pg_id_array(ids), events, static_cast<int64_t>(rows.outbox.size()),
-                          encode_outbox(rows.outbox));
-      out.outbox_id = r[0][1].as<int64_t>();
+  std::vector<BinaryArray> counted, standings;
+  std::string ids, events_text, single, messages, payload;
+  constexpr size_t kAbsent = SIZE_MAX;
+  size_t counted_at = kAbsent, standings_at = kAbsent;
+  step("encode_rows", [&] {
+    if (!rows.counted.empty()) {
+      counted = counted_arrays(rows.counted);
+      counted_at = pipeline.size();
+      pipeline.push_back(statement(batch_sql::kUpsertCounted, counted));
     }
-    f.txid = r[0][0].as<int64_t>();
-    f.backend_pid = conn.c->backendpid();
+    if (!rows.standings.empty()) {
+      standings = standing_arrays(rows.standings);
+      standings_at = pipeline.size();
+      pipeline.push_back(statement(batch_sql::kUpsertStandings, standings));
+    }
+    const auto& qs = a.txn.quiz_ids;
+    ids = pg_id_array(qs);
+    events_text = std::to_string(n);
+    single = qs.size() == 1 ? std::to_string(qs[0]) : "0";
+    std::vector<PipelineParam> params{{a.txn.batch_key}, {single}, {ids}, {events_text}};
+    if (rows.outbox.empty()) {
+      pipeline.push_back({batch_sql::kInsertBatch.name, nullptr, params});
+    } else {
+      messages = std::to_string(rows.outbox.size());
+      payload = encode_outbox(rows.outbox);
+      params.push_back({messages});
+      params.push_back({payload});
+      pipeline.push_back({batch_sql::kInsertBatchWithOutbox.name, nullptr, params});
+    }
+    pipeline.push_back({nullptr, "COMMIT", {}});
   });
+  const size_t batch_at = pipeline.size() - 2;
+  f.backend_pid = backend_pid_;
+  step("send", [] {});  // the session is idle (or inside its transaction) before the rest goes out
   f.commit_sent = true;
-  step("commit", [&] { tx->commit(); });
+  std::vector<PipelineReply> replies;
+  step("round_trip", [&] {
+    try {
+      run_pipeline(raw, pipeline, replies);
+    } catch (const pqxx::broken_connection&) {
+      if (replies.size() > batch_at) f.txid = first_int(replies[batch_at], 0);
+      throw;  // COMMIT's outcome is unknown
+    } catch (const pqxx::sql_error&) {
+      f.commit_sent = false;  // a statement failed: the server skipped COMMIT
+      throw;
+    }
+  });
+  f.txid = first_int(replies[batch_at], 0);
+  out.outbox_id = rows.outbox.empty() ? 0 : first_int(replies[batch_at], 1);
+  step("committed", [] {});  // COMMIT's reply is in
+  // The upserts wrote what the engine holds whatever was stored; a different count of new rows
+  // means the stored rows differed from memory (someone else wrote them).
+  size_t counted_new = 0, standings_new = 0;
+  for (const CountedRow& r : rows.counted) counted_new += r.replaces ? 0 : 1;
+  for (const StandingRow& r : rows.standings) standings_new += r.exists ? 0 : 1;
+  const bool counted_differ = counted_at != kAbsent && first_int(replies[counted_at], 0) !=
+                                                           static_cast<int64_t>(counted_new);
+  const bool standings_differ = standings_at != kAbsent && first_int(replies[standings_at], 0) !=
+                                                               static_cast<int64_t>(standings_new);
+  if (counted_differ || standings_differ) {
+    metrics_.state_mismatches.fetch_add(1, std::memory_order_relaxed);
+    warn_limited(a.txn.batch_key,
+                 std::string("stored ") + (counted_differ ? "counted answers" : "standings") +
+                     " differed from the engine's state (overwritten with the engine's values; "
+                     "was the database written by hand or by another engine?)");
+  }
 }
 
 Result<Finalized> PgBatchWriter::finalize(int64_t quiz_id, const FinalizeFn& fn, bool outbox) {

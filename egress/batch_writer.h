@@ -1,6 +1,6 @@
-// The batch transaction (spec §2 batch): binary COPYs and set-based statements, never one
-// statement per answer; one or more quizzes' batches per transaction. Connections come from the
-// shared PgPool.
+// The batch transaction (spec §2 batch): set-based statements taking the whole batch as array
+// parameters, never one statement per answer, sent as one libpq pipeline (one round trip); one
+// or more quizzes' batches per transaction. Connections come from the shared PgPool.
 #pragma once
 
 #include <functional>
@@ -10,33 +10,43 @@
 #include "core/store.h"
 #include "egress/pg_pool.h"
 
+extern "C" {
+struct pg_conn;
+}
+
 namespace quizflow::egress {
 
 class PgBatchWriter final : public BatchWriter {
  public:
-  // Counts its retries, in-doubt resolutions and upsert fallbacks in `metrics`.
+  // Counts its retries, in-doubt resolutions and state mismatches in `metrics`.
   PgBatchWriter(std::shared_ptr<PgPool> pool, BatchMetrics& metrics);
 
   // See BatchWriter::commit. A connection lost before COMMIT is retried on a new connection (3
   // attempts, backoff 100 ms, 200 ms); one lost at COMMIT is resolved by asking the database
-  // what became of the transaction (txid_status; with backoff, about 9 s at most) and retried
-  // only when the COMMIT did not happen; a pool
-  // checkout timeout fails the batch (`timeout`: its requests get 503). New counted answers and
-  // standings are copied straight into their tables (the engine knows they are new); should the
-  // stored rows differ from what the engine expected, the transaction is redone with upserts.
-  // Retries, fallbacks and in-doubt resolutions are counted in the metrics as they happen.
+  // what became of the transaction (txid_status, or the batch key once the old session is
+  // gone; with backoff, about 9 s at most) and retried only when the COMMIT did not happen; a
+  // pool checkout timeout fails the batch (`timeout`: its requests get 503). The events go into
+  // the log as if all were new; when one is stored already the transaction is redone learning
+  // which are new (one round trip more). Counted answers and standings are upserted as absolute
+  // values; when the count of new rows differs from what the engine expected (stored rows
+  // differ from memory) it is counted in `state_mismatches` and logged.
   Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) override;
 
   // See BatchWriter::finalize: up to 3 attempts (backoff 100 ms, 200 ms) on a lost connection
   // or a pool timeout; a failed statement is not retried (`internal`).
   Result<Finalized> finalize(int64_t quiz_id, const FinalizeFn& fn, bool outbox) override;
 
-  // Optional: called after each step of the transaction ("begin", "copy_events", …,
-  // "insert_batch", "commit") with its duration in seconds: the DB-path benchmark's profile of
-  // where the time goes. A hook that throws fails the step as the exception would (the fault-
-  // injecting writer of the tests uses that).
+  // Optional: called after each step of the transaction ("encode_events", ["insert_new_events"],
+  // "derive", "encode_rows", "send" (nothing: the point just before the pipeline with COMMIT goes
+  // out), "round_trip" (the server runs everything and commits), "committed" (nothing: COMMIT's
+  // reply is in)) with its duration in seconds: the DB-path benchmark's profile of where the
+  // time goes. A hook that throws fails the step as the exception would (the fault-injecting
+  // writer of the tests uses that).
   using StepTimer = std::function<void(const char* step, double secs)>;
   void set_step_timer(StepTimer timer) { step_timer_ = std::move(timer); }
+  // The server process serving the attempt in progress (0 between attempts): what a hook that
+  // injects faults terminates.
+  int backend_pid() const { return backend_pid_; }
 
  private:
   struct Attempt;
@@ -46,7 +56,7 @@ class PgBatchWriter final : public BatchWriter {
     int64_t txid = 0;     // txid_current() of the transaction (0: not known yet)
     int backend_pid = 0;  // the server process that ran it
   };
-  void run(PgPool::Conn& conn, const Attempt& a, Committed& out, InFlight& f);
+  void run(pg_conn* raw, const Attempt& a, Committed& out, InFlight& f);
   // True when the transaction committed, false when it did not; in_doubt when the database
   // could not be asked.
   Result<bool> resolve_in_doubt(const std::string& batch_key, const InFlight& f,
@@ -58,6 +68,7 @@ class PgBatchWriter final : public BatchWriter {
   std::shared_ptr<PgPool> pool_;
   BatchMetrics& metrics_;
   StepTimer step_timer_;
+  int backend_pid_ = 0;  // the server process of the attempt in progress
 };
 
 // Error text on one line (pqxx messages carry no password).

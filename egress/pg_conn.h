@@ -46,8 +46,8 @@ class PgConnection : public pqxx::connection_base {
 
 struct PgPool::Conn {
   std::unique_ptr<PgConnection> c;
-  int session = 0;      // c->connects() when the pool set the session up
-  bool staged = false;  // the batch writer's temp staging tables exist on this connection
+  int session = 0;        // c->connects() when the pool set the session up
+  bool prepared = false;  // the batch writer's statements are prepared in this session
   bool same_session() const { return c && c->connects() == session; }
 };
 

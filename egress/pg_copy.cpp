@@ -37,7 +37,7 @@ PgConnection::Policy::handle PgConnection::Policy::do_disconnect(handle orig) no
   return h_;
 }
 
-// ---- BinaryCopy ----
+// ---- BinaryFields, BinaryCopy ----
 
 void BinaryCopy::start(size_t rows_hint) {
   buf_.clear();
@@ -48,28 +48,28 @@ void BinaryCopy::start(size_t rows_hint) {
   rows_ = 0;
 }
 
-void BinaryCopy::text(std::string_view s) {
+void BinaryFields::text(std::string_view s) {
   i32(static_cast<int32_t>(s.size()));
   buf_.append(s);
 }
 
-void BinaryCopy::int8(int64_t v) {
+void BinaryFields::int8(int64_t v) {
   i32(8);
   const uint64_t be = htobe64(static_cast<uint64_t>(v));
   buf_.append(reinterpret_cast<const char*>(&be), 8);
 }
 
-void BinaryCopy::int4(int32_t v) {
+void BinaryFields::int4(int32_t v) {
   i32(4);
   i32(v);
 }
 
-void BinaryCopy::boolean(bool b) {
+void BinaryFields::boolean(bool b) {
   i32(1);
   buf_.push_back(b ? 1 : 0);
 }
 
-void BinaryCopy::timestamptz_ms(int64_t unix_ms) {
+void BinaryFields::timestamptz_ms(int64_t unix_ms) {
   constexpr int64_t kPgEpochMs = 946684800000LL;  // 2000-01-01T00:00:00Z
   int8((unix_ms - kPgEpochMs) * 1000);
 }
@@ -79,14 +79,25 @@ const std::string& BinaryCopy::finish() {
   return buf_;
 }
 
-void BinaryCopy::i16(int16_t v) {
+void BinaryFields::i16(int16_t v) {
   const uint16_t be = htobe16(static_cast<uint16_t>(v));
   buf_.append(reinterpret_cast<const char*>(&be), 2);
 }
 
-void BinaryCopy::i32(int32_t v) {
+void BinaryFields::i32(int32_t v) {
   const uint32_t be = htobe32(static_cast<uint32_t>(v));
   buf_.append(reinterpret_cast<const char*>(&be), 4);
+}
+
+// ---- BinaryArray ----
+
+BinaryArray::BinaryArray(uint32_t element_oid, size_t elements) {
+  buf_.reserve(20 + elements * 16);
+  i32(1);  // dimensions
+  i32(0);  // flags: no NULLs
+  i32(static_cast<int32_t>(element_oid));
+  i32(static_cast<int32_t>(elements));
+  i32(1);  // lower bound
 }
 
 // ---- COPY FROM STDIN ----
@@ -100,9 +111,7 @@ void copy_in(pg_conn* conn, const char* copy_sql, const std::string& data) {
   if (!started) {
     // Collect what is left of the command's results so the connection is usable again.
     while (PGresult* rest = PQgetResult(conn)) PQclear(rest);
-    if (PQstatus(conn) == CONNECTION_BAD)
-      throw pqxx::broken_connection("COPY failed to start: " + one_line(why));
-    throw pqxx::sql_error("COPY failed to start: " + one_line(why), copy_sql);
+    throw_pq_error(conn, "COPY failed to start: " + one_line(why), "", copy_sql);
   }
   constexpr size_t kChunk = 1 << 18;
   bool sent = true;
@@ -124,10 +133,14 @@ void copy_in(pg_conn* conn, const char* copy_sql, const std::string& data) {
   }
   if (!sent && err.empty()) err = why;
   if (err.empty()) return;
-  err = "COPY failed: " + one_line(err);
-  if (PQstatus(conn) == CONNECTION_BAD) throw pqxx::broken_connection(err);
-  if (state == "23505") throw pqxx::unique_violation(err, copy_sql, state.c_str());
-  throw pqxx::sql_error(err, copy_sql, state.empty() ? nullptr : state.c_str());
+  throw_pq_error(conn, "COPY failed: " + one_line(err), state, copy_sql);
+}
+
+void throw_pq_error(pg_conn* conn, const std::string& what, const std::string& sqlstate,
+                    const char* query) {
+  if (!conn || PQstatus(conn) == CONNECTION_BAD) throw pqxx::broken_connection(what);
+  if (sqlstate == "23505") throw pqxx::unique_violation(what, query, sqlstate.c_str());
+  throw pqxx::sql_error(what, query, sqlstate.empty() ? nullptr : sqlstate.c_str());
 }
 
 }  // namespace quizflow::egress

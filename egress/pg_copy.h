@@ -1,6 +1,7 @@
-// PostgreSQL binary COPY: an encoder for the row format and the COPY FROM STDIN exchange over a
-// libpq handle. Binary COPY skips the text parsing of every field on the server (~22% faster
-// than libpqxx's text stream_to, see shared pitfalls).
+// PostgreSQL's binary formats: COPY input rows and array parameters (for statements that take a
+// whole batch as arrays, e.g. INSERT … SELECT FROM unnest($1, $2, …)), and the COPY FROM STDIN
+// exchange over a libpq handle. Binary COPY skips the text parsing of every field on the server
+// (~22% faster than libpqxx's text stream_to, see shared pitfalls).
 #pragma once
 
 #include <cstdint>
@@ -13,30 +14,52 @@ struct pg_conn;
 
 namespace quizflow::egress {
 
+// One field (or array element) each: a 4-byte length, then the value, big-endian as the binary
+// formats want.
+class BinaryFields {
+ public:
+  void text(std::string_view s);
+  void int8(int64_t v);
+  void int4(int32_t v);
+  void boolean(bool b);
+  void timestamptz_ms(int64_t unix_ms);  // stored as microseconds since 2000-01-01 UTC
+
+ protected:
+  void i16(int16_t v);
+  void i32(int32_t v);
+  std::string buf_;
+};
+
 // Builds one COPY … FROM STDIN (FORMAT binary) input: start(), then per row row(n) and n fields,
-// then finish(). Fields are big-endian, as the format wants.
-class BinaryCopy {
+// then finish().
+class BinaryCopy : public BinaryFields {
  public:
   void start(size_t rows_hint);
   void row(int16_t fields) {
     ++rows_;
     i16(fields);
   }
-  void text(std::string_view s);
-  void int8(int64_t v);
-  void int4(int32_t v);
-  void boolean(bool b);
-  void timestamptz_ms(int64_t unix_ms);             // stored as microseconds since 2000-01-01 UTC
   const std::string& finish();                      // the whole input, trailer included
   const std::string& data() const { return buf_; }  // after finish()
   size_t rows() const { return rows_; }
 
  private:
-  void i16(int16_t v);
-  void i32(int32_t v);
-  std::string buf_;
   size_t rows_ = 0;
 };
+
+// A one-dimensional array parameter without NULLs in binary format: constructed with the
+// element type's OID and the element count, then exactly that many elements.
+class BinaryArray : public BinaryFields {
+ public:
+  static constexpr uint32_t kBool = 16, kInt8 = 20, kInt4 = 23, kText = 25, kTimestamptz = 1184;
+  BinaryArray(uint32_t element_oid, size_t elements);
+  const std::string& data() const { return buf_; }
+};
+
+// Throws what libpqxx would for a failed libpq call on `conn`: pqxx::broken_connection when the
+// connection is lost, pqxx::unique_violation for SQLSTATE 23505, pqxx::sql_error otherwise.
+[[noreturn]] void throw_pq_error(pg_conn* conn, const std::string& what,
+                                 const std::string& sqlstate, const char* query);
 
 // Runs `copy_sql` (a COPY … FROM STDIN (FORMAT binary)) and sends `data` as its input. Throws
 // like libpqxx: pqxx::broken_connection when the connection is lost, pqxx::unique_violation on

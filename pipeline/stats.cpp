@@ -120,9 +120,9 @@ StatsReport collect_stats(const Engine& engine) {
   b.counter("batches.retries", "quizflow_batch_retries_total",
             "Transaction attempts redone on a new connection after one was lost before COMMIT.",
             static_cast<double>(bm.retries.load()));
-  b.counter("batches.upsert_fallbacks", "quizflow_batch_upsert_fallbacks_total",
-            "Transactions redone with upserts because stored rows differed from the engine's.",
-            static_cast<double>(bm.upsert_fallbacks.load()));
+  b.counter("batches.state_mismatches", "quizflow_batch_state_mismatches_total",
+            "Transactions that found stored rows other than the engine's state (overwritten).",
+            static_cast<double>(bm.state_mismatches.load()));
   b.counter("batches.in_doubt_resolved", "quizflow_batch_in_doubt_resolved_total",
             "COMMITs of unknown outcome (connection lost at COMMIT) resolved by a lookup.",
             static_cast<double>(bm.in_doubt_resolved.load()));

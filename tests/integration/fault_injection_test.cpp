@@ -73,7 +73,7 @@ class FaultInjectionTest : public ::testing::Test {
     if (engine) engine->stop();
     engine.reset();
     Config c = test_config(db.url());
-    c.db_writers = 1;  // drop_connection_at_commit picks the one session idle in a transaction
+    c.db_writers = 1;
     auto sink = std::make_unique<CountingSink>();
     sink_ = sink.get();
     engine = std::make_unique<Engine>(

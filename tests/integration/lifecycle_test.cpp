@@ -444,7 +444,7 @@ TEST(Lifecycle, StartUpLoadsNothingOfFinalizedQuizzesAndLiveOnesOnFirstUse) {
   ASSERT_EQ(first.items.size(), 1u);
   EXPECT_EQ(first.items[0].verdict.status, ItemStatus::accepted);
   EXPECT_EQ(b.engine->quiz_counts().in_memory, 1);
-  EXPECT_EQ(b.engine->metrics().batches.upsert_fallbacks.load(), 0);
+  EXPECT_EQ(b.engine->metrics().batches.state_mismatches.load(), 0);
   const auto p47 = b.engine->player(47, 1).value();
   ASSERT_TRUE(p47 && *p47);
   EXPECT_EQ(db.scalar("SELECT score FROM standings WHERE quiz_id = 47 AND user_id = 1"),

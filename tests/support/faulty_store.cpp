@@ -103,44 +103,39 @@ class FaultyWriter final : public BatchWriter {
  private:
   // Called by the real writer after each step of an attempt; what it throws fails the step.
   void on_step(const char* step) {
-    if (plan_.drop && std::strcmp(step, "insert_batch") == 0) {
+    if (plan_.drop && std::strcmp(step, "send") == 0) {
       plan_.drop = false;  // one shot: the retry on a new connection runs untouched
-      kill_idle_writer();
+      kill_writer_session(inner_->backend_pid());
     }
-    if (plan_.lose_reply && std::strcmp(step, "commit") == 0) {
+    if (plan_.lose_reply && std::strcmp(step, "committed") == 0) {
       plan_.lose_reply = false;
       control_->lost_.fetch_add(1);
       throw pqxx::in_doubt_error("injected: COMMIT reply lost");
     }
   }
 
-  // Terminates the session of this database that is idle in a transaction (the writer, which
-  // waits between its last statement and COMMIT) and waits until it is gone, so that COMMIT
-  // certainly meets a dead connection. Failures are recorded, not thrown: the commit then
-  // runs unharmed and the test sees connections_dropped() unchanged and drop_error() set.
-  void kill_idle_writer() {
+  // Terminates the writer's session (`pid`, idle just before the pipeline holding COMMIT goes
+  // out) and waits until it is gone, so that COMMIT certainly meets a dead connection. Failures
+  // are recorded, not thrown: the commit then runs unharmed and the test sees
+  // connections_dropped() unchanged and drop_error() set.
+  void kill_writer_session(int pid) {
     try {
       pqxx::connection killer(url_);
       pqxx::nontransaction tx(killer);
-      const pqxx::result victims = tx.exec(
-          "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
-          "WHERE datname = current_database() AND state = 'idle in transaction' "
-          "AND pid <> pg_backend_pid()");
-      if (victims.size() != 1) {
-        control_->set_drop_error("expected one session idle in a transaction, found " +
-                                 std::to_string(victims.size()));
-        if (victims.empty()) return;
+      const pqxx::result killed =
+          tx.exec_params("SELECT pg_terminate_backend($1) WHERE $1 <> pg_backend_pid()", pid);
+      if (killed.empty() || !killed[0][0].as<bool>()) {
+        control_->set_drop_error("could not terminate the writer's session (pid " +
+                                 std::to_string(pid) + ")");
+        return;
       }
-      for (const auto& v : victims) {
-        const int pid = v[0].as<int>();
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (tx.exec_params("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid).size() > 0) {
-          if (std::chrono::steady_clock::now() >= deadline) {
-            control_->set_drop_error("backend " + std::to_string(pid) + " still alive after 10 s");
-            return;
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (tx.exec_params("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid).size() > 0) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+          control_->set_drop_error("backend " + std::to_string(pid) + " still alive after 10 s");
+          return;
         }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
       control_->dropped_.fetch_add(1);
     } catch (const std::exception& e) {

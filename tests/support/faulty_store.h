@@ -29,11 +29,10 @@ class FaultControl {
   void fail_next(int n, Status status) QF_EXCLUDES(mu_);
   // The next commit sleeps `ms` first, then runs.
   void delay_next(int ms) QF_EXCLUDES(mu_);
-  // One shot: in the next commit that reaches the database, the writer's connection is killed
-  // (pg_terminate_backend from another connection) after its last statement before COMMIT, so
-  // COMMIT goes out on a dead connection: its outcome is unknown to the writer, and the
-  // transaction did NOT commit. Needs a single writer thread per database (DB_WRITERS=1): the
-  // victim is the one session of the database that is idle in a transaction.
+  // One shot: in the next commit that reaches the database, the writer's session is killed
+  // (pg_terminate_backend of its pid, from another connection) just before the pipeline holding
+  // COMMIT goes out, so COMMIT goes out on a dead connection: its outcome is unknown to the
+  // writer (no reply, not even the transaction's id), and the transaction did NOT commit.
   void drop_connection_at_commit() QF_EXCLUDES(mu_);
   // One shot: in the next commit that reaches the database, COMMIT succeeds and the writer is
   // then told its reply was lost (pqxx::in_doubt_error, as libpqxx raises when the connection
