@@ -12,6 +12,7 @@
 
 #include "egress/pg_store.h"
 #include "support/test_db.h"
+#include "unit/test_util.h"
 
 namespace quizflow::testing {
 namespace {
@@ -199,6 +200,45 @@ TEST_F(BatchWriterTest, StoredRowsUnlikeTheEnginesStateAreOverwrittenAndCounted)
   // One transaction each: three batch rows, three events.
   EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 3);
   EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), 3);
+}
+
+// Many new rows of a kind go by binary COPY instead of array parameters: the same values land.
+// Should one of them be stored already, the transaction is redone with upserts only.
+TEST_F(BatchWriterTest, ManyNewRowsGoByCopyAndAStoredOneRedoesWithUpserts) {
+  std::vector<AnswerEvent> events;
+  DerivedRows rows;
+  for (int u = 1; u <= 300; ++u) {
+    events.push_back(event(test::cat("c", u), 40, u, 1, 1000 + u));
+    rows.counted.push_back(counted_of(events.back(), false));
+    rows.standings.push_back(StandingRow{40, u, 950, 1, u});
+  }
+  auto out = commit({40}, "copy-1", events, rows);
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->inserted, std::vector<bool>(300, true));
+  EXPECT_EQ(metrics.state_mismatches.load(), 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE quiz_id = 40"), 300);
+  EXPECT_EQ(db.scalar("SELECT sum(time_ms) FROM standings WHERE quiz_id = 40"), 300 * 301 / 2);
+  EXPECT_EQ(db.query("SELECT event_id, (extract(epoch FROM answered_at) * 1000)::bigint "
+                     "FROM counted_answers WHERE quiz_id = 40 AND user_id = 7"),
+            (std::vector<std::vector<std::string>>{{"c7", "1007"}}));
+  // New events, but counted answers and standings claimed new that are stored (question 1
+  // again): the COPY hits their keys; the upserts then write the engine's values.
+  std::vector<AnswerEvent> again;
+  DerivedRows rows2;
+  for (int u = 1; u <= 300; ++u) {
+    again.push_back(event(test::cat("d", u), 40, u, 1, 500));
+    rows2.counted.push_back(counted_of(again.back(), false));
+    rows2.standings.push_back(StandingRow{40, u, 7, 0, 8});
+  }
+  out = commit({40}, "copy-2", again, rows2);
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(metrics.state_mismatches.load(), 1);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE quiz_id = 40"), 600);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM counted_answers WHERE quiz_id = 40 AND "
+                      "event_id LIKE 'd%'"),
+            300);
+  EXPECT_EQ(db.scalar("SELECT sum(score) FROM standings WHERE quiz_id = 40"), 7 * 300);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 2);
 }
 
 TEST_F(BatchWriterTest, SeveralQuizzesInOneTransaction) {
