@@ -3,8 +3,14 @@
 // cluster). Few large quizzes vs many small ones; each with the transactional outbox (the
 // default: notifications written in the batch transaction, relayed after delivery) and without
 // it (QUIZFLOW_OUTBOX=false: produced from memory after COMMIT), alternating in one invocation.
+// Each case runs on a database of its own, created from --url (or DATABASE_URL) and dropped
+// after; with --use-db, every case runs on that existing database instead (migrated if need be,
+// never dropped), its quizzes numbered above the largest quiz id there (a database holding
+// history, say: scripts/bench --only history); a case then also carries the earlier cases'
+// quizzes, still open, in the engine and the tables.
 //
-//   qf-pipeline-bench [--url URL] [--answers N] [--request K] [--smoke]
+//   qf-pipeline-bench [--url URL | --use-db URL] [--answers N] [--request K] [--many Q]
+//                     [--delay-ms D] [--smoke]
 //
 // Prints RESULT lines (see bench/CMakeLists.txt) and a summary on stderr.
 #include <spdlog/spdlog.h>
@@ -47,10 +53,13 @@ struct Outcome {
   int64_t accepted = 0, batches = 0;
 };
 
-Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, size_t per_request,
-                 uint32_t seed, int delay_ms, bool outbox) {
-  const std::string db = "qf_bench_pipe_" + std::to_string(std::random_device{}());
-  {
+// admin_url: where the case's own database is created and dropped; with use_db non-empty, the
+// case runs on that database, which it neither creates nor drops.
+Outcome run_case(const std::string& admin_url, const std::string& use_db, const Case& c,
+                 size_t answers, size_t per_request, uint32_t seed, int delay_ms, bool outbox) {
+  const std::string db =
+      use_db.empty() ? "qf_bench_pipe_" + std::to_string(std::random_device{}()) : "";
+  if (use_db.empty()) {
     pqxx::connection conn(admin_url);
     pqxx::nontransaction tx(conn);
     tx.exec("CREATE DATABASE " + db);
@@ -58,7 +67,7 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
   Outcome out;
   {
     Config cfg;
-    cfg.database_url = with_db(admin_url, db);
+    cfg.database_url = use_db.empty() ? with_db(admin_url, db) : use_db;
     cfg.batch_max_size = 5000;
     cfg.batch_max_delay_ms = delay_ms;
     cfg.db_writers = 2;
@@ -69,6 +78,14 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
     Engine engine(cfg, std::make_unique<egress::PgStore>(egress::pool_options(cfg)),
                   std::move(producer));
     if (auto st = engine.start(); !st.ok()) throw std::runtime_error(st.to_string());
+    // The case's quizzes: ids first_quiz .. first_quiz + quizzes - 1, above any already there
+    // (engine.start() has migrated the database).
+    int64_t first_quiz = 1;
+    if (!use_db.empty()) {
+      pqxx::connection conn(use_db);
+      pqxx::nontransaction tx(conn);
+      first_quiz = tx.exec("SELECT coalesce(max(quiz_id), 0) + 1 FROM quizzes")[0][0].as<int64_t>();
+    }
 
     const int64_t opens = *parse_rfc3339_ms("2026-01-01T00:00:00Z");
     const int64_t closes = *parse_rfc3339_ms("2027-01-01T00:00:00Z");
@@ -79,8 +96,8 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
         ts.emplace_back([&] {
           for (int q; (q = next.fetch_add(1)) <= c.quizzes;) {
             QuizDef d;
-            d.quiz_id = q;
-            d.title = "bench " + std::to_string(q);
+            d.quiz_id = first_quiz + q - 1;
+            d.title = "bench " + std::to_string(d.quiz_id);
             d.opens_at_ms = opens;
             d.closes_at_ms = closes;
             for (int k = 1; k <= 20; ++k) d.questions.push_back(Question{k, 4, k % 4, 1000, 20000});
@@ -98,7 +115,7 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
     const size_t users_per_quiz =
         std::max<size_t>(1, answers / 20 / static_cast<size_t>(c.quizzes) + 1);
     for (size_t i = 0; i < answers; ++i) {
-      const int64_t quiz = 1 + static_cast<int64_t>(i % static_cast<size_t>(c.quizzes));
+      const int64_t quiz = first_quiz + static_cast<int64_t>(i % static_cast<size_t>(c.quizzes));
       const size_t k = i / static_cast<size_t>(c.quizzes);
       const int64_t user = 1 + static_cast<int64_t>(k / 20 % users_per_quiz);
       const int question = 1 + static_cast<int>(k % 20);
@@ -145,9 +162,11 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
       std::exit(1);
     }
   }
-  pqxx::connection conn(admin_url);
-  pqxx::nontransaction tx(conn);
-  tx.exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  if (use_db.empty()) {
+    pqxx::connection conn(admin_url);
+    pqxx::nontransaction tx(conn);
+    tx.exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
+  }
   return out;
 }
 
@@ -155,6 +174,7 @@ Outcome run_case(const std::string& admin_url, const Case& c, size_t answers, si
 
 int main(int argc, char** argv) {
   std::string url = std::getenv("DATABASE_URL") ? std::getenv("DATABASE_URL") : "";
+  std::string use_db;
   size_t answers = 400000, per_request = 1000;
   int many = 5000;
   int delay_ms = Config{}.batch_max_delay_ms;  // the default unless --delay-ms
@@ -163,6 +183,8 @@ int main(int argc, char** argv) {
     auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
     if (a == "--url")
       url = next();
+    else if (a == "--use-db")
+      use_db = next();
     else if (a == "--answers")
       answers = std::stoul(next());
     else if (a == "--request")
@@ -176,13 +198,13 @@ int main(int argc, char** argv) {
       many = 200;
     } else {
       std::fprintf(stderr,
-                   "usage: qf-pipeline-bench [--url URL] [--answers N] [--request K] "
-                   "[--many Q] [--delay-ms D] [--smoke]\n");
+                   "usage: qf-pipeline-bench [--url URL | --use-db URL] [--answers N] "
+                   "[--request K] [--many Q] [--delay-ms D] [--smoke]\n");
       return 2;
     }
   }
-  if (url.empty()) {
-    std::fprintf(stderr, "qf-pipeline-bench: DATABASE_URL or --url is required\n");
+  if (url.empty() && use_db.empty()) {
+    std::fprintf(stderr, "qf-pipeline-bench: DATABASE_URL, --url or --use-db is required\n");
     return 2;
   }
   spdlog::set_level(spdlog::level::warn);
@@ -192,8 +214,8 @@ int main(int argc, char** argv) {
     Outcome with_outbox;
     for (const bool outbox : {true, false}) {
       const std::string name = cases[i].name + (outbox ? "" : "_no_outbox");
-      const Outcome o = run_case(url, cases[i], answers, per_request, 42 + static_cast<uint32_t>(i),
-                                 delay_ms, outbox);
+      const Outcome o = run_case(url, use_db, cases[i], answers, per_request,
+                                 42 + static_cast<uint32_t>(i), delay_ms, outbox);
       if (outbox) {
         outs.push_back(o);
         with_outbox = o;
