@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,24 @@ struct StageMetrics {
   std::atomic<int64_t> oldest_wait_us{0};
 };
 
+// Where batch transactions spend their time: the batch writer's timed steps
+// (egress/batch_writer.h) in the order they run, total microseconds and runs of each since
+// start. The timeline of a quiz's transactions, from any running engine.
+inline constexpr std::array<const char*, 9> kWriterSteps = {
+    "encode_events", "insert_new_events", "copy_events", "derive",    "split_rows",
+    "copy_counted",  "copy_standings",    "encode_rows", "round_trip"};
+struct WriterStepTimes {
+  std::array<std::atomic<int64_t>, kWriterSteps.size()> us{}, runs{};
+  void record(const char* step, int64_t micros) {  // other names are not timed
+    for (size_t i = 0; i < kWriterSteps.size(); ++i) {
+      if (std::strcmp(step, kWriterSteps[i]) != 0) continue;
+      us[i].fetch_add(micros, std::memory_order_relaxed);
+      runs[i].fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+};
+
 struct BatchMetrics {
   std::atomic<int64_t> committed{0};  // transactions committed
   std::atomic<int64_t> failed{0};     // transactions that failed
@@ -65,6 +84,7 @@ struct BatchMetrics {
   std::atomic<int64_t> in_doubt_resolved{0};  // COMMITs of unknown outcome resolved by a lookup
   std::atomic<int64_t> last_commit_ms{0};
   LatencyWindow commit;  // commit time per batch
+  WriterStepTimes steps;
 };
 
 // Quiz lifecycle and outbox figures (spec §6 `quizzes`, `outbox`).

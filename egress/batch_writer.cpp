@@ -334,13 +334,11 @@ Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const
 
 template <typename F>
 void PgBatchWriter::step(const char* name, F&& f) {
-  if (!step_timer_) {
-    f();
-    return;
-  }
   const auto t0 = std::chrono::steady_clock::now();
   f();
-  step_timer_(name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  const auto took = std::chrono::steady_clock::now() - t0;
+  metrics_.steps.record(name, std::chrono::duration_cast<std::chrono::microseconds>(took).count());
+  if (step_timer_) step_timer_(name, std::chrono::duration<double>(took).count());
 }
 
 // Below this many rows of a kind, they travel as array parameters inside the pipeline; from it

@@ -36,12 +36,15 @@ class PgBatchWriter final : public BatchWriter {
   // or a pool timeout; a failed statement is not retried (`internal`).
   Result<Finalized> finalize(int64_t quiz_id, const FinalizeFn& fn, bool outbox) override;
 
-  // Optional: called after each step of the transaction ("encode_events", ["insert_new_events"],
-  // "derive", "encode_rows", "send" (nothing: the point just before the pipeline with COMMIT goes
-  // out), "round_trip" (the server runs everything and commits), "committed" (nothing: COMMIT's
-  // reply is in)) with its duration in seconds: the DB-path benchmark's profile of where the
-  // time goes. A hook that throws fails the step as the exception would (the fault-injecting
-  // writer of the tests uses that).
+  // Every step of a transaction is timed into the metrics' `steps` (core/metrics.h:
+  // kWriterSteps, in the order they run: "encode_events", "insert_new_events" (stored events
+  // only), "copy_events" / "copy_counted" / "copy_standings" (many new rows only), "derive",
+  // "split_rows", "encode_rows", "round_trip" (the pipeline: the server runs the statements and
+  // commits)). Two more points are hooks without work: "send" (just before the pipeline holding
+  // COMMIT goes out) and "committed" (COMMIT's reply is in).
+  // Optional: `timer` is called after each of them with its duration in seconds (the DB-path
+  // benchmark's profile). A hook that throws fails the step as the exception would (the fault-
+  // injecting writer of the tests uses that).
   using StepTimer = std::function<void(const char* step, double secs)>;
   void set_step_timer(StepTimer timer) { step_timer_ = std::move(timer); }
   // The server process serving the attempt in progress (0 between attempts): what a hook that

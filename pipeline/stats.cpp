@@ -131,6 +131,16 @@ StatsReport collect_stats(const Engine& engine) {
           JsonType::integer, kMsToS);
   b.summary("batches.commit_ms", "quizflow_batch_commit_seconds",
             "Batch transaction time, over the last 2048 batches.", bm.commit, {});
+  for (size_t i = 0; i < kWriterSteps.size(); ++i) {
+    const std::string step = kWriterSteps[i];
+    const std::vector<std::pair<std::string, std::string>> l = {{"step", step}};
+    b.counter("batches.steps." + step + ".us", "quizflow_batch_step_microseconds_total",
+              "Time spent in each step of the batch transactions (egress/batch_writer.h).",
+              static_cast<double>(bm.steps.us[i].load()), l);
+    b.counter("batches.steps." + step + ".runs", "quizflow_batch_step_runs_total",
+              "Runs of each step of the batch transactions.",
+              static_cast<double>(bm.steps.runs[i].load()), l);
+  }
   b.gauge("batches.pending_events", "quizflow_batch_pending_events",
           "Events buffered in the batch stage or committing.",
           static_cast<double>(engine.pending_events()));

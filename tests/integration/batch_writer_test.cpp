@@ -241,6 +241,29 @@ TEST_F(BatchWriterTest, ManyNewRowsGoByCopyAndAStoredOneRedoesWithUpserts) {
   EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 2);
 }
 
+// The steps of each transaction are timed into the metrics: the timeline in /monitoring/stats.
+TEST_F(BatchWriterTest, EveryTransactionTimesItsSteps) {
+  auto runs = [&](const char* step) {
+    for (size_t i = 0; i < kWriterSteps.size(); ++i)
+      if (std::string(kWriterSteps[i]) == step) return metrics.steps.runs[i].load();
+    ADD_FAILURE() << "no step " << step;
+    return int64_t{-1};
+  };
+  const AnswerEvent a = event("t1", 50, 1, 1, 1000);
+  ASSERT_TRUE(commit({50}, "steps-1", {a},
+                     DerivedRows{{counted_of(a, false)}, {StandingRow{50, 1, 950, 1, 1234}}})
+                  .ok());
+  EXPECT_EQ(runs("encode_events"), 1);
+  EXPECT_EQ(runs("derive"), 1);
+  EXPECT_EQ(runs("round_trip"), 1);
+  EXPECT_EQ(runs("copy_events"), 0) << "one event goes as an array parameter";
+  EXPECT_EQ(runs("insert_new_events"), 0);
+  // The same event again: the stored-events path runs too.
+  ASSERT_TRUE(commit({50}, "steps-2", {a}, DerivedRows{}).ok());
+  EXPECT_EQ(runs("insert_new_events"), 1);
+  EXPECT_EQ(runs("round_trip"), 2) << "only completed steps are timed (not the failed pass)";
+}
+
 TEST_F(BatchWriterTest, SeveralQuizzesInOneTransaction) {
   const std::vector<AnswerEvent> events{event("q1", 21, 1, 1, 1000), event("q2", 22, 1, 1, 1000),
                                         event("q3", 23, 5, 2, 1000)};
