@@ -161,7 +161,7 @@ class Store {
   virtual ~Store() = default;
   virtual Status migrate() = 0;  // applies pending schema migrations
   // A writer that counts, as they happen and whatever the outcome, its retries, in-doubt
-  // resolutions and upsert fallbacks in `metrics` (which must outlive it).
+  // resolutions and state mismatches in `metrics` (which must outlive it).
   virtual Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) = 0;
   virtual Result<SaveQuizResult> save_quiz(const QuizDef& quiz) = 0;
   virtual Result<StoredQuizzes> load_quizzes() = 0;

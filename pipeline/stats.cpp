@@ -16,10 +16,11 @@ class Builder {
     out.push_back(Figure{std::move(json), std::move(family), "", FigureKind::gauge, std::move(help),
                          std::move(labels), v, scale, t});
   }
+  // `scale` converts the JSON value to the Prometheus one (e.g. µs in JSON, seconds there).
   void counter(std::string json, std::string family, std::string help, double v,
-               std::vector<std::pair<std::string, std::string>> labels = {}) {
+               std::vector<std::pair<std::string, std::string>> labels = {}, double scale = 1) {
     out.push_back(Figure{std::move(json), std::move(family), "", FigureKind::counter,
-                         std::move(help), std::move(labels), v, 1, JsonType::integer});
+                         std::move(help), std::move(labels), v, scale, JsonType::integer});
   }
   // A latency summary: p50 and p99 (quantile samples), count and sum; JSON in ms.
   void summary(const std::string& json, const std::string& family, const std::string& help,
@@ -134,9 +135,9 @@ StatsReport collect_stats(const Engine& engine) {
   for (size_t i = 0; i < kWriterSteps.size(); ++i) {
     const std::string step = kWriterSteps[i];
     const std::vector<std::pair<std::string, std::string>> l = {{"step", step}};
-    b.counter("batches.steps." + step + ".us", "quizflow_batch_step_microseconds_total",
+    b.counter("batches.steps." + step + ".us", "quizflow_batch_step_seconds_total",
               "Time spent in each step of the batch transactions (egress/batch_writer.h).",
-              static_cast<double>(bm.steps.us[i].load()), l);
+              static_cast<double>(bm.steps.us[i].load()), l, 1e-6);
     b.counter("batches.steps." + step + ".runs", "quizflow_batch_step_runs_total",
               "Runs of each step of the batch transactions.",
               static_cast<double>(bm.steps.runs[i].load()), l);
