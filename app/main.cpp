@@ -1,11 +1,14 @@
-// quizflow command line: serve, migrate, check-config.
+// quizflow command line: serve, migrate, check-config, export.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -16,6 +19,7 @@
 #include "core/config.h"
 #include "egress/kafka_producer.h"
 #include "egress/pg_store.h"
+#include "ingress/event_file.h"
 #include "ingress/http_server.h"
 #include "pipeline/engine.h"
 #include "pipeline/logging.h"
@@ -31,6 +35,11 @@ commands:
                  --port-file FILE   write the bound HTTP port to FILE once listening
   migrate        apply pending schema migrations and exit
   check-config   print the effective configuration (secrets masked); non-zero if invalid
+  export         write the event log as JSON lines (one answer per line, the POST /v1/answers
+                 shape), quiz by quiz; progress and a summary on standard error
+                 --quiz ID          only this quiz (repeatable; default: every quiz)
+                 --to PATH          the file to write (default: standard output); written
+                                    to PATH.partial first, renamed when complete
 
 Configuration comes from the JSON file given with --config and the environment (environment
 wins); see docs/configuration.md for every key and its default.
@@ -101,6 +110,37 @@ int serve(const Config& c, const std::string& port_file) {
   return 0;
 }
 
+int export_events(const Config& c, const std::vector<int64_t>& quizzes, const std::string& to) {
+  auto store = make_store(c);
+  std::ofstream file;
+  std::ostream* out = &std::cout;
+  const std::string partial = to.empty() ? "" : to + ".partial";
+  if (!to.empty()) {
+    file.open(partial, std::ios::binary | std::ios::trunc);
+    if (!file) {
+      spdlog::critical("quizflow export: cannot write {}", partial);
+      return 1;
+    }
+    out = &file;
+  }
+  auto r = ingress::export_events(*store, quizzes, *out, [](int64_t n, double secs) {
+    spdlog::info("export: {} events so far ({:.0f} events/s)", n, n / std::max(secs, 1e-9));
+  });
+  if (r.ok() && !to.empty()) {
+    file.close();
+    if (!file || std::rename(partial.c_str(), to.c_str()) != 0)
+      r = Status::internal("could not finish " + to);
+  }
+  if (!r.ok()) {
+    if (!partial.empty()) std::remove(partial.c_str());
+    spdlog::critical("quizflow export failed: {}", r.status().to_string());
+    return 1;
+  }
+  spdlog::info("export: {} events of {} quizzes in {:.1f} s ({:.0f} events/s)", r->events,
+               r->quizzes, r->seconds, r->events / std::max(r->seconds, 1e-9));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -111,13 +151,27 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   const std::string cmd = args[0];
-  std::string config_path, port_file;
+  std::string config_path, port_file, to;
+  std::vector<int64_t> quizzes;
   for (size_t i = 1; i < args.size(); ++i) {
-    if (args[i] == "--config" && i + 1 < args.size())
+    if (args[i] == "--config" && i + 1 < args.size()) {
       config_path = args[++i];
-    else if (args[i] == "--port-file" && i + 1 < args.size())
+    } else if (args[i] == "--port-file" && i + 1 < args.size()) {
       port_file = args[++i];
-    else {
+    } else if (args[i] == "--to" && i + 1 < args.size() && cmd == "export") {
+      to = args[++i];
+    } else if (args[i] == "--quiz" && i + 1 < args.size() && cmd == "export") {
+      const std::string& v = args[++i];
+      char* end = nullptr;
+      errno = 0;
+      const long long id = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || errno != 0 || id < 1) {
+        std::fprintf(stderr, "quizflow: --quiz wants a quiz id (1 … 2^63-1), not '%s'\n",
+                     v.c_str());
+        return 2;
+      }
+      quizzes.push_back(id);
+    } else {
       std::fprintf(stderr, "quizflow: unknown argument '%s'\n%s", args[i].c_str(), kUsage);
       return 2;
     }
@@ -129,7 +183,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "quizflow: invalid configuration: %s\n", e.what());
     return 3;
   }
-  setup_logging(c);
+  setup_logging(c, /*to_stderr=*/cmd == "export");
   try {
     if (cmd == "check-config") {
       std::printf("%s\n", describe_config(c).c_str());
@@ -144,6 +198,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "serve") return serve(c, port_file);
+    if (cmd == "export") return export_events(c, quizzes, to);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "quizflow: invalid configuration: %s\n", e.what());
     return 3;

@@ -184,6 +184,14 @@ class Store {
   virtual Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) = 0;
   virtual Result<OutboxStats> outbox_stats() = 0;
 
+  // The event log — of `quiz_ids`, or of every quiz in it when empty — handed to `sink` quiz by
+  // quiz (ascending), each quiz's events by event_id, read by binary COPY in one snapshot. Returns
+  // how many events it read. An exception thrown by `sink` ends the read and is returned as
+  // `internal`.
+  using EventSink = std::function<void(const AnswerEvent&)>;
+  virtual Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids,
+                                      const EventSink& sink) = 0;
+
   virtual Status ping() = 0;  // ok when the database answers
   virtual PoolStats pool_stats() const = 0;
 };

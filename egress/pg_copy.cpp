@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <cstring>
 #include <pqxx/except>
 #include <stdexcept>
 
@@ -37,12 +38,18 @@ PgConnection::Policy::handle PgConnection::Policy::do_disconnect(handle orig) no
   return h_;
 }
 
+namespace {
+// The binary COPY format's 11-byte signature; timestamps count from 2000-01-01T00:00:00Z.
+constexpr std::string_view kCopySignature("PGCOPY\n\377\r\n\0", 11);
+constexpr int64_t kPgEpochMs = 946684800000LL;
+}  // namespace
+
 // ---- BinaryFields, BinaryCopy ----
 
 void BinaryCopy::start(size_t rows_hint) {
   buf_.clear();
   buf_.reserve(rows_hint * 96 + 32);
-  buf_.append("PGCOPY\n\377\r\n\0", 11);
+  buf_.append(kCopySignature);
   i32(0);  // flags
   i32(0);  // header extension length
   rows_ = 0;
@@ -70,7 +77,6 @@ void BinaryFields::boolean(bool b) {
 }
 
 void BinaryFields::timestamptz_ms(int64_t unix_ms) {
-  constexpr int64_t kPgEpochMs = 946684800000LL;  // 2000-01-01T00:00:00Z
   int8((unix_ms - kPgEpochMs) * 1000);
 }
 
@@ -134,6 +140,127 @@ void copy_in(pg_conn* conn, const char* copy_sql, const std::string& data) {
   if (!sent && err.empty()) err = why;
   if (err.empty()) return;
   throw_pq_error(conn, "COPY failed: " + one_line(err), state, copy_sql);
+}
+
+// ---- COPY TO STDOUT ----
+
+namespace {
+
+
+uint32_t be32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return be32toh(v);
+}
+
+}  // namespace
+
+BinaryCopyReader::Row* BinaryCopyReader::next() {
+  if (finished_) return nullptr;
+  const size_t avail = buf_.size() - at_;
+  const char* p = buf_.data() + at_;
+  if (!header_) {
+    if (avail < kCopySignature.size() + 8) return nullptr;
+    if (std::string_view(p, kCopySignature.size()) != kCopySignature)
+      throw std::runtime_error("COPY output is not in binary format");
+    const size_t ext = be32(p + kCopySignature.size() + 4);
+    if (avail < kCopySignature.size() + 8 + ext) return nullptr;
+    at_ += kCopySignature.size() + 8 + ext;
+    header_ = true;
+    return next();
+  }
+  if (avail < 2) return nullptr;
+  uint16_t n16;
+  std::memcpy(&n16, p, 2);
+  const auto fields = static_cast<int16_t>(be16toh(n16));
+  if (fields == -1) {
+    finished_ = true;
+    at_ += 2;
+    return nullptr;
+  }
+  if (fields < 0) throw std::runtime_error("COPY output: bad field count");
+  // First check the whole row is here, then slice it.
+  size_t off = 2;
+  for (int i = 0; i < fields; ++i) {
+    if (avail < off + 4) return nullptr;
+    const auto len = static_cast<int32_t>(be32(p + off));
+    off += 4 + (len > 0 ? static_cast<size_t>(len) : 0);
+  }
+  if (avail < off) return nullptr;
+  row_.clear();
+  off = 2;
+  for (int i = 0; i < fields; ++i) {
+    const auto len = static_cast<int32_t>(be32(p + off));
+    off += 4;
+    if (len < 0) {
+      row_.push_back(Field{{}, true});
+    } else {
+      row_.push_back(Field{std::string_view(p + off, static_cast<size_t>(len)), false});
+      off += static_cast<size_t>(len);
+    }
+  }
+  at_ += off;
+  return &row_;
+}
+
+int64_t BinaryCopyReader::int8(const Field& f) {
+  if (f.value.size() != 8) throw std::runtime_error("COPY output: not an int8 field");
+  uint64_t v;
+  std::memcpy(&v, f.value.data(), 8);
+  return static_cast<int64_t>(be64toh(v));
+}
+
+int32_t BinaryCopyReader::int4(const Field& f) {
+  if (f.value.size() != 4) throw std::runtime_error("COPY output: not an int4 field");
+  return static_cast<int32_t>(be32(f.value.data()));
+}
+
+int64_t BinaryCopyReader::timestamptz_ms(const Field& f) {
+  const int64_t us = int8(f);
+  // Floor division: instants before 2000 keep their millisecond.
+  return kPgEpochMs + (us >= 0 ? us / 1000 : -((-us + 999) / 1000));
+}
+
+void copy_out(pg_conn* conn, const char* copy_sql,
+              const std::function<void(std::string_view)>& on_data) {
+  if (!conn) throw pqxx::broken_connection("COPY: not connected");
+  PGresult* r = PQexec(conn, copy_sql);
+  const bool started = PQresultStatus(r) == PGRES_COPY_OUT;
+  const std::string why = started ? "" : PQresultErrorMessage(r);
+  const char* st = started ? nullptr : PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const std::string state = st ? st : "";
+  PQclear(r);
+  if (!started) {
+    while (PGresult* rest = PQgetResult(conn)) PQclear(rest);
+    throw_pq_error(conn, "COPY failed to start: " + one_line(why), state, copy_sql);
+  }
+  for (;;) {
+    char* data = nullptr;
+    const int n = PQgetCopyData(conn, &data, 0);
+    if (n > 0) {
+      const std::string_view chunk(data, static_cast<size_t>(n));
+      try {
+        on_data(chunk);
+      } catch (...) {
+        PQfreemem(data);
+        throw;
+      }
+      PQfreemem(data);
+      continue;
+    }
+    if (n == -2)
+      throw_pq_error(conn, "COPY failed: " + one_line(PQerrorMessage(conn)), "", copy_sql);
+    break;  // -1: done
+  }
+  std::string err, state2;
+  while (PGresult* res = PQgetResult(conn)) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && err.empty()) {
+      err = PQresultErrorMessage(res);
+      if (const char* s2 = PQresultErrorField(res, PG_DIAG_SQLSTATE)) state2 = s2;
+    }
+    PQclear(res);
+  }
+  if (!err.empty()) throw_pq_error(conn, "COPY failed: " + one_line(err), state2, copy_sql);
 }
 
 void throw_pq_error(pg_conn* conn, const std::string& what, const std::string& sqlstate,

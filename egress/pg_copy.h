@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 extern "C" {
 struct pg_conn;
@@ -55,6 +57,44 @@ class BinaryArray : public BinaryFields {
   BinaryArray(uint32_t element_oid, size_t elements);
   const std::string& data() const { return buf_; }
 };
+
+// Reads a COPY … TO STDOUT (FORMAT binary) stream chunk by chunk: every complete row is handed
+// to the callback as its fields (a NULL field as an empty view with null set). Throws
+// std::runtime_error on a stream that is not binary COPY output.
+class BinaryCopyReader {
+ public:
+  struct Field {
+    std::string_view value;
+    bool null = false;
+  };
+  using Row = std::vector<Field>;
+  template <typename OnRow>
+  void feed(std::string_view chunk, OnRow&& on_row) {
+    buf_.append(chunk);
+    while (Row* r = next()) on_row(*r);
+    buf_.erase(0, at_);
+    at_ = 0;
+  }
+  bool finished() const { return finished_; }  // the trailer was read
+
+  // Field decoders (big-endian binary formats).
+  static int64_t int8(const Field& f);
+  static int32_t int4(const Field& f);
+  static int64_t timestamptz_ms(const Field& f);  // from microseconds since 2000-01-01 UTC
+
+ private:
+  Row* next();  // the next complete row in buf_ from at_, or nullptr
+  std::string buf_;
+  size_t at_ = 0;
+  bool header_ = false, finished_ = false;
+  Row row_;
+};
+
+// Runs `copy_sql` (a COPY … TO STDOUT) and hands its output to `on_data` chunk by chunk. Throws
+// like copy_in; an exception from `on_data` ends the exchange (the connection is then unusable:
+// discard it).
+void copy_out(pg_conn* conn, const char* copy_sql,
+              const std::function<void(std::string_view)>& on_data);
 
 // Throws what libpqxx would for a failed libpq call on `conn`: pqxx::broken_connection when the
 // connection is lost, pqxx::unique_violation for SQLSTATE 23505, pqxx::sql_error otherwise.

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <pqxx/pqxx>
 
 #include "core/time_util.h"
@@ -9,6 +10,7 @@
 #include "egress/migrations.h"
 #include "egress/outbox_codec.h"
 #include "egress/pg_conn.h"
+#include "egress/pg_copy.h"
 
 namespace quizflow::egress {
 
@@ -313,6 +315,61 @@ Result<OutboxStats> PgStore::outbox_stats() try {
   });
 } catch (const std::exception& e) {
   return status_of("outbox figures", e);
+}
+
+Result<int64_t> PgStore::read_events(const std::vector<int64_t>& quiz_ids,
+                                     const EventSink& sink) try {
+  auto lease = pool_->checkout();
+  try {
+    PgConnection& c = *lease.conn().c;
+    // One snapshot for every quiz's COPY.
+    pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(c);
+    std::vector<int64_t> quizzes = quiz_ids;
+    if (quizzes.empty()) {
+      // Every quiz in the log, one index probe each (a skip scan of the primary key).
+      for (const auto& row : tx.exec(R"SQL(
+WITH RECURSIVE q AS (
+  SELECT min(quiz_id) AS id FROM answer_events
+  UNION ALL
+  SELECT (SELECT min(quiz_id) FROM answer_events WHERE quiz_id > q.id) FROM q WHERE q.id IS NOT NULL)
+SELECT id FROM q WHERE id IS NOT NULL)SQL"))
+        quizzes.push_back(row[0].as<int64_t>());
+    }
+    std::sort(quizzes.begin(), quizzes.end());
+    quizzes.erase(std::unique(quizzes.begin(), quizzes.end()), quizzes.end());
+    int64_t n = 0;
+    AnswerEvent e;
+    for (int64_t quiz : quizzes) {
+      // The primary key's range of one quiz, in its order: no sort, however large the log.
+      const std::string sql =
+          "COPY (SELECT quiz_id, event_id, user_id, question_id, option_id, answered_at, "
+          "elapsed_ms FROM answer_events WHERE quiz_id = " +
+          std::to_string(quiz) + " ORDER BY event_id) TO STDOUT (FORMAT binary)";
+      BinaryCopyReader reader;
+      copy_out(c.raw(), sql.c_str(), [&](std::string_view chunk) {
+        reader.feed(chunk, [&](const BinaryCopyReader::Row& r) {
+          if (r.size() != 7) throw std::runtime_error("the event log's COPY has 7 columns");
+          e.quiz_id = BinaryCopyReader::int8(r[0]);
+          e.event_id.assign(r[1].value);
+          e.user_id = BinaryCopyReader::int8(r[2]);
+          e.question_id = BinaryCopyReader::int4(r[3]);
+          e.option_id = BinaryCopyReader::int4(r[4]);
+          e.answered_at_ms = BinaryCopyReader::timestamptz_ms(r[5]);
+          e.elapsed_ms = BinaryCopyReader::int4(r[6]);
+          sink(e);
+          ++n;
+        });
+      });
+      if (!reader.finished()) throw std::runtime_error("the event log's COPY ended early");
+    }
+    tx.commit();
+    return Result<int64_t>(n);
+  } catch (...) {
+    lease.discard();  // a COPY cut short leaves the connection unusable
+    throw;
+  }
+} catch (const std::exception& e) {
+  return status_of("read the event log", e);
 }
 
 Status PgStore::ping() try {

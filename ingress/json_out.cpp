@@ -4,6 +4,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "core/time_util.h"
+
 namespace quizflow::ingress {
 namespace {
 
@@ -197,6 +199,28 @@ std::string health_body(const HealthReport& h) {
   w.Key("kafka");
   str(w, h.kafka_ok ? std::string("ok") : h.kafka_error);
   w.EndObject();
+  w.EndObject();
+  return done(sb);
+}
+
+std::string answer_json(const AnswerEvent& e) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("event_id");
+  str(w, e.event_id);
+  w.Key("quiz_id");
+  w.Int64(e.quiz_id);
+  w.Key("user_id");
+  w.Int64(e.user_id);
+  w.Key("question_id");
+  w.Int(e.question_id);
+  w.Key("option_id");
+  w.Int64(e.option_id);
+  w.Key("answered_at");
+  str(w, format_rfc3339_ms(e.answered_at_ms));
+  w.Key("elapsed_ms");
+  w.Int64(e.elapsed_ms);
   w.EndObject();
   return done(sb);
 }

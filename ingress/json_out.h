@@ -25,5 +25,9 @@ std::string close_body(int64_t quiz_id);
 // GET /v1/quizzes/{id}/rewards: {"quiz_id":…,"rewards":[{"user_id":…,"rank":…,"reward":…}]}.
 std::string rewards_body(int64_t quiz_id, const std::vector<RewardRow>& rewards);
 std::string health_body(const HealthReport& h);
+// One answer event in the shape POST /v1/answers takes (spec §3; the derived fields left out):
+// {"event_id":…,"quiz_id":…,"user_id":…,"question_id":…,"option_id":…,"answered_at":…,
+// "elapsed_ms":…}. A line of an event file (ingress/event_file.h).
+std::string answer_json(const AnswerEvent& e);
 
 }  // namespace quizflow::ingress

@@ -57,7 +57,11 @@ class EscapedMessage final : public spdlog::custom_flag_formatter {
 
 }  // namespace
 
-void setup_logging(const Config& c) {
+void setup_logging(const Config& c, bool to_stderr) {
+  if (to_stderr) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "quizflow", std::make_shared<spdlog::sinks::stderr_sink_mt>()));
+  }
   spdlog::set_level(spdlog::level::from_str(c.log_level));
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   if (c.log_format == "json") {

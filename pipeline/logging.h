@@ -7,6 +7,7 @@
 
 namespace quizflow {
 
-void setup_logging(const Config& c);
+// `to_stderr`: log to standard error (for commands whose standard output is data).
+void setup_logging(const Config& c, bool to_stderr = false);
 
 }  // namespace quizflow

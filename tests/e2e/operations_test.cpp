@@ -2,7 +2,7 @@
 // binary (QUIZFLOW_BIN) against the PostgreSQL in DATABASE_URL, seen the way an operator sees it:
 // /monitoring/stats read with curl and jq, /metrics linted by promtool and scraped by a real
 // Prometheus, logs and every output checked for secrets, configuration errors naming their key,
-// and /health following Kafka and PostgreSQL outages.
+// /health following Kafka and PostgreSQL outages, and `quizflow export` of the event log.
 //
 // Needs curl, jq, psql, promtool and prometheus in /usr/bin. Each server's output goes to a file
 // in a temporary directory, printed when a test fails (the directory is then kept).
@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <regex>
@@ -1127,6 +1128,69 @@ TEST_F(Health, DatabaseOutageIs503AndRecovers) {
 // ---------------------------------------------------------------------------------------------
 // Log format (spec §6: one line per event, plain or JSON), including what the libraries print
 // ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// quizflow export: the event log as JSON lines, the way an operator archives a quiz
+// ---------------------------------------------------------------------------------------------
+
+class Export : public OpsTest {};
+
+TEST_F(Export, WritesEveryAcceptedAnswerAsALineAndOnlyDataOnStdout) {
+  ScratchDatabase sdb(db(), dir());
+  ASSERT_TRUE(sdb.error().empty()) << sdb.error();
+  const int64_t q1 = next_quiz_id(), q2 = next_quiz_id();
+  {
+    ServerProcess s(bin(), dir(), "export", isolated_env(sdb.url()));
+    const std::string err = s.start();
+    ASSERT_TRUE(err.empty()) << err << "\n" << tail(s.log());
+    HttpClient c = s.client(15s);
+    for (int64_t q : {q1, q2}) {
+      HttpResponse r = c.request("POST", "/v1/quizzes", open_quiz_json(q));
+      ASSERT_EQ(r.status, 201) << show(r);
+    }
+    for (int u = 1; u <= 3; ++u) {
+      for (int64_t q : {q1, q2}) {
+        const HttpResponse r =
+            c.request("POST", "/v1/answers",
+                      answer_json({"ex-" + std::to_string(q) + "-" + std::to_string(u), q, u, 1, 2,
+                                   wall_ms(), 5}));
+        ASSERT_EQ(r.status, 200) << show(r);
+      }
+    }
+  }
+  const std::string file = dir() + "/export-" + random_hex(6) + ".jsonl";
+  CommandResult r = run_command({bin(), "export", "--to", file}, isolated_env(sdb.url()), dir());
+  ASSERT_EQ(r.exit_code, 0) << r.show();
+  EXPECT_EQ(r.out, "") << "export --to writes nothing on stdout";
+  EXPECT_NE(r.err.find("6 events of 2 quizzes"), std::string::npos) << r.show();
+  std::ifstream in(file);
+  ASSERT_TRUE(in.good()) << file << " was not written";
+  EXPECT_FALSE(std::ifstream(file + ".partial").good()) << "the .partial file was left behind";
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 6u);
+  for (const auto& line : lines) {
+    const auto d = parse_json(line);
+    ASSERT_TRUE(!d.HasParseError() && d.IsObject()) << line;
+    for (const char* f : {"event_id", "quiz_id", "user_id", "question_id", "option_id",
+                          "answered_at", "elapsed_ms"})
+      EXPECT_TRUE(d.HasMember(f)) << f << " in " << line;
+  }
+  EXPECT_NE(lines.front().find("\"ex-" + std::to_string(q1) + "-1\""), std::string::npos)
+      << "quiz by quiz, by event_id: " << lines.front();
+
+  // One quiz, to standard output: data only there, the summary on standard error.
+  r = run_command({bin(), "export", "--quiz", std::to_string(q2)}, isolated_env(sdb.url()), dir());
+  ASSERT_EQ(r.exit_code, 0) << r.show();
+  size_t n = 0;
+  for (size_t at = 0; (at = r.out.find('\n', at)) != std::string::npos; ++at) ++n;
+  EXPECT_EQ(n, 3u) << r.out;
+  EXPECT_EQ(r.out.find("info"), std::string::npos) << "a log line on stdout:\n" << r.out;
+  EXPECT_NE(r.err.find("3 events of 1 quizzes"), std::string::npos) << r.show();
+
+  r = run_command({bin(), "export", "--quiz", "x"}, isolated_env(sdb.url()), dir());
+  EXPECT_EQ(r.exit_code, 2) << r.show();
+}
 
 class Logs : public OpsTest {};
 

@@ -202,6 +202,11 @@ Result<int64_t> FaultyStore::outbox_sent(const std::vector<int64_t>& ids) {
   return inner_->outbox_sent(ids);
 }
 
+Result<int64_t> FaultyStore::read_events(const std::vector<int64_t>& quiz_ids,
+                                         const EventSink& sink) {
+  return inner_->read_events(quiz_ids, sink);
+}
+
 Result<OutboxStats> FaultyStore::outbox_stats() { return inner_->outbox_stats(); }
 
 Status FaultyStore::ping() { return inner_->ping(); }
