@@ -168,6 +168,8 @@ class Store {
   virtual Result<std::optional<QuizRecord>> load_quiz(int64_t quiz_id) = 0;
   // One quiz's counted answers (its standings are rebuilt from them on first use).
   virtual Result<std::vector<CountedRow>> load_counted(int64_t quiz_id) = 0;
+  // One quiz's stored standings (the live table; by user_id).
+  virtual Result<std::vector<StandingRow>> load_standings(int64_t quiz_id) = 0;
   // Records a close request (state `closed`) unless the quiz is finalized.
   virtual Result<CloseResult> close_quiz(int64_t quiz_id) = 0;
   // A finalized quiz's frozen standings and granted rewards (rank order).

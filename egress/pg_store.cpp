@@ -178,6 +178,23 @@ FROM counted_answers WHERE quiz_id = $1)SQL",
   return status_of("load counted answers", e);
 }
 
+Result<std::vector<StandingRow>> PgStore::load_standings(int64_t quiz_id) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<StandingRow> out;
+    for (const auto& row : tx.exec_params(
+             "SELECT user_id, score, correct, time_ms FROM standings WHERE quiz_id = $1 "
+             "ORDER BY user_id",
+             quiz_id)) {
+      out.push_back(StandingRow{quiz_id, row[0].as<int64_t>(), row[1].as<int64_t>(),
+                                row[2].as<int64_t>(), row[3].as<int64_t>(), true});
+    }
+    return out;
+  });
+} catch (const std::exception& e) {
+  return status_of("load standings", e);
+}
+
 Result<CloseResult> PgStore::close_quiz(int64_t quiz_id) try {
   return with_conn([&](pqxx::connection_base& c) {
     pqxx::work tx(c);

@@ -178,6 +178,10 @@ Result<std::vector<CountedRow>> FaultyStore::load_counted(int64_t quiz_id) {
   return inner_->load_counted(quiz_id);
 }
 
+Result<std::vector<StandingRow>> FaultyStore::load_standings(int64_t quiz_id) {
+  return inner_->load_standings(quiz_id);
+}
+
 Result<CloseResult> FaultyStore::close_quiz(int64_t quiz_id) { return inner_->close_quiz(quiz_id); }
 
 Result<FinalPage> FaultyStore::final_standings(int64_t quiz_id, size_t offset, size_t limit) {
