@@ -1,4 +1,4 @@
-// quizflow command line: serve, migrate, check-config, export.
+// quizflow command line: serve, migrate, check-config, export, replay.
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -11,7 +11,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "ingress/http_server.h"
 #include "pipeline/engine.h"
 #include "pipeline/logging.h"
+#include "pipeline/replay.h"
 
 namespace {
 
@@ -40,6 +43,12 @@ commands:
                  --quiz ID          only this quiz (repeatable; default: every quiz)
                  --to PATH          the file to write (default: standard output); written
                                     to PATH.partial first, renamed when complete
+  replay         recompute standings from the event log with the live rules and compare
+                 them with the stored ones; prints the differences; exit 0 when none differ,
+                 10 when some do
+                 --dry-run          required for now: report only (rebuilding in place
+                                    while serve runs is not built yet)
+                 --quiz ID          only this quiz (repeatable; default: every quiz)
 
 Configuration comes from the JSON file given with --config and the environment (environment
 wins); see docs/configuration.md for every key and its default.
@@ -141,6 +150,92 @@ int export_events(const Config& c, const std::vector<int64_t>& quizzes, const st
   return 0;
 }
 
+std::string standing_text(const std::optional<Standing>& s) {
+  if (!s) return "(none)";
+  return "score " + std::to_string(s->score) + ", correct " + std::to_string(s->correct) +
+         ", time_ms " + std::to_string(s->time_ms);
+}
+
+// Progress of a replay: a bar redrawn on a terminal, a log line every 5 s otherwise.
+class ReplayMeter {
+ public:
+  explicit ReplayMeter(int64_t total) : total_(total), tty_(isatty(STDERR_FILENO) == 1) {}
+  void operator()(int64_t events, double secs) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_) return;
+    next_ = now + (tty_ ? std::chrono::milliseconds(200) : std::chrono::milliseconds(5000));
+    const double rate = events / std::max(secs, 1e-9);
+    const double frac = total_ > 0 ? std::min(1.0, static_cast<double>(events) / total_) : 1.0;
+    const double eta = rate > 0 ? (total_ - events) / rate : 0;
+    if (tty_) {
+      constexpr int kWidth = 30;
+      const int filled = static_cast<int>(frac * kWidth);
+      std::fprintf(stderr, "\r[%s%s] %3.0f%%  %lld / %lld events  %.0f events/s  ETA %.0f s ",
+                   std::string(static_cast<size_t>(filled), '#').c_str(),
+                   std::string(static_cast<size_t>(kWidth - filled), '.').c_str(), frac * 100,
+                   static_cast<long long>(events), static_cast<long long>(total_), rate,
+                   std::max(0.0, eta));
+      drawn_ = true;
+    } else {
+      spdlog::info("replay: {} of {} events ({:.0f}%), {:.0f} events/s, ETA {:.0f} s", events,
+                   total_, frac * 100, rate, std::max(0.0, eta));
+    }
+  }
+  void done() {
+    if (drawn_) std::fputc('\n', stderr);
+  }
+
+ private:
+  int64_t total_;
+  bool tty_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point next_{};
+};
+
+int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run) {
+  if (!dry_run) {
+    std::fprintf(stderr,
+                 "quizflow replay: only --dry-run is built so far (rebuilding the standings in "
+                 "place while serve runs is not)\n");
+    return 2;
+  }
+  auto store = make_store(c);
+  auto total = store->count_events(quizzes);
+  if (!total.ok()) {
+    spdlog::critical("quizflow replay failed: {}", total.status().to_string());
+    return 1;
+  }
+  ReplayMeter meter(*total);
+  auto r = replay_log(*store, quizzes, 20, std::ref(meter));
+  meter.done();
+  if (!r.ok()) {
+    spdlog::critical("quizflow replay failed: {}", r.status().to_string());
+    return 1;
+  }
+  const ReplaySummary& s = *r;
+  std::printf("replay (dry run): %lld events of %lld quizzes in %.1f s (%.0f events/s)\n",
+              static_cast<long long>(s.events), static_cast<long long>(s.quizzes), s.seconds,
+              s.events / std::max(s.seconds, 1e-9));
+  if (s.rejected > 0)
+    std::printf("events the quizzes' definitions now reject (not counted): %lld\n",
+                static_cast<long long>(s.rejected));
+  for (int64_t q : s.unknown_quizzes)
+    std::printf("quiz %lld: events without a stored quiz definition (skipped)\n",
+                static_cast<long long>(q));
+  std::printf("standings that differ: %lld players in %lld quizzes%s\n",
+              static_cast<long long>(s.players_changed), static_cast<long long>(s.quizzes_changed),
+              s.players_changed > 0 ? " (stored -> replayed):" : "");
+  for (const ReplayDiff& d : s.first_diffs)
+    std::printf("  quiz %lld player %lld: %s -> %s\n", static_cast<long long>(d.quiz_id),
+                static_cast<long long>(d.diff.user_id), standing_text(d.diff.stored).c_str(),
+                standing_text(d.diff.replayed).c_str());
+  if (s.players_changed > static_cast<int64_t>(s.first_diffs.size()))
+    std::printf(
+        "  … and %lld more\n",
+        static_cast<long long>(s.players_changed - static_cast<int64_t>(s.first_diffs.size())));
+  return s.players_changed > 0 ? 10 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -153,14 +248,17 @@ int main(int argc, char** argv) {
   const std::string cmd = args[0];
   std::string config_path, port_file, to;
   std::vector<int64_t> quizzes;
+  bool dry_run = false;
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--config" && i + 1 < args.size()) {
       config_path = args[++i];
     } else if (args[i] == "--port-file" && i + 1 < args.size()) {
       port_file = args[++i];
+    } else if (args[i] == "--dry-run" && cmd == "replay") {
+      dry_run = true;
     } else if (args[i] == "--to" && i + 1 < args.size() && cmd == "export") {
       to = args[++i];
-    } else if (args[i] == "--quiz" && i + 1 < args.size() && cmd == "export") {
+    } else if (args[i] == "--quiz" && i + 1 < args.size() && (cmd == "export" || cmd == "replay")) {
       const std::string& v = args[++i];
       char* end = nullptr;
       errno = 0;
@@ -183,7 +281,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "quizflow: invalid configuration: %s\n", e.what());
     return 3;
   }
-  setup_logging(c, /*to_stderr=*/cmd == "export");
+  setup_logging(c, /*to_stderr=*/cmd == "export" || cmd == "replay");
   try {
     if (cmd == "check-config") {
       std::printf("%s\n", describe_config(c).c_str());
@@ -199,6 +297,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "serve") return serve(c, port_file);
     if (cmd == "export") return export_events(c, quizzes, to);
+    if (cmd == "replay") return replay(c, quizzes, dry_run);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "quizflow: invalid configuration: %s\n", e.what());
     return 3;

@@ -191,6 +191,8 @@ class Store {
   // how many events it read. An exception thrown by `sink` ends the read and is returned as
   // `internal`.
   using EventSink = std::function<void(const AnswerEvent&)>;
+  // How many events the log holds for `quiz_ids` (every quiz when empty).
+  virtual Result<int64_t> count_events(const std::vector<int64_t>& quiz_ids) = 0;
   virtual Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids,
                                       const EventSink& sink) = 0;
 

@@ -182,10 +182,10 @@ Result<std::vector<StandingRow>> PgStore::load_standings(int64_t quiz_id) try {
   return with_conn([&](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
     std::vector<StandingRow> out;
-    for (const auto& row : tx.exec_params(
-             "SELECT user_id, score, correct, time_ms FROM standings WHERE quiz_id = $1 "
-             "ORDER BY user_id",
-             quiz_id)) {
+    for (const auto& row :
+         tx.exec_params("SELECT user_id, score, correct, time_ms FROM standings WHERE quiz_id = $1 "
+                        "ORDER BY user_id",
+                        quiz_id)) {
       out.push_back(StandingRow{quiz_id, row[0].as<int64_t>(), row[1].as<int64_t>(),
                                 row[2].as<int64_t>(), row[3].as<int64_t>(), true});
     }
@@ -332,6 +332,19 @@ Result<OutboxStats> PgStore::outbox_stats() try {
   });
 } catch (const std::exception& e) {
   return status_of("outbox figures", e);
+}
+
+Result<int64_t> PgStore::count_events(const std::vector<int64_t>& quiz_ids) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    if (quiz_ids.empty()) return tx.exec("SELECT count(*) FROM answer_events")[0][0].as<int64_t>();
+    return tx
+        .exec_params("SELECT count(*) FROM answer_events WHERE quiz_id = ANY($1::bigint[])",
+                     pg_id_array(quiz_ids))[0][0]
+        .as<int64_t>();
+  });
+} catch (const std::exception& e) {
+  return status_of("count the event log", e);
 }
 
 Result<int64_t> PgStore::read_events(const std::vector<int64_t>& quiz_ids,

@@ -1,8 +1,10 @@
 #include "pipeline/replay.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <tuple>
 
 #include "stages/dedupe.h"
@@ -65,6 +67,52 @@ std::vector<StandingDiff> diff_standings(std::span<const StandingRow> stored,
     out.push_back(d);
   }
   return out;
+}
+
+Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_ids,
+                                 size_t max_diffs, const ReplayProgress& progress) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  ReplaySummary sum;
+  std::vector<AnswerEvent> events;  // the current quiz's
+  auto finish_quiz = [&] {
+    if (events.empty()) return;
+    const int64_t quiz = events.front().quiz_id;
+    auto rec = store.load_quiz(quiz);
+    if (!rec.ok()) throw std::runtime_error(rec.status().to_string());
+    if (!*rec) {
+      sum.unknown_quizzes.push_back(quiz);
+      events.clear();
+      return;
+    }
+    const ReplayedQuiz r = replay_quiz((*rec)->def, events);
+    auto stored = store.load_standings(quiz);
+    if (!stored.ok()) throw std::runtime_error(stored.status().to_string());
+    const auto diffs = diff_standings(*stored, r.standings);
+    ++sum.quizzes;
+    sum.rejected += r.rejected;
+    if (!diffs.empty()) ++sum.quizzes_changed;
+    sum.players_changed += static_cast<int64_t>(diffs.size());
+    for (const StandingDiff& d : diffs) {
+      if (sum.first_diffs.size() >= max_diffs) break;
+      sum.first_diffs.push_back(ReplayDiff{quiz, d});
+    }
+    events.clear();
+    if (progress) progress(sum.events, std::chrono::duration<double>(Clock::now() - t0).count());
+  };
+  auto read = store.read_events(quiz_ids, [&](const AnswerEvent& e) {
+    if (!events.empty() && events.front().quiz_id != e.quiz_id) finish_quiz();
+    events.push_back(e);
+    ++sum.events;
+  });
+  if (!read.ok()) return read.status();
+  try {
+    finish_quiz();
+  } catch (const std::exception& e) {
+    return Status::internal(e.what());
+  }
+  sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return sum;
 }
 
 }  // namespace quizflow

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -36,5 +37,28 @@ struct StandingDiff {
 // The players whose stored standing differs from the replayed one, by user_id.
 std::vector<StandingDiff> diff_standings(std::span<const StandingRow> stored,
                                          std::span<const StandingRow> replayed);
+
+// A replay over the stored event log (`quizflow replay`).
+struct ReplayDiff {
+  int64_t quiz_id = 0;
+  StandingDiff diff;
+};
+struct ReplaySummary {
+  int64_t events = 0;                    // read from the log
+  int64_t rejected = 0;                  // events their quiz's definition rejects now
+  int64_t quizzes = 0;                   // quizzes replayed
+  int64_t quizzes_changed = 0;           // quizzes with at least one differing player
+  int64_t players_changed = 0;           // players whose standing differs
+  std::vector<ReplayDiff> first_diffs;   // the first `max_diffs` differences, quiz by quiz
+  std::vector<int64_t> unknown_quizzes;  // events of quizzes without a stored definition
+  double seconds = 0;
+};
+// Called after each quiz: events read so far, seconds since the start.
+using ReplayProgress = std::function<void(int64_t events, double seconds)>;
+
+// Replays the stored log of `quiz_ids` (every quiz in the log when empty) quiz by quiz and
+// compares with the stored standings; changes nothing (a dry run). Memory: one quiz's events.
+Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_ids,
+                                 size_t max_diffs = 20, const ReplayProgress& progress = {});
 
 }  // namespace quizflow

@@ -2,7 +2,7 @@
 // binary (QUIZFLOW_BIN) against the PostgreSQL in DATABASE_URL, seen the way an operator sees it:
 // /monitoring/stats read with curl and jq, /metrics linted by promtool and scraped by a real
 // Prometheus, logs and every output checked for secrets, configuration errors naming their key,
-// /health following Kafka and PostgreSQL outages, and `quizflow export` of the event log.
+// /health following Kafka and PostgreSQL outages, and `quizflow export` / `replay --dry-run`.
 //
 // Needs curl, jq, psql, promtool and prometheus in /usr/bin. Each server's output goes to a file
 // in a temporary directory, printed when a test fails (the directory is then kept).
@@ -1133,20 +1133,18 @@ TEST_F(Health, DatabaseOutageIs503AndRecovers) {
 // quizflow export: the event log as JSON lines, the way an operator archives a quiz
 // ---------------------------------------------------------------------------------------------
 
-class Export : public OpsTest {};
-
-TEST_F(Export, WritesEveryAcceptedAnswerAsALineAndOnlyDataOnStdout) {
-  ScratchDatabase sdb(db(), dir());
-  ASSERT_TRUE(sdb.error().empty()) << sdb.error();
-  const int64_t q1 = next_quiz_id(), q2 = next_quiz_id();
-  {
+class Export : public OpsTest {
+ protected:
+  // Two quizzes with three answers each, stored through a server that has stopped again.
+  std::pair<int64_t, int64_t> answered_quizzes(const ScratchDatabase& sdb) {
+    const int64_t q1 = next_quiz_id(), q2 = next_quiz_id();
     ServerProcess s(bin(), dir(), "export", isolated_env(sdb.url()));
     const std::string err = s.start();
-    ASSERT_TRUE(err.empty()) << err << "\n" << tail(s.log());
+    EXPECT_TRUE(err.empty()) << err << "\n" << tail(s.log());
     HttpClient c = s.client(15s);
     for (int64_t q : {q1, q2}) {
       HttpResponse r = c.request("POST", "/v1/quizzes", open_quiz_json(q));
-      ASSERT_EQ(r.status, 201) << show(r);
+      EXPECT_EQ(r.status, 201) << show(r);
     }
     for (int u = 1; u <= 3; ++u) {
       for (int64_t q : {q1, q2}) {
@@ -1154,10 +1152,18 @@ TEST_F(Export, WritesEveryAcceptedAnswerAsALineAndOnlyDataOnStdout) {
             c.request("POST", "/v1/answers",
                       answer_json({"ex-" + std::to_string(q) + "-" + std::to_string(u), q, u, 1, 2,
                                    wall_ms(), 5}));
-        ASSERT_EQ(r.status, 200) << show(r);
+        EXPECT_EQ(r.status, 200) << show(r);
       }
     }
+    return {q1, q2};
   }
+};
+
+TEST_F(Export, WritesEveryAcceptedAnswerAsALineAndOnlyDataOnStdout) {
+  ScratchDatabase sdb(db(), dir());
+  ASSERT_TRUE(sdb.error().empty()) << sdb.error();
+  const auto [q1, q2] = answered_quizzes(sdb);
+  ASSERT_FALSE(HasFailure());
   const std::string file = dir() + "/export-" + random_hex(6) + ".jsonl";
   CommandResult r = run_command({bin(), "export", "--to", file}, isolated_env(sdb.url()), dir());
   ASSERT_EQ(r.exit_code, 0) << r.show();
@@ -1190,6 +1196,40 @@ TEST_F(Export, WritesEveryAcceptedAnswerAsALineAndOnlyDataOnStdout) {
 
   r = run_command({bin(), "export", "--quiz", "x"}, isolated_env(sdb.url()), dir());
   EXPECT_EQ(r.exit_code, 2) << r.show();
+}
+
+// quizflow replay --dry-run: the stored standings agree with the log (exit 0); a damaged one is
+// reported as stored -> replayed (exit 10) and left as it is.
+TEST_F(Export, ReplayDryRunReportsADamagedStandingAndChangesNothing) {
+  ScratchDatabase sdb(db(), dir());
+  ASSERT_TRUE(sdb.error().empty()) << sdb.error();
+  const auto [q1, q2] = answered_quizzes(sdb);
+  ASSERT_FALSE(HasFailure());
+  CommandResult r = run_command({bin(), "replay", "--dry-run"}, isolated_env(sdb.url()), dir());
+  ASSERT_EQ(r.exit_code, 0) << r.show();
+  EXPECT_NE(r.out.find("6 events of 2 quizzes"), std::string::npos) << r.show();
+  EXPECT_NE(r.out.find("differ: 0 players"), std::string::npos) << r.show();
+
+  // On the scratch database itself (sdb.admin runs on the maintenance database).
+  const CommandResult a =
+      psql(sdb.url(),
+           "UPDATE standings SET score = score + 7 WHERE quiz_id = " + std::to_string(q2) +
+               " AND user_id = 2",
+           dir());
+  ASSERT_EQ(a.exit_code, 0) << a.show();
+  r = run_command({bin(), "replay", "--dry-run"}, isolated_env(sdb.url()), dir());
+  EXPECT_EQ(r.exit_code, 10) << r.show();
+  EXPECT_NE(r.out.find("differ: 1 players in 1 quizzes"), std::string::npos) << r.show();
+  EXPECT_NE(r.out.find("quiz " + std::to_string(q2) + " player 2: score "), std::string::npos)
+      << r.show();
+  const CommandResult again = run_command(
+      {bin(), "replay", "--dry-run", "--quiz", std::to_string(q2)}, isolated_env(sdb.url()), dir());
+  EXPECT_EQ(again.exit_code, 10) << "the dry run changed the stored standing\n" << again.show();
+  r = run_command({bin(), "replay", "--dry-run", "--quiz", std::to_string(q1)},
+                  isolated_env(sdb.url()), dir());
+  EXPECT_EQ(r.exit_code, 0) << r.show();
+  r = run_command({bin(), "replay"}, isolated_env(sdb.url()), dir());
+  EXPECT_EQ(r.exit_code, 2) << "replay without --dry-run is not built yet: " << r.show();
 }
 
 class Logs : public OpsTest {};

@@ -206,6 +206,10 @@ Result<int64_t> FaultyStore::outbox_sent(const std::vector<int64_t>& ids) {
   return inner_->outbox_sent(ids);
 }
 
+Result<int64_t> FaultyStore::count_events(const std::vector<int64_t>& quiz_ids) {
+  return inner_->count_events(quiz_ids);
+}
+
 Result<int64_t> FaultyStore::read_events(const std::vector<int64_t>& quiz_ids,
                                          const EventSink& sink) {
   return inner_->read_events(quiz_ids, sink);

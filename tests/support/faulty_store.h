@@ -106,6 +106,7 @@ class FaultyStore final : public Store {
                                                  const std::vector<int64_t>& skip) override;
   Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) override;
   Result<OutboxStats> outbox_stats() override;
+  Result<int64_t> count_events(const std::vector<int64_t>& quiz_ids) override;
   Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids, const EventSink& sink) override;
   Status ping() override;
   PoolStats pool_stats() const override;
