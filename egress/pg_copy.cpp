@@ -76,9 +76,7 @@ void BinaryFields::boolean(bool b) {
   buf_.push_back(b ? 1 : 0);
 }
 
-void BinaryFields::timestamptz_ms(int64_t unix_ms) {
-  int8((unix_ms - kPgEpochMs) * 1000);
-}
+void BinaryFields::timestamptz_ms(int64_t unix_ms) { int8((unix_ms - kPgEpochMs) * 1000); }
 
 const std::string& BinaryCopy::finish() {
   i16(-1);
@@ -106,6 +104,22 @@ BinaryArray::BinaryArray(uint32_t element_oid, size_t elements) {
   i32(1);  // lower bound
 }
 
+namespace {
+// Reads what is left of a command's results: the first error's message and SQLSTATE (empty when
+// it succeeded). The connection is idle afterwards.
+std::pair<std::string, std::string> finish_command(pg_conn* conn) {
+  std::string err, state;
+  while (PGresult* res = PQgetResult(conn)) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && err.empty()) {
+      err = PQresultErrorMessage(res);
+      if (const char* st = PQresultErrorField(res, PG_DIAG_SQLSTATE)) state = st;
+    }
+    PQclear(res);
+  }
+  return {err, state};
+}
+}  // namespace
+
 // ---- COPY FROM STDIN ----
 
 void copy_in(pg_conn* conn, const char* copy_sql, const std::string& data) {
@@ -115,8 +129,7 @@ void copy_in(pg_conn* conn, const char* copy_sql, const std::string& data) {
   std::string why = started ? "" : PQresultErrorMessage(r);
   PQclear(r);
   if (!started) {
-    // Collect what is left of the command's results so the connection is usable again.
-    while (PGresult* rest = PQgetResult(conn)) PQclear(rest);
+    finish_command(conn);  // what is left of its results: the connection is usable again
     throw_pq_error(conn, "COPY failed to start: " + one_line(why), "", copy_sql);
   }
   constexpr size_t kChunk = 1 << 18;
@@ -129,14 +142,7 @@ void copy_in(pg_conn* conn, const char* copy_sql, const std::string& data) {
   // End the COPY in every case (with an error when the data could not be sent), then read the
   // outcome: the server's error, if any, arrives here.
   PQputCopyEnd(conn, sent ? nullptr : "client could not send the COPY data");
-  std::string err, state;
-  while (PGresult* res = PQgetResult(conn)) {
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && err.empty()) {
-      err = PQresultErrorMessage(res);
-      if (const char* s = PQresultErrorField(res, PG_DIAG_SQLSTATE)) state = s;
-    }
-    PQclear(res);
-  }
+  auto [err, state] = finish_command(conn);
   if (!sent && err.empty()) err = why;
   if (err.empty()) return;
   throw_pq_error(conn, "COPY failed: " + one_line(err), state, copy_sql);
@@ -145,7 +151,6 @@ void copy_in(pg_conn* conn, const char* copy_sql, const std::string& data) {
 // ---- COPY TO STDOUT ----
 
 namespace {
-
 
 uint32_t be32(const char* p) {
   uint32_t v;
@@ -228,11 +233,11 @@ void copy_out(pg_conn* conn, const char* copy_sql,
   const bool started = PQresultStatus(r) == PGRES_COPY_OUT;
   const std::string why = started ? "" : PQresultErrorMessage(r);
   const char* st = started ? nullptr : PQresultErrorField(r, PG_DIAG_SQLSTATE);
-  const std::string state = st ? st : "";
+  const std::string start_state = st ? st : "";
   PQclear(r);
   if (!started) {
-    while (PGresult* rest = PQgetResult(conn)) PQclear(rest);
-    throw_pq_error(conn, "COPY failed to start: " + one_line(why), state, copy_sql);
+    finish_command(conn);
+    throw_pq_error(conn, "COPY failed to start: " + one_line(why), start_state, copy_sql);
   }
   for (;;) {
     char* data = nullptr;
@@ -252,15 +257,8 @@ void copy_out(pg_conn* conn, const char* copy_sql,
       throw_pq_error(conn, "COPY failed: " + one_line(PQerrorMessage(conn)), "", copy_sql);
     break;  // -1: done
   }
-  std::string err, state2;
-  while (PGresult* res = PQgetResult(conn)) {
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && err.empty()) {
-      err = PQresultErrorMessage(res);
-      if (const char* s2 = PQresultErrorField(res, PG_DIAG_SQLSTATE)) state2 = s2;
-    }
-    PQclear(res);
-  }
-  if (!err.empty()) throw_pq_error(conn, "COPY failed: " + one_line(err), state2, copy_sql);
+  const auto [err, state] = finish_command(conn);
+  if (!err.empty()) throw_pq_error(conn, "COPY failed: " + one_line(err), state, copy_sql);
 }
 
 void throw_pq_error(pg_conn* conn, const std::string& what, const std::string& sqlstate,
