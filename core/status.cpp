@@ -14,6 +14,8 @@ const char* to_string(StatusCode c) {
       return "in_doubt";
     case StatusCode::internal:
       return "internal";
+    case StatusCode::stale:
+      return "stale";
   }
   return "unknown";
 }

@@ -43,6 +43,13 @@ struct StandingRow {
   bool exists = false;  // the engine holds a stored standing for this player
 };
 
+// A quiz's stored counted answers, and the version of its standings: 0 at first, raised by
+// each replay that rebuilt them (quizzes.standings_version).
+struct StoredCounted {
+  std::vector<CountedRow> rows;
+  int64_t version = 0;
+};
+
 struct DerivedRows {
   std::vector<CountedRow> counted;
   std::vector<StandingRow> standings;
@@ -84,6 +91,10 @@ struct BatchTxn {
   std::vector<int64_t> quiz_ids;
   std::string batch_key;                       // unique; recorded in the transaction
   std::span<const AnswerEvent* const> events;  // distinct event_ids (stages::dedupe)
+  // Per quiz: the version of its standings the engine holds (StoredCounted::version); the
+  // transaction fails with `stale`, storing nothing, when a replay rebuilt them since. Empty:
+  // not checked (the quizzes are still held against a replay).
+  std::vector<int64_t> versions = {};
 };
 
 // What a committed transaction did.
@@ -166,8 +177,9 @@ class Store {
   virtual Result<SaveQuizResult> save_quiz(const QuizDef& quiz) = 0;
   virtual Result<StoredQuizzes> load_quizzes() = 0;
   virtual Result<std::optional<QuizRecord>> load_quiz(int64_t quiz_id) = 0;
-  // One quiz's counted answers (its standings are rebuilt from them on first use).
-  virtual Result<std::vector<CountedRow>> load_counted(int64_t quiz_id) = 0;
+  // One quiz's counted answers (its standings are rebuilt from them on first use) and the
+  // version of its standings, in one snapshot.
+  virtual Result<StoredCounted> load_counted(int64_t quiz_id) = 0;
   // One quiz's stored standings (the live table; by user_id).
   virtual Result<std::vector<StandingRow>> load_standings(int64_t quiz_id) = 0;
   // Records a close request (state `closed`) unless the quiz is finalized.

@@ -89,8 +89,14 @@ WITH b AS (INSERT INTO batches (batch_key, quiz_id, quiz_ids, events)
      o AS (INSERT INTO outbox (messages, payload) VALUES ($5, $6) RETURNING id)
 SELECT b.txid, o.id FROM b, o)SQL"};
 
+// Holds the transaction's quizzes against a replay and checks the engine's versions of their
+// standings (migration 5's qf_hold_quizzes; SQLSTATE QF001: stale). Right after BEGIN, before
+// any row is written, so that a replay waiting for the quizzes holds no row this one needs.
+inline constexpr Prepared kHoldQuizzes{"qf_hold_quizzes",
+                                       "SELECT qf_hold_quizzes($1::bigint[], $2::bigint[])"};
+
 // Every statement above, prepared when the writer first uses a session.
-inline constexpr Prepared kBatchStatements[] = {kInsertEvents,  kInsertNewEvents,
+inline constexpr Prepared kBatchStatements[] = {kHoldQuizzes, kInsertEvents,  kInsertNewEvents,
                                                 kUpsertCounted, kUpsertStandings,
                                                 kInsertBatch,   kInsertBatchWithOutbox};
 

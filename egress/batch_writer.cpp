@@ -241,6 +241,11 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
       }
     } catch (const std::exception& e) {
       backend_pid_ = 0;
+      if (const auto* se = dynamic_cast<const pqxx::sql_error*>(&e);
+          se && se->sqlstate() == "QF001") {
+        // A replay rebuilt a quiz's standings: nothing was stored; the engine reloads the quiz.
+        return Status::stale(one_line(e.what()));
+      }
       if (dynamic_cast<const pqxx::unique_violation*>(&e) && !a.events_stored) {
         // Some event is in the log already (a client's retry): the transaction was rolled back;
         // redo it learning which events are new. Not counted as an attempt.
@@ -351,13 +356,22 @@ constexpr size_t kCopyFrom = 128;
 // pipeline. Many new rows of a kind go by binary COPY first. With stored events among the
 // batch's (a client's retry), one round trip first appends the new ones and learns which.
 void PgBatchWriter::run(pg_conn* raw, const Attempt& a, Committed& out, InFlight& f) {
-  const PipelineStatement begin{nullptr, "BEGIN", {}};
+  // BEGIN, then the quizzes held against a replay and their versions checked (QF001: stale).
+  BinaryArray hold_ids(BinaryArray::kInt8, a.txn.quiz_ids.size());
+  for (int64_t q : a.txn.quiz_ids) hold_ids.int8(q);
+  BinaryArray hold_versions(BinaryArray::kInt8, a.txn.versions.size());
+  for (int64_t v : a.txn.versions) hold_versions.int8(v);
+  const std::vector<PipelineStatement> begin{
+      {nullptr, "BEGIN", {}},
+      {batch_sql::kHoldQuizzes.name,
+       nullptr,
+       {{hold_ids.data(), true}, {hold_versions.data(), true}}}};
   std::vector<PipelineStatement> pipeline;
   bool begun = false;  // BEGIN went out already (else it leads the pipeline)
   auto begin_now = [&] {
     if (begun) return;
     std::vector<PipelineReply> ignored;
-    run_pipeline(raw, {begin}, ignored);
+    run_pipeline(raw, begin, ignored);
     begun = true;
   };
   const size_t n = a.txn.events.size();
@@ -374,7 +388,9 @@ void PgBatchWriter::run(pg_conn* raw, const Attempt& a, Committed& out, InFlight
   if (a.events_stored) {
     step("insert_new_events", [&] {
       std::vector<PipelineReply> replies;
-      run_pipeline(raw, {begin, statement(batch_sql::kInsertNewEvents, *event_cols)}, replies);
+      std::vector<PipelineStatement> head = begin;
+      head.push_back(statement(batch_sql::kInsertNewEvents, *event_cols));
+      run_pipeline(raw, head, replies);
       begun = true;
       out.inserted.assign(n, false);
       // (quiz_id, event_id) -> index into the transaction's events.
@@ -382,7 +398,7 @@ void PgBatchWriter::run(pg_conn* raw, const Attempt& a, Committed& out, InFlight
       for (size_t i = 0; i < n; ++i)
         index.emplace(
             std::pair{a.txn.events[i]->quiz_id, std::string_view(a.txn.events[i]->event_id)}, i);
-      for (const auto& row : replies.at(1).rows) {
+      for (const auto& row : replies.at(begin.size()).rows) {
         auto it = index.find(std::pair{std::stoll(row.at(0)), std::string_view(row.at(1))});
         if (it != index.end()) out.inserted[it->second] = true;
       }
@@ -390,7 +406,7 @@ void PgBatchWriter::run(pg_conn* raw, const Attempt& a, Committed& out, InFlight
   } else {
     out.inserted.assign(n, true);  // as if all were new: a stored one fails them (23505)
     if (event_cols) {
-      pipeline.push_back(begin);
+      pipeline = begin;
       pipeline.push_back(statement(batch_sql::kInsertEvents, *event_cols));
     } else {
       step("copy_events", [&] {

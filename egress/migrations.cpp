@@ -134,6 +134,29 @@ CREATE TABLE outbox (
 ALTER TABLE answer_events DROP CONSTRAINT answer_events_pkey;
 ALTER TABLE answer_events ADD PRIMARY KEY (quiz_id, event_id);
 )SQL"},
+      {5, "standings versions: replay rebuilds them while engines run", R"SQL(
+-- Raised by each replay that rebuilt a quiz's counted answers and standings: an engine holding
+-- an older version in memory must reload the quiz before it writes again.
+ALTER TABLE quizzes ADD COLUMN standings_version bigint NOT NULL DEFAULT 0;
+
+-- The first statement of every batch transaction: holds the quizzes against a replay (a shared
+-- advisory lock per quiz, until the transaction ends; a replay takes it exclusively) and fails
+-- with SQLSTATE QF001 when a quiz's standings are newer than the version the engine holds.
+CREATE FUNCTION qf_hold_quizzes(ids bigint[], versions bigint[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  stale bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock_shared(id) FROM unnest(ids) AS id ORDER BY id;
+  SELECT q.quiz_id INTO stale
+  FROM unnest(ids, versions) AS v(id, version) JOIN quizzes q ON q.quiz_id = v.id
+  WHERE q.standings_version <> v.version LIMIT 1;
+  IF stale IS NOT NULL THEN
+    RAISE EXCEPTION 'the standings of quiz % were rebuilt by a replay', stale
+      USING ERRCODE = 'QF001';
+  END IF;
+END $$;
+)SQL"},
   };
   return m;
 }

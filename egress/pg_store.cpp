@@ -151,10 +151,14 @@ Result<std::optional<QuizRecord>> PgStore::load_quiz(int64_t quiz_id) try {
   return status_of("load quiz", e);
 }
 
-Result<std::vector<CountedRow>> PgStore::load_counted(int64_t quiz_id) try {
+Result<StoredCounted> PgStore::load_counted(int64_t quiz_id) try {
   return with_conn([&](pqxx::connection_base& c) {
-    pqxx::read_transaction tx(c);
-    std::vector<CountedRow> out;
+    // One snapshot for the rows and the version they belong to.
+    pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(c);
+    StoredCounted out;
+    const auto v =
+        tx.exec_params("SELECT standings_version FROM quizzes WHERE quiz_id = $1", quiz_id);
+    out.version = v.empty() ? 0 : v[0][0].as<int64_t>();
     for (const auto& row : tx.exec_params(R"SQL(
 SELECT quiz_id, user_id, question_id, event_id,
        (extract(epoch FROM answered_at) * 1000)::bigint, option_id, correct, points, elapsed_ms
@@ -170,7 +174,7 @@ FROM counted_answers WHERE quiz_id = $1)SQL",
       r.correct = row[6].as<bool>();
       r.points = row[7].as<int64_t>();
       r.elapsed_ms = row[8].as<int64_t>();
-      out.push_back(std::move(r));
+      out.rows.push_back(std::move(r));
     }
     return out;
   });

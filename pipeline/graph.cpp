@@ -534,16 +534,6 @@ struct Graph::Impl {
       job.commit_us = since_us(t0);
       return;
     }
-    // A quiz's standings are loaded from PostgreSQL on its first batch after a start.
-    for (int64_t quiz : job.txn.quiz_ids) {
-      const Status loaded =
-          deps.standings.ensure_loaded(quiz, [&] { return deps.store.load_counted(quiz); });
-      if (!loaded.ok()) {
-        job.result = loaded;
-        job.commit_us = since_us(t0);
-        return;
-      }
-    }
     std::vector<const AnswerEvent*> in_order;  // the batches' events, batch by batch
     in_order.reserve(static_cast<size_t>(job.events));
     for (const auto& b : job.batches)
@@ -552,13 +542,34 @@ struct Graph::Impl {
     job.txn.events = job.distinct.events;
     const stages::RankPolicy policy{static_cast<size_t>(deps.config.notify_top_n),
                                     deps.config.notify_coalesce_ms, now_ms()};
-    job.result = writer.commit(job.txn, [&](const std::vector<bool>& inserted) {
-      job.changes = stages::derive(job.distinct, inserted, deps.standings, policy);
-      job.messages = stages::batch_notifications(job.distinct, job.changes, job.txn.batch_key);
-      DerivedRows rows = stages::rows_of(job.changes);
-      if (deps.config.outbox) rows.outbox = job.messages;
-      return rows;
-    });
+    // A stale quiz (its standings rebuilt by a replay since they were loaded) is reloaded and
+    // the transaction derived and tried again; nothing of the stale attempt was stored.
+    constexpr int kStaleAttempts = 3;
+    for (int attempt = 1; attempt <= kStaleAttempts; ++attempt) {
+      // A quiz's standings are loaded from PostgreSQL on its first batch after a start.
+      job.txn.versions.clear();
+      for (int64_t quiz : job.txn.quiz_ids) {
+        const Status loaded =
+            deps.standings.ensure_loaded(quiz, [&] { return deps.store.load_counted(quiz); });
+        if (!loaded.ok()) {
+          job.result = loaded;
+          job.commit_us = since_us(t0);
+          return;
+        }
+        job.txn.versions.push_back(deps.standings.version(quiz));
+      }
+      job.result = writer.commit(job.txn, [&](const std::vector<bool>& inserted) {
+        job.changes = stages::derive(job.distinct, inserted, deps.standings, policy);
+        job.messages = stages::batch_notifications(job.distinct, job.changes, job.txn.batch_key);
+        DerivedRows rows = stages::rows_of(job.changes);
+        if (deps.config.outbox) rows.outbox = job.messages;
+        return rows;
+      });
+      if (job.result.ok() || job.result.status().code() != StatusCode::stale) break;
+      spdlog::info("batch {}: {}; reloading its quizzes", job.txn.batch_key,
+                   job.result.status().message());
+      for (int64_t quiz : job.txn.quiz_ids) deps.standings.erase(quiz);
+    }
     job.commit_us = since_us(t0);
   }
 

@@ -198,6 +198,13 @@ bool StandingsBook::loaded(int64_t quiz_id) const {
   return slot->loaded;
 }
 
+int64_t StandingsBook::version(int64_t quiz_id) const {
+  std::shared_ptr<Slot> slot = find(quiz_id);
+  if (!slot) return -1;
+  ReaderLock lock(slot->mu);
+  return slot->loaded ? slot->version : -1;
+}
+
 void StandingsBook::erase(int64_t quiz_id) {
   WriterLock lock(mu_);
   slots_.erase(quiz_id);

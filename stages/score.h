@@ -120,9 +120,9 @@ class StandingsBook {
   }
 
   // Makes sure the quiz's stored state is in memory: the first call runs `load()` (returning
-  // Result<std::vector<CountedRow>>, e.g. a database query) under the quiz's exclusive lock and
-  // rebuilds the standings from it; later calls return at once. Not ok: nothing was loaded (a
-  // later call tries again).
+  // Result<StoredCounted>, e.g. a database query) under the quiz's exclusive lock and rebuilds
+  // the standings from it; later calls return at once. Not ok: nothing was loaded (a later call
+  // tries again).
   template <typename Load>
   Status ensure_loaded(int64_t quiz_id, Load&& load) {
     std::shared_ptr<Slot> slot = get_or_create(quiz_id);
@@ -134,11 +134,14 @@ class StandingsBook {
     if (slot->loaded) return Status();
     auto rows = load();
     if (!rows.ok()) return rows.status();
-    for (const CountedRow& r : *rows) slot->standings.load(r);
+    for (const CountedRow& r : rows->rows) slot->standings.load(r);
+    slot->version = rows->version;
     slot->loaded = true;
     return Status();
   }
   bool loaded(int64_t quiz_id) const;
+  // The version of the quiz's standings in memory (StoredCounted::version); -1 when not loaded.
+  int64_t version(int64_t quiz_id) const;
   // A quiz known to have nothing stored yet (just created): loaded, empty.
   void add_empty(int64_t quiz_id) {
     std::shared_ptr<Slot> slot = get_or_create(quiz_id);
@@ -179,6 +182,7 @@ class StandingsBook {
     SharedMutex mu;
     QuizStandings standings QF_GUARDED_BY(mu);
     bool loaded QF_GUARDED_BY(mu) = false;
+    int64_t version QF_GUARDED_BY(mu) = 0;
   };
   std::shared_ptr<Slot> find(int64_t quiz_id) const;
   std::shared_ptr<Slot> get_or_create(int64_t quiz_id);

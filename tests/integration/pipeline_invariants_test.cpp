@@ -406,7 +406,7 @@ TEST(PipelineInvariants, ReplayingTheLogGivesTheLiveStandings) {
     const auto counted = store.load_counted(q.quiz_id);
     ASSERT_TRUE(counted.ok());
     std::map<std::pair<int64_t, int32_t>, std::string> stored_counted, replayed_counted;
-    for (const auto& c : *counted) stored_counted[{c.user_id, c.question_id}] = c.event_id;
+    for (const auto& c : counted->rows) stored_counted[{c.user_id, c.question_id}] = c.event_id;
     for (const auto& c : r.counted) replayed_counted[{c.user_id, c.question_id}] = c.event_id;
     EXPECT_EQ(stored_counted, replayed_counted);
     for (const auto& s : r.standings)

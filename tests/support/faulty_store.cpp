@@ -174,7 +174,7 @@ Result<std::optional<QuizRecord>> FaultyStore::load_quiz(int64_t quiz_id) {
   return inner_->load_quiz(quiz_id);
 }
 
-Result<std::vector<CountedRow>> FaultyStore::load_counted(int64_t quiz_id) {
+Result<StoredCounted> FaultyStore::load_counted(int64_t quiz_id) {
   return inner_->load_counted(quiz_id);
 }
 

@@ -96,7 +96,7 @@ class FaultyStore final : public Store {
   Result<SaveQuizResult> save_quiz(const QuizDef& quiz) override;
   Result<StoredQuizzes> load_quizzes() override;
   Result<std::optional<QuizRecord>> load_quiz(int64_t quiz_id) override;
-  Result<std::vector<CountedRow>> load_counted(int64_t quiz_id) override;
+  Result<StoredCounted> load_counted(int64_t quiz_id) override;
   Result<std::vector<StandingRow>> load_standings(int64_t quiz_id) override;
   Result<CloseResult> close_quiz(int64_t quiz_id) override;
   Result<FinalPage> final_standings(int64_t quiz_id, size_t offset, size_t limit) override;
