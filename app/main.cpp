@@ -43,11 +43,10 @@ commands:
                  --quiz ID          only this quiz (repeatable; default: every quiz)
                  --to PATH          the file to write (default: standard output); written
                                     to PATH.partial first, renamed when complete
-  replay         recompute standings from the event log with the live rules and compare
-                 them with the stored ones; prints the differences; exit 0 when none differ,
-                 10 when some do
-                 --dry-run          required for now: report only (rebuilding in place
-                                    while serve runs is not built yet)
+  replay         rebuild standings from the event log with the live rules, quiz by quiz,
+                 while serve runs (each quiz held for its rebuild); prints what changed; exit
+                 0 when nothing changed, 10 when something did
+                 --dry-run          compare only, change nothing
                  --quiz ID          only this quiz (repeatable; default: every quiz)
 
 Configuration comes from the JSON file given with --config and the environment (environment
@@ -193,12 +192,6 @@ class ReplayMeter {
 };
 
 int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run) {
-  if (!dry_run) {
-    std::fprintf(stderr,
-                 "quizflow replay: only --dry-run is built so far (rebuilding the standings in "
-                 "place while serve runs is not)\n");
-    return 2;
-  }
   auto store = make_store(c);
   auto total = store->count_events(quizzes);
   if (!total.ok()) {
@@ -206,23 +199,29 @@ int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run) {
     return 1;
   }
   ReplayMeter meter(*total);
-  auto r = replay_log(*store, quizzes, 20, std::ref(meter));
+  auto r = replay_log(*store, quizzes, ReplayOptions{dry_run, 20}, std::ref(meter));
   meter.done();
   if (!r.ok()) {
     spdlog::critical("quizflow replay failed: {}", r.status().to_string());
     return 1;
   }
   const ReplaySummary& s = *r;
-  std::printf("replay (dry run): %lld events of %lld quizzes in %.1f s (%.0f events/s)\n",
-              static_cast<long long>(s.events), static_cast<long long>(s.quizzes), s.seconds,
-              s.events / std::max(s.seconds, 1e-9));
+  std::printf("replay%s: %lld events of %lld quizzes in %.1f s (%.0f events/s)\n",
+              dry_run ? " (dry run)" : "", static_cast<long long>(s.events),
+              static_cast<long long>(s.quizzes), s.seconds, s.events / std::max(s.seconds, 1e-9));
   if (s.rejected > 0)
     std::printf("events the quizzes' definitions now reject (not counted): %lld\n",
                 static_cast<long long>(s.rejected));
   for (int64_t q : s.unknown_quizzes)
     std::printf("quiz %lld: events without a stored quiz definition (skipped)\n",
                 static_cast<long long>(q));
-  std::printf("standings that differ: %lld players in %lld quizzes%s\n",
+  for (int64_t q : s.finalized_changed)
+    std::printf(
+        "quiz %lld is finalized: its standings differ from the log but were not "
+        "rewritten; its rewards stay as granted\n",
+        static_cast<long long>(q));
+  std::printf(dry_run ? "standings that differ: %lld players in %lld quizzes%s\n"
+                      : "standings rebuilt that changed: %lld players in %lld quizzes%s\n",
               static_cast<long long>(s.players_changed), static_cast<long long>(s.quizzes_changed),
               s.players_changed > 0 ? " (stored -> replayed):" : "");
   for (const ReplayDiff& d : s.first_diffs)

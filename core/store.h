@@ -43,6 +43,15 @@ struct StandingRow {
   bool exists = false;  // the engine holds a stored standing for this player
 };
 
+// What replay's rebuild of one quiz found and wrote.
+struct RebuiltQuiz {
+  bool found = false;               // the quiz has a stored definition (else nothing was done)
+  bool finalized = false;           // finalized: computed, not rewritten
+  int64_t events = 0;               // events read
+  std::vector<StandingRow> before;  // the standings stored before, by user_id
+  std::vector<StandingRow> after;   // the rebuilt ones, by user_id
+};
+
 // A quiz's stored counted answers, and the version of its standings: 0 at first, raised by
 // each replay that rebuilt them (quizzes.standings_version).
 struct StoredCounted {
@@ -203,6 +212,17 @@ class Store {
   // how many events it read. An exception thrown by `sink` ends the read and is returned as
   // `internal`.
   using EventSink = std::function<void(const AnswerEvent&)>;
+  // The quizzes that have events in the log, ascending.
+  virtual Result<std::vector<int64_t>> log_quizzes() = 0;
+  // Rebuilds one quiz's counted answers and standings (replay): in one transaction that holds
+  // the quiz against batch transactions (an exclusive advisory lock: those in flight finish
+  // first, new ones wait), reads its definition and every event, calls `compute`, replaces the
+  // quiz's counted answers and standings with its rows and raises standings_version (engines
+  // reload the quiz). A finalized quiz is computed but not rewritten (its rewards stay as
+  // granted). Nothing is changed unless it commits whole.
+  using RebuildFn =
+      std::function<DerivedRows(const QuizDef& def, const std::vector<AnswerEvent>& events)>;
+  virtual Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) = 0;
   // How many events the log holds for `quiz_ids` (every quiz when empty).
   virtual Result<int64_t> count_events(const std::vector<int64_t>& quiz_ids) = 0;
   virtual Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids,

@@ -156,7 +156,25 @@ int64_t first_int(const PipelineReply& r, size_t col) {
   return r.rows.empty() || r.rows[0].size() <= col ? 0 : std::stoll(r.rows[0][col]);
 }
 
+template <typename Row>
+void copy_table(pg_conn* raw, const char* copy_sql, const std::vector<Row>& rows) {
+  if (rows.empty()) return;
+  std::vector<const Row*> sorted;
+  for (const Row& r : rows) sorted.push_back(&r);
+  sort_by_key(sorted);
+  BinaryCopy bc;
+  copy_in(raw, copy_sql, copy_rows(bc, sorted));
+}
+
 }  // namespace
+
+void copy_counted(pg_conn* raw, const std::vector<CountedRow>& rows) {
+  copy_table(raw, batch_sql::kCopyCounted, rows);
+}
+
+void copy_standings(pg_conn* raw, const std::vector<StandingRow>& rows) {
+  copy_table(raw, batch_sql::kCopyStandings, rows);
+}
 
 struct PgBatchWriter::Attempt {
   const BatchTxn& txn;

@@ -74,6 +74,11 @@ class PgBatchWriter final : public BatchWriter {
   int backend_pid_ = 0;  // the server process of the attempt in progress
 };
 
+// Binary COPY of rows straight into counted_answers / standings, sorted by their key, inside
+// the caller's transaction on `raw` (what replay's rebuild writes; the batch writer's encoders).
+void copy_counted(pg_conn* raw, const std::vector<CountedRow>& rows);
+void copy_standings(pg_conn* raw, const std::vector<StandingRow>& rows);
+
 // Error text on one line (pqxx messages carry no password).
 std::string one_line(const std::string& s);
 

@@ -29,6 +29,63 @@ Status status_of(const char* what, const std::exception& e) {
 
 }  // namespace
 
+namespace {
+
+// Every quiz in the log, ascending: one index probe each (a skip scan of the primary key).
+std::vector<int64_t> quizzes_in_log(pqxx::transaction_base& tx) {
+  std::vector<int64_t> out;
+  for (const auto& row : tx.exec(R"SQL(
+WITH RECURSIVE q AS (
+  SELECT min(quiz_id) AS id FROM answer_events
+  UNION ALL
+  SELECT (SELECT min(quiz_id) FROM answer_events WHERE quiz_id > q.id) FROM q WHERE q.id IS NOT NULL)
+SELECT id FROM q WHERE id IS NOT NULL)SQL"))
+    out.push_back(row[0].as<int64_t>());
+  return out;
+}
+
+// One quiz's events by binary COPY, in the primary key's order (no sort however large the
+// log), inside the caller's transaction; returns how many.
+int64_t copy_quiz_events(pg_conn* raw, int64_t quiz, const Store::EventSink& sink) {
+  const std::string sql =
+      "COPY (SELECT quiz_id, event_id, user_id, question_id, option_id, answered_at, "
+      "elapsed_ms FROM answer_events WHERE quiz_id = " +
+      std::to_string(quiz) + " ORDER BY event_id) TO STDOUT (FORMAT binary)";
+  BinaryCopyReader reader;
+  AnswerEvent e;
+  int64_t n = 0;
+  copy_out(raw, sql.c_str(), [&](std::string_view chunk) {
+    reader.feed(chunk, [&](const BinaryCopyReader::Row& r) {
+      if (r.size() != 7) throw std::runtime_error("the event log's COPY has 7 columns");
+      e.quiz_id = BinaryCopyReader::int8(r[0]);
+      e.event_id.assign(r[1].value);
+      e.user_id = BinaryCopyReader::int8(r[2]);
+      e.question_id = BinaryCopyReader::int4(r[3]);
+      e.option_id = BinaryCopyReader::int4(r[4]);
+      e.answered_at_ms = BinaryCopyReader::timestamptz_ms(r[5]);
+      e.elapsed_ms = BinaryCopyReader::int4(r[6]);
+      sink(e);
+      ++n;
+    });
+  });
+  if (!reader.finished()) throw std::runtime_error("the event log's COPY ended early");
+  return n;
+}
+
+std::vector<StandingRow> standings_of(pqxx::transaction_base& tx, int64_t quiz_id) {
+  std::vector<StandingRow> out;
+  for (const auto& row :
+       tx.exec_params("SELECT user_id, score, correct, time_ms FROM standings WHERE quiz_id = $1 "
+                      "ORDER BY user_id",
+                      quiz_id)) {
+    out.push_back(StandingRow{quiz_id, row[0].as<int64_t>(), row[1].as<int64_t>(),
+                              row[2].as<int64_t>(), row[3].as<int64_t>(), true});
+  }
+  return out;
+}
+
+}  // namespace
+
 template <typename F>
 auto PgStore::with_conn(F&& f) {
   for (int attempt = 0;; ++attempt) {
@@ -185,15 +242,7 @@ FROM counted_answers WHERE quiz_id = $1)SQL",
 Result<std::vector<StandingRow>> PgStore::load_standings(int64_t quiz_id) try {
   return with_conn([&](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
-    std::vector<StandingRow> out;
-    for (const auto& row :
-         tx.exec_params("SELECT user_id, score, correct, time_ms FROM standings WHERE quiz_id = $1 "
-                        "ORDER BY user_id",
-                        quiz_id)) {
-      out.push_back(StandingRow{quiz_id, row[0].as<int64_t>(), row[1].as<int64_t>(),
-                                row[2].as<int64_t>(), row[3].as<int64_t>(), true});
-    }
-    return out;
+    return standings_of(tx, quiz_id);
   });
 } catch (const std::exception& e) {
   return status_of("load standings", e);
@@ -358,44 +407,11 @@ Result<int64_t> PgStore::read_events(const std::vector<int64_t>& quiz_ids,
     PgConnection& c = *lease.conn().c;
     // One snapshot for every quiz's COPY.
     pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(c);
-    std::vector<int64_t> quizzes = quiz_ids;
-    if (quizzes.empty()) {
-      // Every quiz in the log, one index probe each (a skip scan of the primary key).
-      for (const auto& row : tx.exec(R"SQL(
-WITH RECURSIVE q AS (
-  SELECT min(quiz_id) AS id FROM answer_events
-  UNION ALL
-  SELECT (SELECT min(quiz_id) FROM answer_events WHERE quiz_id > q.id) FROM q WHERE q.id IS NOT NULL)
-SELECT id FROM q WHERE id IS NOT NULL)SQL"))
-        quizzes.push_back(row[0].as<int64_t>());
-    }
+    std::vector<int64_t> quizzes = quiz_ids.empty() ? quizzes_in_log(tx) : quiz_ids;
     std::sort(quizzes.begin(), quizzes.end());
     quizzes.erase(std::unique(quizzes.begin(), quizzes.end()), quizzes.end());
     int64_t n = 0;
-    AnswerEvent e;
-    for (int64_t quiz : quizzes) {
-      // The primary key's range of one quiz, in its order: no sort, however large the log.
-      const std::string sql =
-          "COPY (SELECT quiz_id, event_id, user_id, question_id, option_id, answered_at, "
-          "elapsed_ms FROM answer_events WHERE quiz_id = " +
-          std::to_string(quiz) + " ORDER BY event_id) TO STDOUT (FORMAT binary)";
-      BinaryCopyReader reader;
-      copy_out(c.raw(), sql.c_str(), [&](std::string_view chunk) {
-        reader.feed(chunk, [&](const BinaryCopyReader::Row& r) {
-          if (r.size() != 7) throw std::runtime_error("the event log's COPY has 7 columns");
-          e.quiz_id = BinaryCopyReader::int8(r[0]);
-          e.event_id.assign(r[1].value);
-          e.user_id = BinaryCopyReader::int8(r[2]);
-          e.question_id = BinaryCopyReader::int4(r[3]);
-          e.option_id = BinaryCopyReader::int4(r[4]);
-          e.answered_at_ms = BinaryCopyReader::timestamptz_ms(r[5]);
-          e.elapsed_ms = BinaryCopyReader::int4(r[6]);
-          sink(e);
-          ++n;
-        });
-      });
-      if (!reader.finished()) throw std::runtime_error("the event log's COPY ended early");
-    }
+    for (int64_t quiz : quizzes) n += copy_quiz_events(c.raw(), quiz, sink);
     tx.commit();
     return Result<int64_t>(n);
   } catch (...) {
@@ -404,6 +420,57 @@ SELECT id FROM q WHERE id IS NOT NULL)SQL"))
   }
 } catch (const std::exception& e) {
   return status_of("read the event log", e);
+}
+
+Result<std::vector<int64_t>> PgStore::log_quizzes() try {
+  return with_conn([](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    return quizzes_in_log(tx);
+  });
+} catch (const std::exception& e) {
+  return status_of("list the event log's quizzes", e);
+}
+
+Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) try {
+  auto lease = pool_->checkout();
+  try {
+    PgConnection& c = *lease.conn().c;
+    pqxx::work tx(c);
+    // Batch transactions hold their quizzes with the shared form of this lock, taken before
+    // they write anything (qf_hold_quizzes): this waits for those in flight and holds off new
+    // ones until COMMIT.
+    tx.exec_params("SELECT pg_advisory_xact_lock($1)", quiz_id);
+    RebuiltQuiz out;
+    const auto q = tx.exec_params(
+        "SELECT definition::text, state FROM quizzes WHERE quiz_id = $1 FOR UPDATE", quiz_id);
+    if (q.empty()) return out;
+    auto d = decode_quiz(std::string_view(q[0][0].c_str(), q[0][0].size()));
+    if (!d.quiz) throw std::runtime_error("unreadable stored definition: " + d.message);
+    out.found = true;
+    out.finalized = std::string_view(q[0][1].c_str()) == "finalized";
+    std::vector<AnswerEvent> events;
+    out.events =
+        copy_quiz_events(c.raw(), quiz_id, [&](const AnswerEvent& e) { events.push_back(e); });
+    out.before = standings_of(tx, quiz_id);
+    DerivedRows rows = compute(*d.quiz, events);
+    out.after = std::move(rows.standings);
+    std::sort(out.after.begin(), out.after.end(),
+              [](const StandingRow& a, const StandingRow& b) { return a.user_id < b.user_id; });
+    if (out.finalized) return out;  // reported, not rewritten; the transaction rolls back
+    tx.exec_params("DELETE FROM counted_answers WHERE quiz_id = $1", quiz_id);
+    tx.exec_params("DELETE FROM standings WHERE quiz_id = $1", quiz_id);
+    copy_counted(c.raw(), rows.counted);
+    copy_standings(c.raw(), out.after);
+    tx.exec_params(
+        "UPDATE quizzes SET standings_version = standings_version + 1 WHERE quiz_id = $1", quiz_id);
+    tx.commit();
+    return out;
+  } catch (...) {
+    lease.discard();
+    throw;
+  }
+} catch (const std::exception& e) {
+  return status_of("rebuild the quiz's standings", e);
 }
 
 Status PgStore::ping() try {

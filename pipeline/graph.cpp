@@ -544,8 +544,9 @@ struct Graph::Impl {
                                     deps.config.notify_coalesce_ms, now_ms()};
     // A stale quiz (its standings rebuilt by a replay since they were loaded) is reloaded and
     // the transaction derived and tried again; nothing of the stale attempt was stored.
-    constexpr int kStaleAttempts = 3;
-    for (int attempt = 1; attempt <= kStaleAttempts; ++attempt) {
+    // A replay rebuilds quiz by quiz, so a transaction of n quizzes may meet each rebuilt once.
+    const int stale_attempts = static_cast<int>(job.txn.quiz_ids.size()) + 2;
+    for (int attempt = 1; attempt <= stale_attempts; ++attempt) {
       // A quiz's standings are loaded from PostgreSQL on its first batch after a start.
       job.txn.versions.clear();
       for (int64_t quiz : job.txn.quiz_ids) {
@@ -569,6 +570,7 @@ struct Graph::Impl {
       spdlog::info("batch {}: {}; reloading its quizzes", job.txn.batch_key,
                    job.result.status().message());
       for (int64_t quiz : job.txn.quiz_ids) deps.standings.erase(quiz);
+      deps.metrics.batches.stale_reloads.fetch_add(1, std::memory_order_relaxed);
     }
     job.commit_us = since_us(t0);
   }

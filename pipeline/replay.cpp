@@ -69,10 +69,66 @@ std::vector<StandingDiff> diff_standings(std::span<const StandingRow> stored,
   return out;
 }
 
+namespace {
+
+void count_diffs(ReplaySummary& sum, int64_t quiz, const std::vector<StandingDiff>& diffs,
+                 size_t max_diffs) {
+  ++sum.quizzes;
+  if (!diffs.empty()) ++sum.quizzes_changed;
+  sum.players_changed += static_cast<int64_t>(diffs.size());
+  for (const StandingDiff& d : diffs) {
+    if (sum.first_diffs.size() >= max_diffs) break;
+    sum.first_diffs.push_back(ReplayDiff{quiz, d});
+  }
+}
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Rebuilds quiz by quiz in place.
+Result<ReplaySummary> rebuild_log(Store& store, const std::vector<int64_t>& quiz_ids,
+                                  const ReplayOptions& options, const ReplayProgress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<int64_t> quizzes = quiz_ids;
+  if (quizzes.empty()) {
+    auto all = store.log_quizzes();
+    if (!all.ok()) return all.status();
+    quizzes = std::move(*all);
+  }
+  std::sort(quizzes.begin(), quizzes.end());
+  quizzes.erase(std::unique(quizzes.begin(), quizzes.end()), quizzes.end());
+  ReplaySummary sum;
+  for (int64_t quiz : quizzes) {
+    int64_t rejected = 0;
+    auto r =
+        store.rebuild_quiz(quiz, [&](const QuizDef& def, const std::vector<AnswerEvent>& events) {
+          ReplayedQuiz q = replay_quiz(def, events);
+          rejected = q.rejected;
+          return DerivedRows{std::move(q.counted), std::move(q.standings)};
+        });
+    if (!r.ok()) return r.status();
+    sum.events += r->events;
+    if (!r->found) {
+      if (r->events > 0 || !quiz_ids.empty()) sum.unknown_quizzes.push_back(quiz);
+      continue;
+    }
+    sum.rejected += rejected;
+    const auto diffs = diff_standings(r->before, r->after);
+    if (r->finalized && !diffs.empty()) sum.finalized_changed.push_back(quiz);
+    count_diffs(sum, quiz, diffs, options.max_diffs);
+    if (progress) progress(sum.events, since(t0));
+  }
+  sum.seconds = since(t0);
+  return sum;
+}
+
+}  // namespace
+
 Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_ids,
-                                 size_t max_diffs, const ReplayProgress& progress) {
-  using Clock = std::chrono::steady_clock;
-  const auto t0 = Clock::now();
+                                 const ReplayOptions& options, const ReplayProgress& progress) {
+  if (!options.dry_run) return rebuild_log(store, quiz_ids, options, progress);
+  const auto t0 = std::chrono::steady_clock::now();
   ReplaySummary sum;
   std::vector<AnswerEvent> events;  // the current quiz's
   auto finish_quiz = [&] {
@@ -89,16 +145,12 @@ Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_
     auto stored = store.load_standings(quiz);
     if (!stored.ok()) throw std::runtime_error(stored.status().to_string());
     const auto diffs = diff_standings(*stored, r.standings);
-    ++sum.quizzes;
     sum.rejected += r.rejected;
-    if (!diffs.empty()) ++sum.quizzes_changed;
-    sum.players_changed += static_cast<int64_t>(diffs.size());
-    for (const StandingDiff& d : diffs) {
-      if (sum.first_diffs.size() >= max_diffs) break;
-      sum.first_diffs.push_back(ReplayDiff{quiz, d});
-    }
+    if ((*rec)->state == QuizState::finalized && !diffs.empty())
+      sum.finalized_changed.push_back(quiz);
+    count_diffs(sum, quiz, diffs, options.max_diffs);
     events.clear();
-    if (progress) progress(sum.events, std::chrono::duration<double>(Clock::now() - t0).count());
+    if (progress) progress(sum.events, since(t0));
   };
   auto read = store.read_events(quiz_ids, [&](const AnswerEvent& e) {
     if (!events.empty() && events.front().quiz_id != e.quiz_id) finish_quiz();
@@ -111,7 +163,7 @@ Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_
   } catch (const std::exception& e) {
     return Status::internal(e.what());
   }
-  sum.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  sum.seconds = since(t0);
   return sum;
 }
 

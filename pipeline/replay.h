@@ -51,14 +51,26 @@ struct ReplaySummary {
   int64_t players_changed = 0;           // players whose standing differs
   std::vector<ReplayDiff> first_diffs;   // the first `max_diffs` differences, quiz by quiz
   std::vector<int64_t> unknown_quizzes;  // events of quizzes without a stored definition
+  // Finalized quizzes whose standings differ: reported, not rewritten (rewards stay as granted).
+  std::vector<int64_t> finalized_changed;
   double seconds = 0;
 };
 // Called after each quiz: events read so far, seconds since the start.
 using ReplayProgress = std::function<void(int64_t events, double seconds)>;
 
+struct ReplayOptions {
+  bool dry_run = true;    // compare only; else rebuild (Store::rebuild_quiz) quiz by quiz
+  size_t max_diffs = 20;  // differences kept for the summary
+};
+
 // Replays the stored log of `quiz_ids` (every quiz in the log when empty) quiz by quiz and
-// compares with the stored standings; changes nothing (a dry run). Memory: one quiz's events.
+// compares with the stored standings. A dry run changes nothing; otherwise each quiz's counted
+// answers and standings are replaced in one transaction that holds the quiz against batch
+// transactions while it reads, recomputes and writes (engines serving it reload the quiz before
+// their next batch of it; finalized quizzes are reported, not rewritten). Memory: one quiz's
+// events.
 Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_ids,
-                                 size_t max_diffs = 20, const ReplayProgress& progress = {});
+                                 const ReplayOptions& options = {},
+                                 const ReplayProgress& progress = {});
 
 }  // namespace quizflow

@@ -124,6 +124,9 @@ StatsReport collect_stats(const Engine& engine) {
   b.counter("batches.state_mismatches", "quizflow_batch_state_mismatches_total",
             "Transactions that found stored rows other than the engine's state (overwritten).",
             static_cast<double>(bm.state_mismatches.load()));
+  b.counter("batches.stale_reloads", "quizflow_batch_stale_reloads_total",
+            "Transactions whose quizzes were reloaded because a replay had rebuilt them.",
+            static_cast<double>(bm.stale_reloads.load()));
   b.counter("batches.in_doubt_resolved", "quizflow_batch_in_doubt_resolved_total",
             "COMMITs of unknown outcome (connection lost at COMMIT) resolved by a lookup.",
             static_cast<double>(bm.in_doubt_resolved.load()));

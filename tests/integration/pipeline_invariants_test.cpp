@@ -438,6 +438,87 @@ TEST(PipelineInvariants, ReplayingTheLogGivesTheLiveStandings) {
   ASSERT_TRUE(diffs[0].stored && diffs[0].replayed);
   EXPECT_EQ(diffs[0].stored->score, victim.score + 7);
   EXPECT_EQ(diffs[0].replayed->score, victim.score);
+
+  // A rebuild that dies half-way (its computation throws, as a killed replay would stop) leaves
+  // the quiz's rows as they were: one transaction per quiz.
+  const auto before_rows = db_standings(db);
+  const auto died =
+      store.rebuild_quiz(quiz, [](const QuizDef&, const std::vector<AnswerEvent>&) -> DerivedRows {
+        throw std::runtime_error("killed");
+      });
+  EXPECT_FALSE(died.ok());
+  EXPECT_EQ(db_standings(db), before_rows);
+
+  // Wiped, then rebuilt in place: every quiz's rows are back, equal to the independent result.
+  db.query("DELETE FROM standings");
+  db.query(test::cat("DELETE FROM counted_answers WHERE quiz_id = ", quiz));
+  const auto rebuilt = replay_log(store, {}, ReplayOptions{/*dry_run=*/false, 20});
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status().to_string();
+  EXPECT_EQ(rebuilt->quizzes, static_cast<int64_t>(w.quizzes.size()));
+  EXPECT_EQ(rebuilt->events, static_cast<int64_t>(w.distinct_valid));
+  EXPECT_EQ(db_standings(db), expected_rows(w));
+  const auto again = replay_log(store, {}, ReplayOptions{/*dry_run=*/true, 20});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->players_changed, 0);
+}
+
+// Replay while answers keep arriving: an engine whose memory disagrees with the log (the counted
+// answers it loads were damaged: a scoring bug) keeps ingesting while the log is replayed in
+// place. The replay puts every quiz right; the engine's next batches find their quizzes rebuilt
+// (stale), reload them and write from the rebuilt state — so what is stored at the end is the
+// independent computation over all events, and the engine's leaderboards agree with it.
+TEST(PipelineInvariants, ReplayWhileAnswersArriveEndsEqualToTheIndependentComputation) {
+  const Workload w = make_workload(777, 12000, 300, 0);
+  TestDatabase db;
+  std::vector<const SentAnswer*> all;
+  for (const auto& a : w.answers) all.push_back(&a);
+  const size_t first = all.size() / 2, second = first + (all.size() - first) / 2;
+  const std::vector<const SentAnswer*> part1(all.begin(), all.begin() + first),
+      part2(all.begin() + first, all.begin() + second), part3(all.begin() + second, all.end());
+  Tally t;
+  {
+    auto e = make_engine(db, test_config(db.url()));
+    create_quizzes(*e, w);
+    send(*e, part1, 30, 4, 1, t);
+    e->stop();
+  }
+  // The damage: every counted answer of the first quiz is worth 100 more.
+  const int64_t q0 = w.quizzes[0].quiz_id;
+  db.query(test::cat("UPDATE counted_answers SET points = points + 100 WHERE quiz_id = ", q0));
+  auto e = make_engine(db, test_config(db.url()));  // loads the damaged rows into memory
+  std::atomic<bool> replayed{false};
+  Result<ReplaySummary> summary = Status::internal("not run");
+  std::thread replayer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    egress::PgStore store(egress::PoolOptions{db.url()});
+    summary = replay_log(store, {}, ReplayOptions{/*dry_run=*/false, 20});
+    replayed = true;
+  });
+  send(*e, part2, 30, 4, 2, t);  // while the replay runs
+  replayer.join();
+  ASSERT_TRUE(summary.ok()) << summary.status().to_string();
+  EXPECT_GE(summary->players_changed, 1) << "the damage was not found";
+  send(*e, part3, 30, 4, 3, t);  // after it: every quiz was rebuilt, the engine must reload
+  EXPECT_EQ(t.request_errors.load(), 0);
+  EXPECT_EQ(t.rejected.load(), 0) << "answers were refused during the replay";
+  EXPECT_EQ(t.accepted.load(), static_cast<int64_t>(w.distinct_valid));
+  EXPECT_GE(e->metrics().batches.stale_reloads.load(), 1);
+  EXPECT_EQ(db_standings(db), expected_rows(w));
+  // The engine's leaderboards agree with the table once each quiz had a batch after the rebuild.
+  for (const QuizDef& q : w.quizzes) {
+    auto page = e->leaderboard(q.quiz_id, 0, 100000);
+    ASSERT_TRUE(page.ok() && *page) << q.quiz_id;
+    std::vector<std::vector<std::string>> mem;
+    for (const auto& entry : (*page)->entries)
+      mem.push_back({std::to_string(q.quiz_id), std::to_string(entry.user_id),
+                     std::to_string(entry.standing.score), std::to_string(entry.standing.correct),
+                     std::to_string(entry.standing.time_ms)});
+    std::vector<std::vector<std::string>> stored;
+    for (const auto& row : db_standings(db))
+      if (row[0] == std::to_string(q.quiz_id)) stored.push_back(row);
+    EXPECT_EQ(mem, stored) << "quiz " << q.quiz_id;
+  }
+  e->stop();
 }
 
 }  // namespace

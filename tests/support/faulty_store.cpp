@@ -206,6 +206,12 @@ Result<int64_t> FaultyStore::outbox_sent(const std::vector<int64_t>& ids) {
   return inner_->outbox_sent(ids);
 }
 
+Result<std::vector<int64_t>> FaultyStore::log_quizzes() { return inner_->log_quizzes(); }
+
+Result<RebuiltQuiz> FaultyStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) {
+  return inner_->rebuild_quiz(quiz_id, compute);
+}
+
 Result<int64_t> FaultyStore::count_events(const std::vector<int64_t>& quiz_ids) {
   return inner_->count_events(quiz_ids);
 }
