@@ -212,6 +212,8 @@ class Store {
   // how many events it read. An exception thrown by `sink` ends the read and is returned as
   // `internal`.
   using EventSink = std::function<void(const AnswerEvent&)>;
+  // Live quizzes whose standings a replay rebuilt: (quiz_id, standings_version > 0).
+  virtual Result<std::vector<std::pair<int64_t, int64_t>>> rebuilt_quizzes() = 0;
   // The quizzes that have events in the log, ascending.
   virtual Result<std::vector<int64_t>> log_quizzes() = 0;
   // Rebuilds one quiz's counted answers and standings (replay): in one transaction that holds

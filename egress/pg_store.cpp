@@ -422,6 +422,19 @@ Result<int64_t> PgStore::read_events(const std::vector<int64_t>& quiz_ids,
   return status_of("read the event log", e);
 }
 
+Result<std::vector<std::pair<int64_t, int64_t>>> PgStore::rebuilt_quizzes() try {
+  return with_conn([](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<std::pair<int64_t, int64_t>> out;
+    for (const auto& row : tx.exec("SELECT quiz_id, standings_version FROM quizzes "
+                                   "WHERE standings_version > 0 AND state <> 'finalized'"))
+      out.emplace_back(row[0].as<int64_t>(), row[1].as<int64_t>());
+    return out;
+  });
+} catch (const std::exception& e) {
+  return status_of("list rebuilt quizzes", e);
+}
+
 Result<std::vector<int64_t>> PgStore::log_quizzes() try {
   return with_conn([](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);

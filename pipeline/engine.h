@@ -117,6 +117,7 @@ class Engine {
 
  private:
   void monitor_loop() QF_EXCLUDES(health_mu_);
+  void forget_rebuilt_quizzes();
 
   Config config_;
   std::unique_ptr<Store> store_;
