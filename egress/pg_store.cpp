@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <pqxx/pqxx>
+#include <tuple>
 
 #include "core/time_util.h"
 #include "egress/batch_writer.h"
@@ -70,6 +71,54 @@ int64_t copy_quiz_events(pg_conn* raw, int64_t quiz, const Store::EventSink& sin
   });
   if (!reader.finished()) throw std::runtime_error("the event log's COPY ended early");
   return n;
+}
+
+// One quiz's counted answers, by (user_id, question_id): binary COPY in the primary key's order.
+std::vector<CountedRow> counted_of(pqxx::transaction_base& tx, int64_t quiz_id) {
+  // Inside `tx`, on its connection (a PgConnection: the pool opens no other kind).
+  std::vector<CountedRow> out;
+  const std::string sql =
+      "COPY (SELECT quiz_id, user_id, question_id, event_id, answered_at, option_id, correct, "
+      "points, elapsed_ms FROM counted_answers WHERE quiz_id = " +
+      std::to_string(quiz_id) + " ORDER BY user_id, question_id) TO STDOUT (FORMAT binary)";
+  BinaryCopyReader reader;
+  auto& conn = static_cast<PgConnection&>(tx.conn());
+  copy_out(conn.raw(), sql.c_str(), [&](std::string_view chunk) {
+    reader.feed(chunk, [&](const BinaryCopyReader::Row& r) {
+      if (r.size() != 9) throw std::runtime_error("the counted answers' COPY has 9 columns");
+      CountedRow c;
+      c.quiz_id = BinaryCopyReader::int8(r[0]);
+      c.user_id = BinaryCopyReader::int8(r[1]);
+      c.question_id = BinaryCopyReader::int4(r[2]);
+      c.event_id.assign(r[3].value);
+      c.answered_at_ms = BinaryCopyReader::timestamptz_ms(r[4]);
+      c.option_id = BinaryCopyReader::int4(r[5]);
+      c.correct = r[6].value.size() == 1 && r[6].value[0] != 0;
+      c.points = BinaryCopyReader::int8(r[7]);
+      c.elapsed_ms = BinaryCopyReader::int4(r[8]);
+      out.push_back(std::move(c));
+    });
+  });
+  if (!reader.finished()) throw std::runtime_error("the counted answers' COPY ended early");
+  return out;
+}
+
+// Whether two sets of counted answers (any order) hold the same values.
+bool same_counted(std::vector<CountedRow> a, std::vector<CountedRow> b) {
+  if (a.size() != b.size()) return false;
+  auto key = [](const CountedRow& r) { return std::tie(r.user_id, r.question_id); };
+  auto by_key = [&](const CountedRow& x, const CountedRow& y) { return key(x) < key(y); };
+  std::sort(a.begin(), a.end(), by_key);
+  std::sort(b.begin(), b.end(), by_key);
+  for (size_t i = 0; i < a.size(); ++i) {
+    const CountedRow &x = a[i], &y = b[i];
+    if (std::tie(x.user_id, x.question_id, x.event_id, x.answered_at_ms, x.option_id, x.correct,
+                 x.points, x.elapsed_ms) != std::tie(y.user_id, y.question_id, y.event_id,
+                                                     y.answered_at_ms, y.option_id, y.correct,
+                                                     y.points, y.elapsed_ms))
+      return false;
+  }
+  return true;
 }
 
 std::vector<StandingRow> standings_of(pqxx::transaction_base& tx, int64_t quiz_id) {
@@ -216,23 +265,7 @@ Result<StoredCounted> PgStore::load_counted(int64_t quiz_id) try {
     const auto v =
         tx.exec_params("SELECT standings_version FROM quizzes WHERE quiz_id = $1", quiz_id);
     out.version = v.empty() ? 0 : v[0][0].as<int64_t>();
-    for (const auto& row : tx.exec_params(R"SQL(
-SELECT quiz_id, user_id, question_id, event_id,
-       (extract(epoch FROM answered_at) * 1000)::bigint, option_id, correct, points, elapsed_ms
-FROM counted_answers WHERE quiz_id = $1)SQL",
-                                          quiz_id)) {
-      CountedRow r;
-      r.quiz_id = row[0].as<int64_t>();
-      r.user_id = row[1].as<int64_t>();
-      r.question_id = row[2].as<int32_t>();
-      r.event_id = row[3].as<std::string>();
-      r.answered_at_ms = row[4].as<int64_t>();
-      r.option_id = row[5].as<int32_t>();
-      r.correct = row[6].as<bool>();
-      r.points = row[7].as<int64_t>();
-      r.elapsed_ms = row[8].as<int64_t>();
-      out.rows.push_back(std::move(r));
-    }
+    out.rows = counted_of(tx, quiz_id);
     return out;
   });
 } catch (const std::exception& e) {
@@ -470,6 +503,16 @@ Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& comp
     std::sort(out.after.begin(), out.after.end(),
               [](const StandingRow& a, const StandingRow& b) { return a.user_id < b.user_id; });
     if (out.finalized) return out;  // reported, not rewritten; the transaction rolls back
+    // Nothing to write when the stored rows are what the log gives (the common case of a check
+    // or a repeated replay): no rewrite, no new version, engines keep their state.
+    auto same_standing = [](const StandingRow& x, const StandingRow& y) {
+      return std::tie(x.user_id, x.score, x.correct, x.time_ms) ==
+             std::tie(y.user_id, y.score, y.correct, y.time_ms);
+    };
+    if (std::equal(out.before.begin(), out.before.end(), out.after.begin(), out.after.end(),
+                   same_standing) &&
+        same_counted(counted_of(tx, quiz_id), rows.counted))
+      return out;
     tx.exec_params("DELETE FROM counted_answers WHERE quiz_id = $1", quiz_id);
     tx.exec_params("DELETE FROM standings WHERE quiz_id = $1", quiz_id);
     copy_counted(c.raw(), rows.counted);
