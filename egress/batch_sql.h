@@ -96,9 +96,9 @@ inline constexpr Prepared kHoldQuizzes{"qf_hold_quizzes",
                                        "SELECT qf_hold_quizzes($1::bigint[], $2::bigint[])"};
 
 // Every statement above, prepared when the writer first uses a session.
-inline constexpr Prepared kBatchStatements[] = {kHoldQuizzes, kInsertEvents,  kInsertNewEvents,
-                                                kUpsertCounted, kUpsertStandings,
-                                                kInsertBatch,   kInsertBatchWithOutbox};
+inline constexpr Prepared kBatchStatements[] = {
+    kHoldQuizzes,     kInsertEvents, kInsertNewEvents,      kUpsertCounted,
+    kUpsertStandings, kInsertBatch,  kInsertBatchWithOutbox};
 
 // ---- finalization (PgBatchWriter::finalize) ----
 
