@@ -212,16 +212,15 @@ class Store {
   // how many events it read. An exception thrown by `sink` ends the read and is returned as
   // `internal`.
   using EventSink = std::function<void(const AnswerEvent&)>;
-  // Live quizzes whose standings a replay rebuilt: (quiz_id, standings_version > 0).
-  virtual Result<std::vector<std::pair<int64_t, int64_t>>> rebuilt_quizzes() = 0;
   // The quizzes that have events in the log, ascending.
   virtual Result<std::vector<int64_t>> log_quizzes() = 0;
   // Rebuilds one quiz's counted answers and standings (replay): in one transaction that holds
   // the quiz against batch transactions (an exclusive advisory lock: those in flight finish
   // first, new ones wait), reads its definition and every event, calls `compute`, replaces the
-  // quiz's counted answers and standings with its rows and raises standings_version (engines
-  // reload the quiz). A finalized quiz is computed but not rewritten (its rewards stay as
-  // granted). Nothing is changed unless it commits whole.
+  // quiz's counted answers and standings with its rows when they differ, and raises
+  // standings_version (engines reload the quiz before their next batch of it). A finalized quiz
+  // is computed but not rewritten (its rewards stay as granted). Nothing is changed unless it
+  // commits whole.
   using RebuildFn =
       std::function<DerivedRows(const QuizDef& def, const std::vector<AnswerEvent>& events)>;
   virtual Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) = 0;

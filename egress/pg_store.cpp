@@ -455,19 +455,6 @@ Result<int64_t> PgStore::read_events(const std::vector<int64_t>& quiz_ids,
   return status_of("read the event log", e);
 }
 
-Result<std::vector<std::pair<int64_t, int64_t>>> PgStore::rebuilt_quizzes() try {
-  return with_conn([](pqxx::connection_base& c) {
-    pqxx::read_transaction tx(c);
-    std::vector<std::pair<int64_t, int64_t>> out;
-    for (const auto& row : tx.exec("SELECT quiz_id, standings_version FROM quizzes "
-                                   "WHERE standings_version > 0 AND state <> 'finalized'"))
-      out.emplace_back(row[0].as<int64_t>(), row[1].as<int64_t>());
-    return out;
-  });
-} catch (const std::exception& e) {
-  return status_of("list rebuilt quizzes", e);
-}
-
 Result<std::vector<int64_t>> PgStore::log_quizzes() try {
   return with_conn([](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
@@ -503,20 +490,21 @@ Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& comp
     std::sort(out.after.begin(), out.after.end(),
               [](const StandingRow& a, const StandingRow& b) { return a.user_id < b.user_id; });
     if (out.finalized) return out;  // reported, not rewritten; the transaction rolls back
-    // Nothing to write when the stored rows are what the log gives (the common case of a check
-    // or a repeated replay): no rewrite, no new version, engines keep their state.
+    // Rows are rewritten only when they differ from what the log gives (the common case of a
+    // check or a repeated replay writes none); the version is raised either way, so engines
+    // reload the quiz before they write it again (their memory might differ from both).
     auto same_standing = [](const StandingRow& x, const StandingRow& y) {
       return std::tie(x.user_id, x.score, x.correct, x.time_ms) ==
              std::tie(y.user_id, y.score, y.correct, y.time_ms);
     };
-    if (std::equal(out.before.begin(), out.before.end(), out.after.begin(), out.after.end(),
-                   same_standing) &&
-        same_counted(counted_of(tx, quiz_id), rows.counted))
-      return out;
-    tx.exec_params("DELETE FROM counted_answers WHERE quiz_id = $1", quiz_id);
-    tx.exec_params("DELETE FROM standings WHERE quiz_id = $1", quiz_id);
-    copy_counted(c.raw(), rows.counted);
-    copy_standings(c.raw(), out.after);
+    if (!std::equal(out.before.begin(), out.before.end(), out.after.begin(), out.after.end(),
+                    same_standing) ||
+        !same_counted(counted_of(tx, quiz_id), rows.counted)) {
+      tx.exec_params("DELETE FROM counted_answers WHERE quiz_id = $1", quiz_id);
+      tx.exec_params("DELETE FROM standings WHERE quiz_id = $1", quiz_id);
+      copy_counted(c.raw(), rows.counted);
+      copy_standings(c.raw(), out.after);
+    }
     tx.exec_params(
         "UPDATE quizzes SET standings_version = standings_version + 1 WHERE quiz_id = $1", quiz_id);
     tx.commit();

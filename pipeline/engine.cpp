@@ -290,25 +290,10 @@ int64_t Engine::uptime_s() const { return running() ? (now_ms() - started_ms_.lo
 
 // Checks PostgreSQL and Kafka once a second, every 100 ms while a check fails (the checks block
 // on I/O; health() never does).
-// A quiz a replay rebuilt since its standings were loaded leaves memory: the next read or
-// batch of it loads the rebuilt state (within a second of the replay; a batch in flight meanwhile
-// finds it stale and is derived again).
-void Engine::forget_rebuilt_quizzes() {
-  auto rebuilt = store_->rebuilt_quizzes();
-  if (!rebuilt.ok()) return;
-  for (const auto& [quiz, version] : *rebuilt) {
-    const int64_t held = standings_->version(quiz);
-    if (held < 0 || held == version) continue;
-    standings_->erase(quiz);
-    spdlog::info("quiz {} was rebuilt by a replay: its standings are reloaded on next use", quiz);
-  }
-}
-
 void Engine::monitor_loop() {
   bool was_ok = true;
   for (;;) {
     const Status db = store_->ping();
-    if (db.ok()) forget_rebuilt_quizzes();
     const Status kafka = sink_->health();
     const bool ok = db.ok() && kafka.ok();
     if (was_ok && !ok)

@@ -117,7 +117,6 @@ class Engine {
 
  private:
   void monitor_loop() QF_EXCLUDES(health_mu_);
-  void forget_rebuilt_quizzes();
 
   Config config_;
   std::unique_ptr<Store> store_;

@@ -206,10 +206,6 @@ Result<int64_t> FaultyStore::outbox_sent(const std::vector<int64_t>& ids) {
   return inner_->outbox_sent(ids);
 }
 
-Result<std::vector<std::pair<int64_t, int64_t>>> FaultyStore::rebuilt_quizzes() {
-  return inner_->rebuilt_quizzes();
-}
-
 Result<std::vector<int64_t>> FaultyStore::log_quizzes() { return inner_->log_quizzes(); }
 
 Result<RebuiltQuiz> FaultyStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) {

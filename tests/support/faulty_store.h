@@ -107,7 +107,6 @@ class FaultyStore final : public Store {
   Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) override;
   Result<OutboxStats> outbox_stats() override;
   Result<std::vector<int64_t>> log_quizzes() override;
-  Result<std::vector<std::pair<int64_t, int64_t>>> rebuilt_quizzes() override;
   Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) override;
   Result<int64_t> count_events(const std::vector<int64_t>& quiz_ids) override;
   Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids, const EventSink& sink) override;
