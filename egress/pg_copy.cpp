@@ -226,6 +226,28 @@ int64_t BinaryCopyReader::timestamptz_ms(const Field& f) {
   return kPgEpochMs + (us >= 0 ? us / 1000 : -((-us + 999) / 1000));
 }
 
+bool BinaryCopyReader::boolean(const Field& f) {
+  if (f.value.size() != 1) throw std::runtime_error("COPY output: not a boolean field");
+  return f.value[0] != 0;
+}
+
+int64_t copy_rows_out(pg_conn* conn, const char* copy_sql, size_t columns,
+                      const std::function<void(const BinaryCopyReader::Row&)>& on_row) {
+  BinaryCopyReader reader;
+  int64_t n = 0;
+  copy_out(conn, copy_sql, [&](std::string_view chunk) {
+    reader.feed(chunk, [&](const BinaryCopyReader::Row& r) {
+      if (r.size() != columns)
+        throw std::runtime_error("COPY output: a row of " + std::to_string(r.size()) +
+                                 " fields, expected " + std::to_string(columns));
+      on_row(r);
+      ++n;
+    });
+  });
+  if (!reader.finished()) throw std::runtime_error("COPY output ended before its trailer");
+  return n;
+}
+
 void copy_out(pg_conn* conn, const char* copy_sql,
               const std::function<void(std::string_view)>& on_data) {
   if (!conn) throw pqxx::broken_connection("COPY: not connected");

@@ -81,6 +81,7 @@ class BinaryCopyReader {
   static int64_t int8(const Field& f);
   static int32_t int4(const Field& f);
   static int64_t timestamptz_ms(const Field& f);  // from microseconds since 2000-01-01 UTC
+  static bool boolean(const Field& f);
 
  private:
   Row* next();  // the next complete row in buf_ from at_, or nullptr
@@ -95,6 +96,12 @@ class BinaryCopyReader {
 // discard it).
 void copy_out(pg_conn* conn, const char* copy_sql,
               const std::function<void(std::string_view)>& on_data);
+
+// Runs `copy_sql` (a COPY (SELECT …) TO STDOUT (FORMAT binary) of `columns` columns) and hands
+// every row to `on_row`. Throws like copy_out, and std::runtime_error when a row has another
+// number of fields or the output ends before its trailer. Returns the number of rows.
+int64_t copy_rows_out(pg_conn* conn, const char* copy_sql, size_t columns,
+                      const std::function<void(const BinaryCopyReader::Row&)>& on_row);
 
 // Throws what libpqxx would for a failed libpq call on `conn`: pqxx::broken_connection when the
 // connection is lost, pqxx::unique_violation for SQLSTATE 23505, pqxx::sql_error otherwise.

@@ -52,54 +52,40 @@ int64_t copy_quiz_events(pg_conn* raw, int64_t quiz, const Store::EventSink& sin
       "COPY (SELECT quiz_id, event_id, user_id, question_id, option_id, answered_at, "
       "elapsed_ms FROM answer_events WHERE quiz_id = " +
       std::to_string(quiz) + " ORDER BY event_id) TO STDOUT (FORMAT binary)";
-  BinaryCopyReader reader;
   AnswerEvent e;
-  int64_t n = 0;
-  copy_out(raw, sql.c_str(), [&](std::string_view chunk) {
-    reader.feed(chunk, [&](const BinaryCopyReader::Row& r) {
-      if (r.size() != 7) throw std::runtime_error("the event log's COPY has 7 columns");
-      e.quiz_id = BinaryCopyReader::int8(r[0]);
-      e.event_id.assign(r[1].value);
-      e.user_id = BinaryCopyReader::int8(r[2]);
-      e.question_id = BinaryCopyReader::int4(r[3]);
-      e.option_id = BinaryCopyReader::int4(r[4]);
-      e.answered_at_ms = BinaryCopyReader::timestamptz_ms(r[5]);
-      e.elapsed_ms = BinaryCopyReader::int4(r[6]);
-      sink(e);
-      ++n;
-    });
+  return copy_rows_out(raw, sql.c_str(), 7, [&](const BinaryCopyReader::Row& r) {
+    e.quiz_id = BinaryCopyReader::int8(r[0]);
+    e.event_id.assign(r[1].value);
+    e.user_id = BinaryCopyReader::int8(r[2]);
+    e.question_id = BinaryCopyReader::int4(r[3]);
+    e.option_id = BinaryCopyReader::int4(r[4]);
+    e.answered_at_ms = BinaryCopyReader::timestamptz_ms(r[5]);
+    e.elapsed_ms = BinaryCopyReader::int4(r[6]);
+    sink(e);
   });
-  if (!reader.finished()) throw std::runtime_error("the event log's COPY ended early");
-  return n;
 }
 
-// One quiz's counted answers, by (user_id, question_id): binary COPY in the primary key's order.
-std::vector<CountedRow> counted_of(pqxx::transaction_base& tx, int64_t quiz_id) {
-  // Inside `tx`, on its connection (a PgConnection: the pool opens no other kind).
-  std::vector<CountedRow> out;
+// One quiz's counted answers by binary COPY, by (user_id, question_id), inside the caller's
+// transaction.
+std::vector<CountedRow> counted_of(pg_conn* raw, int64_t quiz_id) {
   const std::string sql =
       "COPY (SELECT quiz_id, user_id, question_id, event_id, answered_at, option_id, correct, "
       "points, elapsed_ms FROM counted_answers WHERE quiz_id = " +
       std::to_string(quiz_id) + " ORDER BY user_id, question_id) TO STDOUT (FORMAT binary)";
-  BinaryCopyReader reader;
-  auto& conn = static_cast<PgConnection&>(tx.conn());
-  copy_out(conn.raw(), sql.c_str(), [&](std::string_view chunk) {
-    reader.feed(chunk, [&](const BinaryCopyReader::Row& r) {
-      if (r.size() != 9) throw std::runtime_error("the counted answers' COPY has 9 columns");
-      CountedRow c;
-      c.quiz_id = BinaryCopyReader::int8(r[0]);
-      c.user_id = BinaryCopyReader::int8(r[1]);
-      c.question_id = BinaryCopyReader::int4(r[2]);
-      c.event_id.assign(r[3].value);
-      c.answered_at_ms = BinaryCopyReader::timestamptz_ms(r[4]);
-      c.option_id = BinaryCopyReader::int4(r[5]);
-      c.correct = r[6].value.size() == 1 && r[6].value[0] != 0;
-      c.points = BinaryCopyReader::int8(r[7]);
-      c.elapsed_ms = BinaryCopyReader::int4(r[8]);
-      out.push_back(std::move(c));
-    });
+  std::vector<CountedRow> out;
+  copy_rows_out(raw, sql.c_str(), 9, [&](const BinaryCopyReader::Row& r) {
+    CountedRow c;
+    c.quiz_id = BinaryCopyReader::int8(r[0]);
+    c.user_id = BinaryCopyReader::int8(r[1]);
+    c.question_id = BinaryCopyReader::int4(r[2]);
+    c.event_id.assign(r[3].value);
+    c.answered_at_ms = BinaryCopyReader::timestamptz_ms(r[4]);
+    c.option_id = BinaryCopyReader::int4(r[5]);
+    c.correct = BinaryCopyReader::boolean(r[6]);
+    c.points = BinaryCopyReader::int8(r[7]);
+    c.elapsed_ms = BinaryCopyReader::int4(r[8]);
+    out.push_back(std::move(c));
   });
-  if (!reader.finished()) throw std::runtime_error("the counted answers' COPY ended early");
   return out;
 }
 
@@ -258,14 +244,14 @@ Result<std::optional<QuizRecord>> PgStore::load_quiz(int64_t quiz_id) try {
 }
 
 Result<StoredCounted> PgStore::load_counted(int64_t quiz_id) try {
-  return with_conn([&](pqxx::connection_base& c) {
+  return with_conn([&](PgConnection& c) {
     // One snapshot for the rows and the version they belong to.
     pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(c);
     StoredCounted out;
     const auto v =
         tx.exec_params("SELECT standings_version FROM quizzes WHERE quiz_id = $1", quiz_id);
     out.version = v.empty() ? 0 : v[0][0].as<int64_t>();
-    out.rows = counted_of(tx, quiz_id);
+    out.rows = counted_of(c.raw(), quiz_id);
     return out;
   });
 } catch (const std::exception& e) {
@@ -499,7 +485,7 @@ Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& comp
     };
     if (!std::equal(out.before.begin(), out.before.end(), out.after.begin(), out.after.end(),
                     same_standing) ||
-        !same_counted(counted_of(tx, quiz_id), rows.counted)) {
+        !same_counted(counted_of(c.raw(), quiz_id), rows.counted)) {
       tx.exec_params("DELETE FROM counted_answers WHERE quiz_id = $1", quiz_id);
       tx.exec_params("DELETE FROM standings WHERE quiz_id = $1", quiz_id);
       copy_counted(c.raw(), rows.counted);
