@@ -82,6 +82,7 @@ struct BatchMetrics {
   std::atomic<int64_t> retries{0};    // attempts redone after a connection lost before COMMIT
   std::atomic<int64_t> state_mismatches{0};   // stored rows differed from memory
   std::atomic<int64_t> stale_reloads{0};      // quizzes reloaded after a replay rebuilt them
+  std::atomic<int64_t> replay_refreshes{0};   // rebuilt quizzes reloaded between batches
   std::atomic<int64_t> in_doubt_resolved{0};  // COMMITs of unknown outcome resolved by a lookup
   std::atomic<int64_t> last_commit_ms{0};
   LatencyWindow commit;  // commit time per batch

@@ -30,6 +30,13 @@ const char* to_string(QuizState s) {
   return "open";
 }
 
+std::optional<QuizState> quiz_state_of(std::string_view s) {
+  if (s == "open") return QuizState::open;
+  if (s == "closed") return QuizState::closed;
+  if (s == "finalized") return QuizState::finalized;
+  return std::nullopt;
+}
+
 namespace {
 
 constexpr int64_t kMaxInt63 = INT64_MAX;

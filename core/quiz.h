@@ -57,6 +57,8 @@ std::string encode_quiz(const QuizDef& q);
 
 enum class QuizState : uint8_t { open, closed, finalized };
 const char* to_string(QuizState s);
+// The state named `s` ("open", "closed", "finalized"); nullopt for any other text.
+std::optional<QuizState> quiz_state_of(std::string_view s);
 
 // Immutable catalog snapshot; replaced as a whole when a quiz is added, closed or finalized.
 // Thread-safe to read. It holds the definitions of live (not finalized) quizzes only; of a

@@ -16,6 +16,8 @@ const char* to_string(StatusCode c) {
       return "internal";
     case StatusCode::stale:
       return "stale";
+    case StatusCode::invalid:
+      return "invalid";
   }
   return "unknown";
 }

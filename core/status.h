@@ -19,6 +19,7 @@ enum class StatusCode : uint8_t {
   in_doubt,     // the outcome is unknown (a connection lost at COMMIT and not resolvable yet)
   internal,     // a bug or an exhausted resource (an exception nobody expected)
   stale,        // a quiz's state in memory is older than the stored one (a replay rebuilt it)
+  invalid,      // the input is wrong (a line of a file, a definition in conflict); retrying fails
 };
 
 const char* to_string(StatusCode c);
@@ -33,6 +34,7 @@ class [[nodiscard]] Status {
   static Status in_doubt(std::string msg) { return Status(StatusCode::in_doubt, std::move(msg)); }
   static Status internal(std::string msg) { return Status(StatusCode::internal, std::move(msg)); }
   static Status stale(std::string msg) { return Status(StatusCode::stale, std::move(msg)); }
+  static Status invalid(std::string msg) { return Status(StatusCode::invalid, std::move(msg)); }
 
   bool ok() const { return code_ == StatusCode::ok; }
   StatusCode code() const { return code_; }

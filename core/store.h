@@ -8,6 +8,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/events.h"
@@ -47,7 +48,8 @@ struct StandingRow {
 struct RebuiltQuiz {
   bool found = false;               // the quiz has a stored definition (else nothing was done)
   bool finalized = false;           // finalized: computed, not rewritten
-  int64_t events = 0;               // events read
+  int64_t events = 0;               // events read (appended ones included)
+  int64_t appended = 0;             // events of `append` that were new to the log
   std::vector<StandingRow> before;  // the standings stored before, by user_id
   std::vector<StandingRow> after;   // the rebuilt ones, by user_id
 };
@@ -189,6 +191,10 @@ class Store {
   // One quiz's counted answers (its standings are rebuilt from them on first use) and the
   // version of its standings, in one snapshot.
   virtual Result<StoredCounted> load_counted(int64_t quiz_id) = 0;
+  // The stored version of the standings (StoredCounted::version) of those of `quiz_ids` that a
+  // replay has rebuilt (version above 0), as (quiz_id, version).
+  virtual Result<std::vector<std::pair<int64_t, int64_t>>> standings_versions(
+      const std::vector<int64_t>& quiz_ids) = 0;
   // One quiz's stored standings (the live table; by user_id).
   virtual Result<std::vector<StandingRow>> load_standings(int64_t quiz_id) = 0;
   // Records a close request (state `closed`) unless the quiz is finalized.
@@ -220,10 +226,12 @@ class Store {
   // quiz's counted answers and standings with its rows when they differ, and raises
   // standings_version (engines reload the quiz before their next batch of it). A finalized quiz
   // is computed but not rewritten (its rewards stay as granted). Nothing is changed unless it
-  // commits whole.
+  // commits whole. `append` (import: events of this quiz its definition accepts) is added to
+  // the log first, in the same transaction, skipping event_ids stored (not to a finalized quiz).
   using RebuildFn =
       std::function<DerivedRows(const QuizDef& def, const std::vector<AnswerEvent>& events)>;
-  virtual Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) = 0;
+  virtual Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute,
+                                           std::span<const AnswerEvent> append) = 0;
   // How many events the log holds for `quiz_ids` (every quiz when empty).
   virtual Result<int64_t> count_events(const std::vector<int64_t>& quiz_ids) = 0;
   virtual Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids,

@@ -20,6 +20,16 @@ inline constexpr const char* kCopyEvents =
 inline constexpr const char* kCopyCounted =
     "COPY counted_answers (quiz_id, user_id, question_id, event_id, answered_at, option_id, "
     "correct, points, elapsed_ms) FROM STDIN (FORMAT binary)";
+// Import (replay --from file:): events copied into a scratch table, then added to the log
+// unless stored.
+inline constexpr const char* kCreateImportEvents =
+    "CREATE TEMP TABLE qf_import_events (LIKE answer_events INCLUDING DEFAULTS) ON COMMIT DROP";
+inline constexpr const char* kCopyImportEvents =
+    "COPY qf_import_events (quiz_id, event_id, user_id, question_id, option_id, answered_at, "
+    "elapsed_ms) FROM STDIN (FORMAT binary)";
+inline constexpr const char* kInsertImportEvents =
+    "INSERT INTO answer_events SELECT * FROM qf_import_events ORDER BY quiz_id, event_id "
+    "ON CONFLICT (quiz_id, event_id) DO NOTHING";
 inline constexpr const char* kCopyStandings =
     "COPY standings (quiz_id, user_id, score, correct, time_ms) FROM STDIN (FORMAT binary)";
 

@@ -157,7 +157,7 @@ int64_t first_int(const PipelineReply& r, size_t col) {
 }
 
 template <typename Row>
-void copy_table(pg_conn* raw, const char* copy_sql, const std::vector<Row>& rows) {
+void copy_table(pg_conn* raw, const char* copy_sql, std::span<const Row> rows) {
   if (rows.empty()) return;
   std::vector<const Row*> sorted;
   for (const Row& r : rows) sorted.push_back(&r);
@@ -169,11 +169,15 @@ void copy_table(pg_conn* raw, const char* copy_sql, const std::vector<Row>& rows
 }  // namespace
 
 void copy_counted(pg_conn* raw, const std::vector<CountedRow>& rows) {
-  copy_table(raw, batch_sql::kCopyCounted, rows);
+  copy_table(raw, batch_sql::kCopyCounted, std::span<const CountedRow>(rows));
 }
 
 void copy_standings(pg_conn* raw, const std::vector<StandingRow>& rows) {
-  copy_table(raw, batch_sql::kCopyStandings, rows);
+  copy_table(raw, batch_sql::kCopyStandings, std::span<const StandingRow>(rows));
+}
+
+void copy_events(pg_conn* raw, const char* copy_sql, std::span<const AnswerEvent> rows) {
+  copy_table(raw, copy_sql, rows);
 }
 
 struct PgBatchWriter::Attempt {

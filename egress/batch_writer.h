@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "core/store.h"
@@ -77,6 +78,8 @@ class PgBatchWriter final : public BatchWriter {
 // Binary COPY of rows straight into counted_answers / standings, sorted by their key, inside
 // the caller's transaction on `raw` (what replay's rebuild writes; the batch writer's encoders).
 void copy_counted(pg_conn* raw, const std::vector<CountedRow>& rows);
+// The same for events, into the table `copy_sql` names (its columns in kCopyEvents' order).
+void copy_events(pg_conn* raw, const char* copy_sql, std::span<const AnswerEvent> rows);
 void copy_standings(pg_conn* raw, const std::vector<StandingRow>& rows);
 
 // Error text on one line (pqxx messages carry no password).

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "core/time_util.h"
+#include "egress/batch_sql.h"
 #include "egress/batch_writer.h"
 #include "egress/migrations.h"
 #include "egress/outbox_codec.h"
@@ -198,12 +199,7 @@ FROM jsonb_array_elements($2::jsonb -> 'questions') AS q)SQL",
 
 namespace {
 
-QuizState state_of_text(const char* s) {
-  const std::string_view v(s);
-  if (v == "finalized") return QuizState::finalized;
-  if (v == "closed") return QuizState::closed;
-  return QuizState::open;
-}
+QuizState state_of_text(const char* s) { return quiz_state_of(s).value_or(QuizState::open); }
 
 }  // namespace
 
@@ -256,6 +252,23 @@ Result<StoredCounted> PgStore::load_counted(int64_t quiz_id) try {
   });
 } catch (const std::exception& e) {
   return status_of("load counted answers", e);
+}
+
+Result<std::vector<std::pair<int64_t, int64_t>>> PgStore::standings_versions(
+    const std::vector<int64_t>& quiz_ids) try {
+  if (quiz_ids.empty()) return std::vector<std::pair<int64_t, int64_t>>{};
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<std::pair<int64_t, int64_t>> out;
+    for (const auto& row :
+         tx.exec_params("SELECT quiz_id, standings_version FROM quizzes "
+                        "WHERE quiz_id = ANY($1::bigint[]) AND standings_version > 0",
+                        pg_id_array(quiz_ids)))
+      out.emplace_back(row[0].as<int64_t>(), row[1].as<int64_t>());
+    return out;
+  });
+} catch (const std::exception& e) {
+  return status_of("read the standings versions", e);
 }
 
 Result<std::vector<StandingRow>> PgStore::load_standings(int64_t quiz_id) try {
@@ -450,7 +463,8 @@ Result<std::vector<int64_t>> PgStore::log_quizzes() try {
   return status_of("list the event log's quizzes", e);
 }
 
-Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) try {
+Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute,
+                                          std::span<const AnswerEvent> append) try {
   auto lease = pool_->checkout();
   try {
     PgConnection& c = *lease.conn().c;
@@ -467,6 +481,11 @@ Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& comp
     if (!d.quiz) throw std::runtime_error("unreadable stored definition: " + d.message);
     out.found = true;
     out.finalized = std::string_view(q[0][1].c_str()) == "finalized";
+    if (!append.empty() && !out.finalized) {
+      tx.exec(batch_sql::kCreateImportEvents);
+      copy_events(c.raw(), batch_sql::kCopyImportEvents, append);
+      out.appended = static_cast<int64_t>(tx.exec(batch_sql::kInsertImportEvents).affected_rows());
+    }
     std::vector<AnswerEvent> events;
     out.events =
         copy_quiz_events(c.raw(), quiz_id, [&](const AnswerEvent& e) { events.push_back(e); });

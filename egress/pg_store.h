@@ -27,6 +27,8 @@ class PgStore final : public Store {
   Result<StoredQuizzes> load_quizzes() override;
   Result<std::optional<QuizRecord>> load_quiz(int64_t quiz_id) override;
   Result<StoredCounted> load_counted(int64_t quiz_id) override;
+  Result<std::vector<std::pair<int64_t, int64_t>>> standings_versions(
+      const std::vector<int64_t>& quiz_ids) override;
   Result<std::vector<StandingRow>> load_standings(int64_t quiz_id) override;
   Result<CloseResult> close_quiz(int64_t quiz_id) override;
   Result<FinalPage> final_standings(int64_t quiz_id, size_t offset, size_t limit) override;
@@ -37,7 +39,8 @@ class PgStore final : public Store {
   Result<int64_t> outbox_sent(const std::vector<int64_t>& ids) override;
   Result<OutboxStats> outbox_stats() override;
   Result<std::vector<int64_t>> log_quizzes() override;
-  Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) override;
+  Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute,
+                                   std::span<const AnswerEvent> append) override;
   Result<int64_t> count_events(const std::vector<int64_t>& quiz_ids) override;
   Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids, const EventSink& sink) override;
   Status ping() override;

@@ -1,9 +1,15 @@
 #include "ingress/event_file.h"
 
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 
 #include "ingress/json_out.h"
+#include "stages/ingest.h"
 
 namespace quizflow::ingress {
 
@@ -16,16 +22,32 @@ Result<ExportSummary> export_events(Store& store, const std::vector<int64_t>& qu
   ExportSummary s;
   int64_t last_quiz = 0;
   std::string line;
-  auto read = store.read_events(quiz_ids, [&](const AnswerEvent& e) {
-    line = answer_json(e);
+  auto write = [&] {
     line += '\n';
     out.write(line.data(), static_cast<std::streamsize>(line.size()));
     if (!out) throw std::runtime_error("writing the event file failed");
-    ++s.events;
-    if (e.quiz_id != last_quiz) {
+  };
+  auto read = store.read_events(quiz_ids, [&](const AnswerEvent& e) {
+    if (e.quiz_id != last_quiz) {  // a quiz's first event: its quiz line first
+      auto rec = store.load_quiz(e.quiz_id);
+      if (!rec.ok()) throw std::runtime_error(rec.status().to_string());
+      if (!*rec)
+        throw std::runtime_error("quiz " + std::to_string(e.quiz_id) +
+                                 " has events but no stored definition");
+      std::vector<RewardRow> rewards;
+      if ((*rec)->state == QuizState::finalized) {
+        auto r = store.rewards(e.quiz_id);
+        if (!r.ok()) throw std::runtime_error(r.status().to_string());
+        rewards = std::move(*r);
+      }
+      line = quiz_line_json((*rec)->def, (*rec)->state, rewards);
+      write();
       ++s.quizzes;
       last_quiz = e.quiz_id;
     }
+    line = answer_json(e);
+    write();
+    ++s.events;
     if (progress && (s.events & 1023) == 0 && Clock::now() >= next_report) {
       next_report = Clock::now() + std::chrono::duration<double>(every_s);
       progress(s.events, std::chrono::duration<double>(Clock::now() - t0).count());
@@ -36,6 +58,146 @@ Result<ExportSummary> export_events(Store& store, const std::vector<int64_t>& qu
   if (!out) return Status::internal("writing the event file failed");
   s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return s;
+}
+
+namespace {
+
+// A quiz line's members: "quiz" (required), "state" and "rewards" (optional).
+Status decode_quiz_line(const rapidjson::Value& v, SourceQuiz& out) {
+  out = SourceQuiz{};
+  bool have_def = false;
+  for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
+    const std::string_view name(m->name.GetString(), m->name.GetStringLength());
+    if (name == "quiz") {
+      if (!m->value.IsObject()) return Status::invalid("schema: quiz must be an object (quiz)");
+      rapidjson::StringBuffer sb;
+      rapidjson::Writer<rapidjson::StringBuffer> w(sb);
+      m->value.Accept(w);
+      QuizDecodeResult d = decode_quiz(std::string_view(sb.GetString(), sb.GetSize()));
+      if (!d.quiz)
+        return Status::invalid(d.code + ": " + d.message + " (field quiz." + d.field + ")");
+      out.def = std::move(*d.quiz);
+      have_def = true;
+    } else if (name == "state") {
+      std::optional<QuizState> st;
+      if (m->value.IsString()) st = quiz_state_of(m->value.GetString());
+      if (!st)
+        return Status::invalid(
+            "schema: state must be \"open\", \"closed\" or \"finalized\" "
+            "(field state)");
+      out.state = *st;
+    } else if (name == "rewards") {
+      if (!m->value.IsArray()) return Status::invalid("schema: rewards must be an array (rewards)");
+      for (const auto& r : m->value.GetArray()) {
+        RewardRow row;
+        const bool ok = r.IsObject() && r.MemberCount() == 3 && r.HasMember("user_id") &&
+                        r["user_id"].IsInt64() && r["user_id"].GetInt64() > 0 &&
+                        r.HasMember("rank") && r["rank"].IsInt64() && r["rank"].GetInt64() > 0 &&
+                        r.HasMember("reward") && r["reward"].IsString();
+        if (!ok)
+          return Status::invalid(
+              "schema: a reward is {\"user_id\":>0,\"rank\":>0,\"reward\":\"…\"} (field rewards)");
+        row.user_id = r["user_id"].GetInt64();
+        row.rank = r["rank"].GetInt64();
+        row.reward.assign(r["reward"].GetString(), r["reward"].GetStringLength());
+        out.rewards.push_back(std::move(row));
+      }
+    } else {
+      return Status::invalid("schema: unknown field " + std::string(name) + " (field " +
+                             std::string(name) + ")");
+    }
+  }
+  if (!have_def) return Status::invalid("schema: a quiz line needs its definition (field quiz)");
+  if (!out.rewards.empty() && out.state != QuizState::finalized)
+    return Status::invalid("schema: only a finalized quiz has granted rewards (field rewards)");
+  return Status();
+}
+
+}  // namespace
+
+Result<EventFileReader::Kind> EventFileReader::next(SourceQuiz& quiz, AnswerEvent& event) {
+  for (;;) {
+    if (!std::getline(in_, text_)) {
+      if (in_.bad()) return Status::internal("reading the event file failed");
+      return Kind::end;
+    }
+    ++line_;
+    bytes_ += static_cast<int64_t>(text_.size()) + 1;
+    if (!text_.empty() && text_.back() == '\r') text_.pop_back();
+    if (text_.find_first_not_of(" \t") == std::string::npos) continue;
+    auto at = [&](const std::string& what) {
+      return Status::invalid("line " + std::to_string(line_) + ": " + what);
+    };
+    rapidjson::Document d;
+    d.Parse(text_.data(), text_.size());
+    if (d.HasParseError() || !d.IsObject()) return at("malformed_json: not a JSON object");
+    if (d.HasMember("quiz")) {
+      if (Status s = decode_quiz_line(d, quiz); !s.ok()) return at(s.message());
+      return Kind::quiz;
+    }
+    Item item = stages::decode_answer_json(text_);
+    if (!item.event || item.verdict.status == ItemStatus::rejected)
+      return at(item.verdict.code + ": " + item.verdict.message +
+                (item.verdict.field.empty() ? "" : " (field " + item.verdict.field + ")"));
+    event = std::move(*item.event);
+    return Kind::event;
+  }
+}
+
+Result<ReplaySummary> replay_file(Store& store, std::istream& in, int64_t file_bytes,
+                                  const std::vector<int64_t>& quiz_ids,
+                                  const ReplayOptions& options, const ReplayProgress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  ReplaySummary sum;
+  RunReplayer replayer(store, options, sum);
+  EventFileReader reader(in);
+  auto wanted = [&](int64_t quiz) {
+    return quiz_ids.empty() || std::find(quiz_ids.begin(), quiz_ids.end(), quiz) != quiz_ids.end();
+  };
+  QuizRun run;
+  bool open = false;  // `run` holds a quiz line or events
+  auto finish = [&]() -> Status {
+    if (!open) return Status();
+    open = false;
+    Status s = wanted(run.quiz_id) ? replayer.run(run) : Status();
+    run = QuizRun{};
+    if (progress) {
+      const double done = file_bytes > 0 ? std::min(1.0, static_cast<double>(reader.bytes_read()) /
+                                                             static_cast<double>(file_bytes))
+                                         : 1.0;
+      progress(sum.events, done, seconds());
+    }
+    return s;
+  };
+  SourceQuiz quiz;
+  AnswerEvent event;
+  for (;;) {
+    auto kind = reader.next(quiz, event);
+    if (!kind.ok()) return kind.status();
+    if (*kind == EventFileReader::Kind::end) break;
+    if (*kind == EventFileReader::Kind::quiz) {
+      if (Status s = finish(); !s.ok()) return s;
+      run.quiz_id = quiz.def.quiz_id;
+      run.quiz = std::move(quiz);
+      open = true;
+      continue;
+    }
+    if (open && event.quiz_id != run.quiz_id) {
+      if (Status s = finish(); !s.ok()) return s;
+    }
+    if (!open) {
+      run.quiz_id = event.quiz_id;
+      open = true;
+    }
+    if (wanted(event.quiz_id)) ++sum.events;
+    run.events.push_back(std::move(event));
+  }
+  if (Status s = finish(); !s.ok()) return s;
+  sum.seconds = seconds();
+  return sum;
 }
 
 }  // namespace quizflow::ingress

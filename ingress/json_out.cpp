@@ -30,6 +30,21 @@ void entry_fields(Writer& w, const StandingEntry& e) {
   w.Int64(e.standing.time_ms);
 }
 
+void rewards_array(Writer& w, const std::vector<RewardRow>& rewards) {
+  w.StartArray();
+  for (const RewardRow& r : rewards) {
+    w.StartObject();
+    w.Key("user_id");
+    w.Int64(r.user_id);
+    w.Key("rank");
+    w.Int64(r.rank);
+    w.Key("reward");
+    str(w, r.reward);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
 }  // namespace
 
 std::string error_body(const std::string& code, const std::string& message,
@@ -155,18 +170,7 @@ std::string rewards_body(int64_t quiz_id, const std::vector<RewardRow>& rewards)
   w.Key("quiz_id");
   w.Int64(quiz_id);
   w.Key("rewards");
-  w.StartArray();
-  for (const RewardRow& r : rewards) {
-    w.StartObject();
-    w.Key("user_id");
-    w.Int64(r.user_id);
-    w.Key("rank");
-    w.Int64(r.rank);
-    w.Key("reward");
-    w.String(r.reward.data(), static_cast<rapidjson::SizeType>(r.reward.size()));
-    w.EndObject();
-  }
-  w.EndArray();
+  rewards_array(w, rewards);
   w.EndObject();
   return sb.GetString();
 }
@@ -221,6 +225,22 @@ std::string answer_json(const AnswerEvent& e) {
   str(w, format_rfc3339_ms(e.answered_at_ms));
   w.Key("elapsed_ms");
   w.Int64(e.elapsed_ms);
+  w.EndObject();
+  return done(sb);
+}
+
+std::string quiz_line_json(const QuizDef& q, QuizState state,
+                           const std::vector<RewardRow>& rewards) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("quiz");
+  const std::string def = encode_quiz(q);
+  w.RawValue(def.data(), def.size(), rapidjson::kObjectType);
+  w.Key("state");
+  w.String(to_string(state));
+  w.Key("rewards");
+  rewards_array(w, rewards);
   w.EndObject();
   return done(sb);
 }

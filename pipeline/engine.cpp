@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <unordered_map>
 
 #include "core/log_rate.h"
 #include "core/time_util.h"
@@ -288,27 +290,69 @@ std::vector<std::pair<int64_t, int64_t>> Engine::largest_pending() const {
 
 int64_t Engine::uptime_s() const { return running() ? (now_ms() - started_ms_.load()) / 1000 : 0; }
 
+void Engine::refresh_rebuilt() {
+  const auto in_memory = standings_->versions();
+  if (in_memory.empty()) return;
+  std::vector<int64_t> ids;
+  ids.reserve(in_memory.size());
+  for (const auto& [quiz, version] : in_memory) ids.push_back(quiz);
+  auto stored = store_->standings_versions(ids);
+  static LogRate rate;
+  int64_t more = 0;
+  if (!stored.ok()) {
+    if (rate.allow(more))
+      spdlog::warn("checking for rebuilt standings failed: {} ({} similar lines held back)",
+                   stored.status().to_string(), more);
+    return;
+  }
+  std::unordered_map<int64_t, int64_t> memory(in_memory.begin(), in_memory.end());
+  for (const auto& [quiz, version] : *stored) {
+    if (version <= memory[quiz]) continue;
+    const int64_t q = quiz;
+    auto done = standings_->refresh(q, [&] { return store_->load_counted(q); });
+    if (!done.ok()) {
+      if (rate.allow(more))
+        spdlog::warn(
+            "reloading the rebuilt standings of quiz {} failed: {} ({} similar lines held "
+            "back)",
+            q, done.status().to_string(), more);
+      continue;
+    }
+    if (!*done) continue;  // a batch reloaded it first
+    metrics_.batches.replay_refreshes.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("quiz {}: standings rebuilt by a replay (version {}); reloaded", q, version);
+  }
+}
+
 // Checks PostgreSQL and Kafka once a second, every 100 ms while a check fails (the checks block
-// on I/O; health() never does).
+// on I/O; health() never does), and every 250 ms whether a replay rebuilt quizzes in memory.
 void Engine::monitor_loop() {
+  using Clock = std::chrono::steady_clock;
   bool was_ok = true;
+  auto next_check = Clock::now();
   for (;;) {
-    const Status db = store_->ping();
-    const Status kafka = sink_->health();
-    const bool ok = db.ok() && kafka.ok();
-    if (was_ok && !ok)
-      spdlog::warn("health check failing: database={} kafka={}", db.to_string(), kafka.to_string());
-    was_ok = ok;
+    if (Clock::now() >= next_check) {
+      const Status db = store_->ping();
+      const Status kafka = sink_->health();
+      const bool ok = db.ok() && kafka.ok();
+      if (was_ok && !ok)
+        spdlog::warn("health check failing: database={} kafka={}", db.to_string(),
+                     kafka.to_string());
+      was_ok = ok;
+      MutexLock lock(health_mu_);
+      health_.database_ok = db.ok();
+      health_.database_error = db.ok() ? "" : db.message();
+      health_.kafka_ok = kafka.ok();
+      health_.kafka_error = kafka.ok() ? "" : kafka.message();
+      // A failing check is repeated sooner: right after start-up the producer may not have
+      // reached its broker yet, and a recovery is seen within 100 ms.
+      next_check =
+          Clock::now() + (ok ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100));
+    }
+    if (was_ok) refresh_rebuilt();
     MutexLock lock(health_mu_);
-    health_.database_ok = db.ok();
-    health_.database_error = db.ok() ? "" : db.message();
-    health_.kafka_ok = kafka.ok();
-    health_.kafka_error = kafka.ok() ? "" : kafka.message();
-    // A failing check is repeated sooner: right after start-up the producer may not have
-    // reached its broker yet, and a recovery is seen within 100 ms.
-    const auto next = std::chrono::steady_clock::now() +
-                      (ok ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100));
-    while (!stop_monitor_ && health_cv_.wait_until(health_mu_, next)) {
+    const auto wake = std::min(next_check, Clock::now() + std::chrono::milliseconds(250));
+    while (!stop_monitor_ && health_cv_.wait_until(health_mu_, wake)) {
     }
     if (stop_monitor_) return;
   }

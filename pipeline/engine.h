@@ -117,6 +117,10 @@ class Engine {
 
  private:
   void monitor_loop() QF_EXCLUDES(health_mu_);
+  // Replaces the standings in memory of the quizzes a replay rebuilt since they were loaded
+  // (their stored version is newer), so leaderboards agree with the table without waiting for
+  // the quiz's next batch. Blocks on I/O (the monitor thread calls it).
+  void refresh_rebuilt();
 
   Config config_;
   std::unique_ptr<Store> store_;

@@ -4,20 +4,20 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 
 #include "stages/dedupe.h"
 #include "stages/derive.h"
+#include "stages/finalize.h"
 #include "stages/score.h"
 #include "stages/validate.h"
 
 namespace quizflow {
 
-ReplayedQuiz replay_quiz(const QuizDef& def, std::span<const AnswerEvent> events) {
-  ReplayedQuiz out;
-  out.quiz_id = def.quiz_id;
-  out.events = static_cast<int64_t>(events.size());
+std::vector<AnswerEvent> accepted_events(const QuizDef& def, std::span<const AnswerEvent> events,
+                                         int64_t& rejected) {
   // A catalog of this quiz alone, open: the log holds what was accepted; only the definition
   // (questions, points, window) decides again, as validate does live.
   CatalogSnapshot catalog;
@@ -27,11 +27,19 @@ ReplayedQuiz replay_quiz(const QuizDef& def, std::span<const AnswerEvent> events
   for (const AnswerEvent& e : events) {
     AnswerEvent v = e;
     if (stages::validate(v, catalog).status == ItemStatus::rejected) {
-      ++out.rejected;
+      ++rejected;
       continue;
     }
     valid.push_back(std::move(v));
   }
+  return valid;
+}
+
+ReplayedQuiz replay_quiz(const QuizDef& def, std::span<const AnswerEvent> events) {
+  ReplayedQuiz out;
+  out.quiz_id = def.quiz_id;
+  out.events = static_cast<int64_t>(events.size());
+  const std::vector<AnswerEvent> valid = accepted_events(def, events, out.rejected);
   std::vector<const AnswerEvent*> in_order;
   in_order.reserve(valid.size());
   for (const AnswerEvent& e : valid) in_order.push_back(&e);
@@ -86,9 +94,14 @@ double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double fraction(int64_t done, int64_t total) {
+  return total > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total)) : 1.0;
+}
+
 // Rebuilds quiz by quiz in place.
 Result<ReplaySummary> rebuild_log(Store& store, const std::vector<int64_t>& quiz_ids,
-                                  const ReplayOptions& options, const ReplayProgress& progress) {
+                                  const ReplayOptions& options, const ReplayProgress& progress,
+                                  int64_t total) {
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int64_t> quizzes = quiz_ids;
   if (quizzes.empty()) {
@@ -101,12 +114,13 @@ Result<ReplaySummary> rebuild_log(Store& store, const std::vector<int64_t>& quiz
   ReplaySummary sum;
   for (int64_t quiz : quizzes) {
     int64_t rejected = 0;
-    auto r =
-        store.rebuild_quiz(quiz, [&](const QuizDef& def, const std::vector<AnswerEvent>& events) {
-          ReplayedQuiz q = replay_quiz(def, events);
-          rejected = q.rejected;
-          return DerivedRows{std::move(q.counted), std::move(q.standings)};
-        });
+    auto r = store.rebuild_quiz(quiz,
+                                [&](const QuizDef& def, const std::vector<AnswerEvent>& events) {
+                                  ReplayedQuiz q = replay_quiz(def, events);
+                                  rejected = q.rejected;
+                                  return DerivedRows{std::move(q.counted), std::move(q.standings)};
+                                },
+                                {});
     if (!r.ok()) return r.status();
     sum.events += r->events;
     if (!r->found) {
@@ -117,7 +131,7 @@ Result<ReplaySummary> rebuild_log(Store& store, const std::vector<int64_t>& quiz
     const auto diffs = diff_standings(r->before, r->after);
     if (r->finalized && !diffs.empty()) sum.finalized_changed.push_back(quiz);
     count_diffs(sum, quiz, diffs, options.max_diffs);
-    if (progress) progress(sum.events, since(t0));
+    if (progress) progress(sum.events, fraction(sum.events, total), since(t0));
   }
   sum.seconds = since(t0);
   return sum;
@@ -127,7 +141,13 @@ Result<ReplaySummary> rebuild_log(Store& store, const std::vector<int64_t>& quiz
 
 Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_ids,
                                  const ReplayOptions& options, const ReplayProgress& progress) {
-  if (!options.dry_run) return rebuild_log(store, quiz_ids, options, progress);
+  int64_t total = 0;  // for the progress
+  if (progress) {
+    auto n = store.count_events(quiz_ids);
+    if (!n.ok()) return n.status();
+    total = *n;
+  }
+  if (!options.dry_run) return rebuild_log(store, quiz_ids, options, progress, total);
   const auto t0 = std::chrono::steady_clock::now();
   ReplaySummary sum;
   std::vector<AnswerEvent> events;  // the current quiz's
@@ -150,7 +170,7 @@ Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_
       sum.finalized_changed.push_back(quiz);
     count_diffs(sum, quiz, diffs, options.max_diffs);
     events.clear();
-    if (progress) progress(sum.events, since(t0));
+    if (progress) progress(sum.events, fraction(sum.events, total), since(t0));
   };
   auto read = store.read_events(quiz_ids, [&](const AnswerEvent& e) {
     if (!events.empty() && events.front().quiz_id != e.quiz_id) finish_quiz();
@@ -165,6 +185,96 @@ Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_
   }
   sum.seconds = since(t0);
   return sum;
+}
+
+RunReplayer::RunReplayer(Store& store, const ReplayOptions& options, ReplaySummary& sum)
+    : store_(store), options_(options), sum_(sum) {}
+RunReplayer::~RunReplayer() = default;
+
+Status RunReplayer::run(const QuizRun& r) {
+  auto stored = store_.load_quiz(r.quiz_id);
+  if (!stored.ok()) return stored.status();
+  if (r.quiz && *stored && !((*stored)->def == r.quiz->def)) {
+    sum_.conflicting_quizzes.push_back(r.quiz_id);  // never overwritten
+    return Status();
+  }
+  if (!r.quiz && !*stored) {
+    sum_.unknown_quizzes.push_back(r.quiz_id);
+    return Status();
+  }
+  const QuizDef& def = r.quiz ? r.quiz->def : (*stored)->def;
+  const bool finalized = *stored && (*stored)->state == QuizState::finalized;
+  return options_.dry_run ? compare(r, def, finalized) : import(r, def, stored->has_value());
+}
+
+Status RunReplayer::compare(const QuizRun& r, const QuizDef& def, bool finalized) {
+  std::vector<AnswerEvent> events;
+  auto read = store_.read_events({r.quiz_id}, [&](const AnswerEvent& e) { events.push_back(e); });
+  if (!read.ok()) return read.status();
+  events.insert(events.end(), r.events.begin(), r.events.end());  // dedupe drops repeats
+  const ReplayedQuiz q = replay_quiz(def, events);
+  auto before = store_.load_standings(r.quiz_id);
+  if (!before.ok()) return before.status();
+  sum_.rejected += q.rejected;
+  const auto diffs = diff_standings(*before, q.standings);
+  if (finalized && !diffs.empty()) sum_.finalized_changed.push_back(r.quiz_id);
+  count_diffs(sum_, r.quiz_id, diffs, options_.max_diffs);
+  return Status();
+}
+
+Status RunReplayer::import(const QuizRun& r, const QuizDef& def, bool stored) {
+  if (!stored) {
+    auto saved = store_.save_quiz(def);
+    if (!saved.ok()) return saved.status();
+    if (*saved == SaveQuizResult::conflict) {  // stored by someone else meanwhile
+      sum_.conflicting_quizzes.push_back(r.quiz_id);
+      return Status();
+    }
+    if (*saved == SaveQuizResult::created) ++sum_.quizzes_created;
+  }
+  int64_t rejected = 0;
+  const std::vector<AnswerEvent> valid = accepted_events(def, r.events, rejected);
+  auto rebuilt = store_.rebuild_quiz(
+      r.quiz_id,
+      [&](const QuizDef& d, const std::vector<AnswerEvent>& events) {
+        ReplayedQuiz q = replay_quiz(d, events);
+        return DerivedRows{std::move(q.counted), std::move(q.standings)};
+      },
+      valid);
+  if (!rebuilt.ok()) return rebuilt.status();
+  sum_.rejected += rejected;
+  sum_.appended += rebuilt->appended;
+  const auto diffs = diff_standings(rebuilt->before, rebuilt->after);
+  if (rebuilt->finalized && !diffs.empty()) sum_.finalized_changed.push_back(r.quiz_id);
+  count_diffs(sum_, r.quiz_id, diffs, options_.max_diffs);
+  if (!r.quiz || rebuilt->finalized) return Status();
+  if (r.quiz->state == QuizState::closed) {
+    auto closed = store_.close_quiz(r.quiz_id);
+    if (!closed.ok()) return closed.status();
+  } else if (r.quiz->state == QuizState::finalized) {
+    return finalize(def, r.quiz->rewards);
+  }
+  return Status();
+}
+
+// The quiz ran to its end where it was exported: its final standings from the rebuilt ones,
+// its rewards as they were granted there, no notifications.
+Status RunReplayer::finalize(const QuizDef& def, const std::vector<RewardRow>& granted) {
+  if (!writer_) {
+    auto w = store_.open_writer(metrics_);
+    if (!w.ok()) return w.status();
+    writer_ = std::move(*w);
+  }
+  auto done = writer_->finalize(
+      def.quiz_id,
+      [&](std::vector<StandingRow> stored) {
+        FinalRows rows = stages::final_results(def, std::move(stored));
+        rows.rewards = granted;
+        rows.notifications.clear();
+        return rows;
+      },
+      /*outbox=*/false);
+  return done.ok() ? Status() : done.status();
 }
 
 }  // namespace quizflow

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -23,6 +24,11 @@ struct ReplayedQuiz {
   std::vector<CountedRow> counted;  // the answers that count, by (user_id, question_id)
   std::vector<StandingRow> standings;  // every player's standing, by user_id
 };
+
+// The events of `events` that `def` accepts (validate, spec §4: with `correct` and `points`
+// derived), in order; adds how many it rejects to `rejected`.
+std::vector<AnswerEvent> accepted_events(const QuizDef& def, std::span<const AnswerEvent> events,
+                                         int64_t& rejected);
 
 // Recomputes `def`'s counted answers and standings from `events` (its event log, any order;
 // events of other quizzes are rejected). Pure: no I/O.
@@ -53,10 +59,16 @@ struct ReplaySummary {
   std::vector<int64_t> unknown_quizzes;  // events of quizzes without a stored definition
   // Finalized quizzes whose standings differ: reported, not rewritten (rewards stay as granted).
   std::vector<int64_t> finalized_changed;
+  // From a file (RunReplayer): events new to the log, quizzes whose definition it created, and
+  // quizzes skipped because the file's definition differs from the stored one.
+  int64_t appended = 0;
+  int64_t quizzes_created = 0;
+  std::vector<int64_t> conflicting_quizzes;
   double seconds = 0;
 };
-// Called after each quiz: events read so far, seconds since the start.
-using ReplayProgress = std::function<void(int64_t events, double seconds)>;
+// Called after each quiz: events read so far, the fraction of the work done (0 … 1), seconds
+// since the start.
+using ReplayProgress = std::function<void(int64_t events, double fraction, double seconds)>;
 
 struct ReplayOptions {
   bool dry_run = true;    // compare only; else rebuild (Store::rebuild_quiz) quiz by quiz
@@ -72,5 +84,45 @@ struct ReplayOptions {
 Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_ids,
                                  const ReplayOptions& options = {},
                                  const ReplayProgress& progress = {});
+
+// A replay source's unit (ingress/event_file.h): one quiz's events, with what the source says
+// of the quiz when it says anything (a file's quiz line).
+struct SourceQuiz {
+  QuizDef def;
+  QuizState state = QuizState::open;
+  std::vector<RewardRow> rewards;  // granted (finalized quizzes)
+};
+struct QuizRun {
+  int64_t quiz_id = 0;
+  std::optional<SourceQuiz> quiz;
+  std::vector<AnswerEvent> events;
+};
+
+// Replays runs of a source (`quizflow replay --from file:`, `quizflow import`) into `sum`.
+// A run's quiz is defined by its SourceQuiz, else by its stored definition (none: reported as
+// unknown). A dry run compares the standings the stored log plus the run's events give with the
+// stored ones, changing nothing. Otherwise: the definition is stored unless it is (one that
+// differs from the stored one is a conflict: reported, the run skipped, nothing overwritten);
+// the events the definition accepts are added to the log and the quiz rebuilt, in one
+// transaction (Store::rebuild_quiz); a quiz the source says is closed is closed, and one it says
+// is finalized is finalized with the source's rewards as granted (no notifications: they went
+// out where the quiz ran). Memory: one run's events and one quiz's log.
+class RunReplayer {
+ public:
+  RunReplayer(Store& store, const ReplayOptions& options, ReplaySummary& sum);
+  ~RunReplayer();
+  Status run(const QuizRun& r);
+
+ private:
+  Status compare(const QuizRun& r, const QuizDef& def, bool finalized);
+  Status import(const QuizRun& r, const QuizDef& def, bool stored);
+  Status finalize(const QuizDef& def, const std::vector<RewardRow>& granted);
+
+  Store& store_;
+  const ReplayOptions& options_;
+  ReplaySummary& sum_;
+  BatchMetrics metrics_;  // of the writer that finalizes imported quizzes
+  std::unique_ptr<BatchWriter> writer_;
+};
 
 }  // namespace quizflow

@@ -127,6 +127,9 @@ StatsReport collect_stats(const Engine& engine) {
   b.counter("batches.stale_reloads", "quizflow_batch_stale_reloads_total",
             "Transactions whose quizzes were reloaded because a replay had rebuilt them.",
             static_cast<double>(bm.stale_reloads.load()));
+  b.counter("batches.replay_refreshes", "quizflow_batch_replay_refreshes_total",
+            "Quizzes whose standings in memory were replaced after a replay rebuilt them.",
+            static_cast<double>(bm.replay_refreshes.load()));
   b.counter("batches.in_doubt_resolved", "quizflow_batch_in_doubt_resolved_total",
             "COMMITs of unknown outcome (connection lost at COMMIT) resolved by a lookup.",
             static_cast<double>(bm.in_doubt_resolved.load()));

@@ -29,12 +29,13 @@ TxnChanges derive(const DistinctEvents& d, const std::vector<bool>& inserted,
   c.proposals.reserve(quizzes.size());
   for (size_t g = 0; g < quizzes.size(); ++g) {
     const int64_t quiz = quizzes[g];
-    Proposal p = book.read(quiz, [&](const QuizStandings* s) {
+    Proposal p = book.read_versioned(quiz, [&](const QuizStandings* s, int64_t version) {
       if (!s)
         throw std::logic_error("the standings of quiz " + std::to_string(quiz) + " are not loaded");
       Proposal prop = s->propose(quiz, fresh[g]);
       prop.moves = s->rank_moves(prop, policy);
       prop.policy = policy;
+      prop.version = version;
       return prop;
     });
     for (size_t k : p.newly_counted) c.counted.push_back(fresh_index[g][k]);
@@ -62,8 +63,9 @@ DerivedRows rows_of(const TxnChanges& c) {
 void apply(StandingsBook& book, const TxnChanges& c) {
   for (const auto& p : c.proposals) {
     if (p.counted.empty() && p.standings.empty()) continue;
-    // A quiz that left memory meanwhile (finalized by another engine) is not brought back.
-    book.update(p.quiz_id, [&](QuizStandings& s) { s.apply(p); });
+    // A quiz that left memory meanwhile (finalized) is not brought back; one reloaded at a
+    // newer version (a replay rebuilt it) holds this change already.
+    book.update_at(p.quiz_id, p.version, [&](QuizStandings& s) { s.apply(p); });
   }
 }
 

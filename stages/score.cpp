@@ -191,6 +191,26 @@ std::shared_ptr<StandingsBook::Slot> StandingsBook::find(int64_t quiz_id) const 
   return it == slots_.end() ? nullptr : it->second;
 }
 
+std::vector<std::pair<int64_t, int64_t>> StandingsBook::versions() const {
+  std::vector<std::shared_ptr<Slot>> slots;
+  std::vector<int64_t> ids;
+  {
+    ReaderLock lock(mu_);
+    slots.reserve(slots_.size());
+    for (const auto& [quiz, slot] : slots_) {
+      ids.push_back(quiz);
+      slots.push_back(slot);
+    }
+  }
+  std::vector<std::pair<int64_t, int64_t>> out;
+  out.reserve(slots.size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    ReaderLock lock(slots[i]->mu);
+    if (slots[i]->loaded) out.emplace_back(ids[i], slots[i]->version);
+  }
+  return out;
+}
+
 bool StandingsBook::loaded(int64_t quiz_id) const {
   std::shared_ptr<Slot> slot = find(quiz_id);
   if (!slot) return false;

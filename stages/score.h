@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/events.h"
@@ -41,6 +42,7 @@ struct Proposal {
   std::vector<size_t> newly_counted;  // indexes into the proposed events
   std::vector<RankMove> moves;        // see QuizStandings::rank_moves
   RankPolicy policy;
+  int64_t version = 0;  // the version of the standings it was computed from (StandingsBook)
 };
 
 // One quiz's standings. Not thread-safe (StandingsBook guards it).
@@ -119,6 +121,16 @@ class StandingsBook {
     return f(static_cast<const QuizStandings*>(slot->loaded ? &slot->standings : nullptr));
   }
 
+  // As read, with the version of the standings read: f(const QuizStandings*, int64_t version).
+  template <typename F>
+  auto read_versioned(int64_t quiz_id, F&& f) const {
+    std::shared_ptr<Slot> slot = find(quiz_id);
+    if (!slot) return f(static_cast<const QuizStandings*>(nullptr), int64_t{-1});
+    ReaderLock lock(slot->mu);
+    if (!slot->loaded) return f(static_cast<const QuizStandings*>(nullptr), int64_t{-1});
+    return f(static_cast<const QuizStandings*>(&slot->standings), slot->version);
+  }
+
   // Makes sure the quiz's stored state is in memory: the first call runs `load()` (returning
   // Result<StoredCounted>, e.g. a database query) under the quiz's exclusive lock and rebuilds
   // the standings from it; later calls return at once. Not ok: nothing was loaded (a later call
@@ -139,6 +151,27 @@ class StandingsBook {
     slot->loaded = true;
     return Status();
   }
+  // Replaces a loaded quiz's standings with a newer stored version (a replay rebuilt them):
+  // under the quiz's exclusive lock runs `load()` and installs its rows only when their version
+  // is above the one in memory. True when it did. Changes derived from the older version are
+  // not applied after it (update_at), as the stored rows of a newer version already hold every
+  // change committed against an older one.
+  template <typename Load>
+  Result<bool> refresh(int64_t quiz_id, Load&& load) {
+    std::shared_ptr<Slot> slot = find(quiz_id);
+    if (!slot) return false;
+    WriterLock lock(slot->mu);
+    if (!slot->loaded) return false;
+    auto rows = load();
+    if (!rows.ok()) return rows.status();
+    if (rows->version <= slot->version) return false;
+    slot->standings = QuizStandings();
+    for (const CountedRow& r : rows->rows) slot->standings.load(r);
+    slot->version = rows->version;
+    return true;
+  }
+  // The loaded quizzes and the version of their standings in memory.
+  std::vector<std::pair<int64_t, int64_t>> versions() const QF_EXCLUDES(mu_);
   bool loaded(int64_t quiz_id) const;
   // The version of the quiz's standings in memory (StoredCounted::version); -1 when not loaded.
   int64_t version(int64_t quiz_id) const;
@@ -155,14 +188,15 @@ class StandingsBook {
   void clear() QF_EXCLUDES(mu_);
   size_t size() const QF_EXCLUDES(mu_);  // quizzes in memory
 
-  // Runs f(QuizStandings&) under the quiz's exclusive lock when the quiz is in memory and
-  // loaded; false (f not run) otherwise — e.g. it left memory (finalized) meanwhile.
+  // Runs f(QuizStandings&) under the quiz's exclusive lock when the quiz is in memory, loaded
+  // and its standings are still at `version`; false (f not run) otherwise — it left memory
+  // (finalized) or was reloaded at a newer version (refresh) meanwhile.
   template <typename F>
-  bool update(int64_t quiz_id, F&& f) {
+  bool update_at(int64_t quiz_id, int64_t version, F&& f) {
     std::shared_ptr<Slot> slot = find(quiz_id);
     if (!slot) return false;
     WriterLock lock(slot->mu);
-    if (!slot->loaded) return false;
+    if (!slot->loaded || slot->version != version) return false;
     f(slot->standings);
     return true;
   }

@@ -1,6 +1,8 @@
 // Event files against the real PostgreSQL: the event log read back by binary COPY and written as
-// JSON lines that the answer decoder reads back unchanged, quiz by quiz in key order, chosen
-// quizzes only, past COPY's chunk boundaries; a failing output is an error, not a short file.
+// JSON lines — a quiz line (definition, state, rewards granted) before each quiz's answers — that
+// the reader reads back unchanged, quiz by quiz in key order, chosen quizzes only, past COPY's
+// chunk boundaries; a failing output is an error, not a short file; a bad line is refused with
+// its number.
 #include "ingress/event_file.h"
 
 #include <gtest/gtest.h>
@@ -43,12 +45,21 @@ class EventFileTest : public ::testing::Test {
     return e;
   }
 
-  // Stores `events` of `quiz` (its row in quizzes too, so that "every quiz" finds it).
+  static QuizDef quiz_def(int64_t quiz) {
+    QuizDef d;
+    d.quiz_id = quiz;
+    d.title = test::cat("quiz \"", quiz, "\" ü");
+    d.opens_at_ms = 0;
+    d.closes_at_ms = 4102444800002;
+    d.questions = {Question{3, 4, 2, 500, 10000}, Question{4, 2, 0, 1000, 20000}};
+    d.rewards = {RewardTier{1, 1, "gold"}, RewardTier{2, 3, "silver \"x\""}};
+    return d;
+  }
+
+  // Stores `events` of `quiz` (its definition too, so that "every quiz" finds it).
   void store_events(int64_t quiz, const std::vector<AnswerEvent>& events) {
-    db.query(
-        test::cat("INSERT INTO quizzes (quiz_id, title, opens_at, closes_at, definition) "
-                  "VALUES (",
-                  quiz, ", 't', now(), now() + interval '1 day', '{}')"));
+    const auto saved = store->save_quiz(quiz_def(quiz));
+    ASSERT_TRUE(saved.ok()) << saved.status().to_string();
     std::vector<const AnswerEvent*> ptrs;
     for (const auto& e : events) ptrs.push_back(&e);
     const auto out = writer->commit(BatchTxn{{quiz}, test::cat("k", quiz), ptrs},
@@ -56,17 +67,40 @@ class EventFileTest : public ::testing::Test {
     ASSERT_TRUE(out.ok()) << out.status().to_string();
   }
 
-  // The file's lines decoded as answers (a line that does not decode fails the test).
-  static std::vector<AnswerEvent> decode(const std::string& file) {
+  // The file's answers (a line that does not read fails the test), and its quiz lines.
+  static std::vector<AnswerEvent> decode(const std::string& file,
+                                         std::vector<SourceQuiz>* quizzes = nullptr) {
     std::vector<AnswerEvent> out;
     std::istringstream in(file);
-    std::string line;
-    while (std::getline(in, line)) {
-      Item item = stages::decode_answer_json(line);
-      EXPECT_TRUE(item.event.has_value()) << line << ": " << item.verdict.message;
-      if (item.event) out.push_back(*item.event);
+    ingress::EventFileReader reader(in);
+    SourceQuiz q;
+    AnswerEvent e;
+    for (;;) {
+      auto kind = reader.next(q, e);
+      EXPECT_TRUE(kind.ok()) << kind.status().to_string();
+      if (!kind.ok() || *kind == ingress::EventFileReader::Kind::end) break;
+      if (*kind == ingress::EventFileReader::Kind::event) {
+        out.push_back(e);
+      } else if (quizzes) {
+        quizzes->push_back(q);
+      }
     }
     return out;
+  }
+
+  // What reading `file` says: the kinds of its lines, then the error that stopped it.
+  static std::string read_all(const std::string& file) {
+    std::istringstream in(file);
+    ingress::EventFileReader reader(in);
+    SourceQuiz q;
+    AnswerEvent e;
+    std::string kinds;
+    for (;;) {
+      auto kind = reader.next(q, e);
+      if (!kind.ok()) return kinds + kind.status().to_string();
+      if (*kind == ingress::EventFileReader::Kind::end) return kinds + "end";
+      kinds += *kind == ingress::EventFileReader::Kind::quiz ? "Q " : "E ";
+    }
   }
 
   TestDatabase db;
@@ -85,8 +119,16 @@ TEST_F(EventFileTest, EveryEventIsOneAnswerLineThatReadsBackUnchanged) {
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_EQ(r->events, 4);
   EXPECT_EQ(r->quizzes, 2);
-  const std::vector<AnswerEvent> back = decode(out.str());
+  std::vector<SourceQuiz> quizzes;
+  const std::vector<AnswerEvent> back = decode(out.str(), &quizzes);
   ASSERT_EQ(back.size(), 4u) << out.str();
+  // One quiz line before each quiz's answers, its definition as stored.
+  EXPECT_EQ(read_all(out.str()), "Q E E Q E E end");
+  ASSERT_EQ(quizzes.size(), 2u);
+  EXPECT_EQ(quizzes[0].def, quiz_def(7));
+  EXPECT_EQ(quizzes[0].state, QuizState::open);
+  EXPECT_TRUE(quizzes[0].rewards.empty());
+  EXPECT_EQ(quizzes[1].def, quiz_def(8));
   // Quiz by quiz, each by event_id.
   const std::vector<AnswerEvent> want{event("m.1-x_2", 7, 4, 1), event("z:9", 7, 5, 4102444800001),
                                       event("a", 8, 1, 946684799999),
@@ -152,6 +194,69 @@ TEST_F(EventFileTest, AFailingOutputIsAnErrorAndTheConnectionServesOn) {
   const auto again = ingress::export_events(*store, {}, out);
   ASSERT_TRUE(again.ok()) << again.status().to_string();
   EXPECT_EQ(again->events, 2);
+}
+
+TEST_F(EventFileTest, AFinalizedQuizCarriesItsStateAndTheRewardsGranted) {
+  store_events(7, {event("a", 7, 1, 1000), event("b", 7, 2, 1000)});
+  const auto fin = writer->finalize(
+      7,
+      [](std::vector<StandingRow>) {
+        FinalRows rows;
+        rows.rewards = {RewardRow{2, 1, "gold"}, RewardRow{1, 2, "silver \"x\""}};
+        return rows;
+      },
+      /*outbox=*/false);
+  ASSERT_TRUE(fin.ok()) << fin.status().to_string();
+  std::ostringstream out;
+  ASSERT_TRUE(ingress::export_events(*store, {}, out).ok());
+  std::vector<SourceQuiz> quizzes;
+  EXPECT_EQ(decode(out.str(), &quizzes).size(), 2u);
+  ASSERT_EQ(quizzes.size(), 1u);
+  EXPECT_EQ(quizzes[0].state, QuizState::finalized);
+  ASSERT_EQ(quizzes[0].rewards.size(), 2u);
+  EXPECT_EQ(quizzes[0].rewards[0].user_id, 2);
+  EXPECT_EQ(quizzes[0].rewards[0].reward, "gold");
+  EXPECT_EQ(quizzes[0].rewards[1].rank, 2);
+  EXPECT_EQ(quizzes[0].rewards[1].reward, "silver \"x\"");
+}
+
+TEST_F(EventFileTest, ABadLineIsRefusedWithItsNumberAndBlankLinesAreSkipped) {
+  const std::string answer =
+      R"({"event_id":"a","quiz_id":7,"user_id":1,"question_id":3,"option_id":2,)"
+      R"("answered_at":"2026-01-01T00:00:00.000Z","elapsed_ms":5})";
+  EXPECT_EQ(read_all(answer + "\n\n  \r\n" + answer + "\r\n"), "E E end");
+  EXPECT_EQ(read_all(answer + "\n{not json\n"),
+            "E invalid: line 2: malformed_json: not a JSON object");
+  EXPECT_EQ(read_all("[1]\n"), "invalid: line 1: malformed_json: not a JSON object");
+  const std::string wrong_type =
+      R"({"event_id":"a","quiz_id":"7","user_id":1,"question_id":3,)"
+      R"("option_id":2,"answered_at":"2026-01-01T00:00:00Z","elapsed_ms":5})";
+  const std::string r = read_all(wrong_type + "\n");
+  EXPECT_EQ(r.rfind("invalid: line 1: schema: ", 0), 0u) << r;
+  EXPECT_NE(r.find("(field quiz_id)"), std::string::npos) << r;
+  // Quiz lines: strict too.
+  std::ostringstream out;
+  store_events(7, {event("a", 7, 1, 1000)});
+  ASSERT_TRUE(ingress::export_events(*store, {}, out).ok());
+  const std::string quiz_line = out.str().substr(0, out.str().find('\n'));
+  EXPECT_EQ(read_all(quiz_line + "\n"), "Q end");
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string l = quiz_line;
+    const size_t at = l.find(from);
+    EXPECT_NE(at, std::string::npos) << l;
+    if (at != std::string::npos) l.replace(at, from.size(), to);
+    return read_all(l + "\n");
+  };
+  EXPECT_EQ(
+      with(R"("state":"open")", R"("state":"gone")"),
+      R"(invalid: line 1: schema: state must be "open", "closed" or "finalized" (field state))");
+  EXPECT_EQ(with(R"("rewards":[])", R"("rewards":[{"user_id":1,"rank":1,"reward":"x"}])"),
+            "invalid: line 1: schema: only a finalized quiz has granted rewards (field rewards)");
+  EXPECT_EQ(with(R"("rewards":[])", R"("extra":1)"),
+            "invalid: line 1: schema: unknown field extra (field extra)");
+  const std::string bad_def = with(R"("title":)", R"("titel":)");
+  EXPECT_EQ(bad_def.rfind("invalid: line 1: schema: ", 0), 0u) << bad_def;
+  EXPECT_NE(bad_def.find("(field quiz."), std::string::npos) << bad_def;
 }
 
 }  // namespace

@@ -9,9 +9,11 @@
 #include <map>
 #include <pqxx/pqxx>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "egress/pg_store.h"
+#include "ingress/event_file.h"
 #include "integration/workload.h"
 #include "pipeline/replay.h"
 #include "support/test_db.h"
@@ -443,9 +445,11 @@ TEST(PipelineInvariants, ReplayingTheLogGivesTheLiveStandings) {
   // the quiz's rows as they were: one transaction per quiz.
   const auto before_rows = db_standings(db);
   const auto died =
-      store.rebuild_quiz(quiz, [](const QuizDef&, const std::vector<AnswerEvent>&) -> DerivedRows {
-        throw std::runtime_error("killed");
-      });
+      store.rebuild_quiz(quiz,
+                         [](const QuizDef&, const std::vector<AnswerEvent>&) -> DerivedRows {
+                           throw std::runtime_error("killed");
+                         },
+                         {});
   EXPECT_FALSE(died.ok());
   EXPECT_EQ(db_standings(db), before_rows);
 
@@ -467,6 +471,127 @@ TEST(PipelineInvariants, ReplayingTheLogGivesTheLiveStandings) {
 // place. The replay puts every quiz right; the engine's next batches find their quizzes rebuilt
 // (stale), reload them and write from the rebuilt state — so what is stored at the end is the
 // independent computation over all events, and its leaderboards agree with the table.
+// Moving quizzes: the export of one database, replayed from the file into an empty one, gives
+// the same log, standings, final standings and rewards (granted once, nothing notified again);
+// again, it adds nothing; a dry run from the file changes nothing.
+TEST(PipelineInvariants, ExportThenReplayFromTheFileIntoAnEmptyDatabaseGivesTheSameStandings) {
+  Workload w = make_workload(9911, 20000, 60, 300);
+  w.quizzes[1].rewards = {RewardTier{1, 3, "gold"}, RewardTier{4, 10, "silver"}};
+  TestDatabase db;
+  std::vector<const SentAnswer*> all;
+  for (const auto& a : w.answers) all.push_back(&a);
+  Tally t;
+  const int64_t finalized = w.quizzes[1].quiz_id;
+  {
+    auto e = make_engine(db, test_config(db.url()));
+    create_quizzes(*e, w);
+    send(*e, all, 25, 4, 5, t);
+    ASSERT_TRUE(e->close_quiz(finalized).ok());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto q = e->quiz(finalized);
+      if (q.ok() && *q && (*q)->state == QuizState::finalized) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    e->stop();
+  }
+  ASSERT_EQ(db_standings(db), expected_rows(w));
+  auto table = [](const TestDatabase& d, const std::string& sql) { return d.query(sql); };
+  const std::string kLog = "SELECT * FROM answer_events ORDER BY quiz_id, event_id";
+  const std::string kFinal = "SELECT * FROM final_standings ORDER BY quiz_id, rank";
+  const std::string kRewards = "SELECT quiz_id, user_id, rank, reward FROM rewards ORDER BY 1, 2";
+  const std::string kQuizzes = "SELECT quiz_id, definition, state FROM quizzes ORDER BY 1";
+  ASSERT_FALSE(table(db, kRewards).empty()) << "the finalized quiz granted no reward";
+
+  egress::PgStore source(egress::PoolOptions{db.url()});
+  std::ostringstream file;
+  const auto exported = ingress::export_events(source, {}, file);
+  ASSERT_TRUE(exported.ok()) << exported.status().to_string();
+  const std::string text = file.str();
+
+  TestDatabase empty;
+  egress::PgStore target(egress::PoolOptions{empty.url()});
+  ASSERT_TRUE(target.migrate().ok());
+  auto replay = [&](bool dry_run) {
+    std::istringstream in(text);
+    return ingress::replay_file(target, in, static_cast<int64_t>(text.size()), {},
+                                ReplayOptions{dry_run, 5});
+  };
+  const auto dry = replay(/*dry_run=*/true);
+  ASSERT_TRUE(dry.ok()) << dry.status().to_string();
+  EXPECT_GT(dry->players_changed, 0);
+  EXPECT_TRUE(table(empty, kQuizzes).empty()) << "a dry run stored quizzes";
+  EXPECT_TRUE(table(empty, kLog).empty()) << "a dry run stored events";
+
+  const auto imported = replay(/*dry_run=*/false);
+  ASSERT_TRUE(imported.ok()) << imported.status().to_string();
+  EXPECT_EQ(imported->appended, exported->events);
+  EXPECT_EQ(imported->quizzes_created, static_cast<int64_t>(w.quizzes.size()));
+  EXPECT_TRUE(imported->conflicting_quizzes.empty());
+  EXPECT_EQ(db_standings(empty), db_standings(db));
+  EXPECT_EQ(table(empty, kLog), table(db, kLog));
+  EXPECT_EQ(table(empty, kQuizzes), table(db, kQuizzes));
+  EXPECT_EQ(table(empty, kFinal), table(db, kFinal));
+  EXPECT_EQ(table(empty, kRewards), table(db, kRewards));
+  EXPECT_EQ(table(empty, "SELECT count(*) FROM outbox"),
+            (std::vector<std::vector<std::string>>{{"0"}}));
+
+  // Importing again adds nothing and changes nothing; a dry run finds nothing to change.
+  const auto again = replay(/*dry_run=*/false);
+  ASSERT_TRUE(again.ok()) << again.status().to_string();
+  EXPECT_EQ(again->appended, 0);
+  EXPECT_EQ(again->quizzes_created, 0);
+  EXPECT_EQ(again->players_changed, 0);
+  EXPECT_EQ(table(empty, kRewards), table(db, kRewards));
+  const auto check = replay(/*dry_run=*/true);
+  ASSERT_TRUE(check.ok()) << check.status().to_string();
+  EXPECT_EQ(check->players_changed, 0);
+}
+
+TEST(PipelineInvariants, ARunningEngineTakesRebuiltStandingsWithoutFurtherAnswers) {
+  const Workload w = make_workload(4242, 3000, 40, 0);
+  TestDatabase db;
+  std::vector<const SentAnswer*> all;
+  for (const auto& a : w.answers) all.push_back(&a);
+  Tally t;
+  {
+    auto e = make_engine(db, test_config(db.url()));
+    create_quizzes(*e, w);
+    send(*e, all, 20, 4, 1, t);
+    e->stop();
+  }
+  const int64_t q0 = w.quizzes[0].quiz_id;
+  db.query(test::cat("UPDATE counted_answers SET points = points + 7 WHERE quiz_id = ", q0));
+  auto e = make_engine(db, test_config(db.url()));
+  auto board = [&] {
+    std::vector<std::pair<int64_t, int64_t>> rows;  // (user, score) in rank order
+    auto page = e->leaderboard(q0, 0, 100000);
+    if (page.ok() && *page)
+      for (const auto& entry : (*page)->entries)
+        rows.emplace_back(entry.user_id, entry.standing.score);
+    return rows;
+  };
+  const auto damaged = board();  // loads the damaged counted answers into memory
+  ASSERT_FALSE(damaged.empty());
+  egress::PgStore store(egress::PoolOptions{db.url()});
+  auto summary = replay_log(store, {q0}, ReplayOptions{/*dry_run=*/false, 5});
+  ASSERT_TRUE(summary.ok()) << summary.status().to_string();
+  ASSERT_EQ(db_standings(db), expected_rows(w));
+  std::vector<std::pair<int64_t, int64_t>> expected;  // the table's, in rank order
+  for (const auto& r :
+       db.query(test::cat("SELECT user_id, score FROM standings WHERE quiz_id = ", q0,
+                          " ORDER BY score DESC, correct DESC, time_ms ASC, user_id ASC")))
+    expected.emplace_back(std::stoll(r[0]), std::stoll(r[1]));
+  ASSERT_NE(damaged, expected);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (board() != expected && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(board(), expected) << "the engine still serves the damaged standings";
+  EXPECT_EQ(e->metrics().batches.replay_refreshes.load(), 1);
+  EXPECT_EQ(e->metrics().batches.stale_reloads.load(), 0);
+  e->stop();
+}
+
 TEST(PipelineInvariants, ReplayWhileAnswersArriveEndsEqualToTheIndependentComputation) {
   const Workload w = make_workload(777, 12000, 300, 0);
   TestDatabase db;
@@ -514,6 +639,22 @@ TEST(PipelineInvariants, ReplayWhileAnswersArriveEndsEqualToTheIndependentComput
       if (row[0] == std::to_string(quiz)) rows.push_back(row);
     return rows;
   };
+
+  // With no further answer, the engine replaces what it holds of the rebuilt quizzes: its
+  // leaderboards agree with the table (the damaged quiz's memory was damaged too).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  auto all_agree = [&] {
+    for (const QuizDef& q : w.quizzes)
+      if (memory_rows(q.quiz_id) != stored_rows(q.quiz_id)) return false;
+    return true;
+  };
+  while (!all_agree() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (const QuizDef& q : w.quizzes)
+    EXPECT_EQ(memory_rows(q.quiz_id), stored_rows(q.quiz_id))
+        << "quiz " << q.quiz_id << " after the replay, before any further answer";
+  EXPECT_GE(
+      e->metrics().batches.replay_refreshes.load() + e->metrics().batches.stale_reloads.load(), 1);
 
   send(*e, part3, 30, 4, 3, t);  // after it: every quiz was rebuilt, the engine must reload
   EXPECT_EQ(t.request_errors.load(), 0);

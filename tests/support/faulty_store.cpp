@@ -178,6 +178,11 @@ Result<StoredCounted> FaultyStore::load_counted(int64_t quiz_id) {
   return inner_->load_counted(quiz_id);
 }
 
+Result<std::vector<std::pair<int64_t, int64_t>>> FaultyStore::standings_versions(
+    const std::vector<int64_t>& quiz_ids) {
+  return inner_->standings_versions(quiz_ids);
+}
+
 Result<std::vector<StandingRow>> FaultyStore::load_standings(int64_t quiz_id) {
   return inner_->load_standings(quiz_id);
 }
@@ -208,8 +213,9 @@ Result<int64_t> FaultyStore::outbox_sent(const std::vector<int64_t>& ids) {
 
 Result<std::vector<int64_t>> FaultyStore::log_quizzes() { return inner_->log_quizzes(); }
 
-Result<RebuiltQuiz> FaultyStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute) {
-  return inner_->rebuild_quiz(quiz_id, compute);
+Result<RebuiltQuiz> FaultyStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute,
+                                              std::span<const AnswerEvent> append) {
+  return inner_->rebuild_quiz(quiz_id, compute, append);
 }
 
 Result<int64_t> FaultyStore::count_events(const std::vector<int64_t>& quiz_ids) {
