@@ -124,8 +124,23 @@ int serve(const Config& c, const std::string& port_file) {
   return 0;
 }
 
+// Commands that only read need the schema as it is; those that write bring it up to date.
+Status schema_ready(Store& store, bool writes) {
+  if (writes) return store.migrate();
+  auto pending = store.pending_migrations();
+  if (!pending.ok()) return pending.status();
+  if (*pending > 0)
+    return Status::invalid("the database's schema is " + std::to_string(*pending) +
+                           " migrations behind (an empty database?): run quizflow migrate");
+  return Status();
+}
+
 int export_events(const Config& c, const std::vector<int64_t>& quizzes, const std::string& to) {
   auto store = make_store(c);
+  if (Status s = schema_ready(*store, /*writes=*/false); !s.ok()) {
+    spdlog::critical("quizflow export failed: {}", s.to_string());
+    return 1;
+  }
   std::ofstream file;
   std::ostream* out = &std::cout;
   const std::string partial = to.empty() ? "" : to + ".partial";
@@ -198,6 +213,10 @@ class ReplayMeter {
 int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run,
            const std::string& from, bool import) {
   auto store = make_store(c);
+  if (Status s = schema_ready(*store, /*writes=*/!dry_run); !s.ok()) {
+    spdlog::critical("quizflow {} failed: {}", import ? "import" : "replay", s.to_string());
+    return 1;
+  }
   ReplayMeter meter;
   Result<ReplaySummary> r = Status::internal("not run");
   if (from.empty()) {

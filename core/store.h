@@ -181,7 +181,8 @@ struct FinalPage {
 class Store {
  public:
   virtual ~Store() = default;
-  virtual Status migrate() = 0;  // applies pending schema migrations
+  virtual Status migrate() = 0;                  // applies pending schema migrations
+  virtual Result<int> pending_migrations() = 0;  // how many migrate() would apply; changes nothing
   // A writer that counts, as they happen and whatever the outcome, its retries, in-doubt
   // resolutions and state mismatches in `metrics` (which must outlive it).
   virtual Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) = 0;

@@ -162,6 +162,21 @@ Status PgStore::migrate() try {
   return status_of("migrate", e);
 }
 
+Result<int> PgStore::pending_migrations() try {
+  return with_conn([](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    int current = 0;
+    if (!tx.exec("SELECT to_regclass('schema_migrations')")[0][0].is_null())
+      current = tx.exec("SELECT coalesce(max(version), 0) FROM schema_migrations")[0][0].as<int>();
+    int pending = 0;
+    for (const auto& m : migrations())
+      if (m.version > current) ++pending;
+    return pending;
+  });
+} catch (const std::exception& e) {
+  return status_of("read the schema version", e);
+}
+
 Result<std::unique_ptr<BatchWriter>> PgStore::open_writer(BatchMetrics& metrics) {
   return std::unique_ptr<BatchWriter>(std::make_unique<PgBatchWriter>(pool_, metrics));
 }

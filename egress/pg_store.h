@@ -22,6 +22,7 @@ class PgStore final : public Store {
   ~PgStore() override;
 
   Status migrate() override;
+  Result<int> pending_migrations() override;
   Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) override;
   Result<SaveQuizResult> save_quiz(const QuizDef& quiz) override;
   Result<StoredQuizzes> load_quizzes() override;

@@ -11,6 +11,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -1174,23 +1175,28 @@ TEST_F(Export, WritesEveryAcceptedAnswerAsALineAndOnlyDataOnStdout) {
   EXPECT_FALSE(std::ifstream(file + ".partial").good()) << "the .partial file was left behind";
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
-  ASSERT_EQ(lines.size(), 6u);
-  for (const auto& line : lines) {
-    const auto d = parse_json(line);
-    ASSERT_TRUE(!d.HasParseError() && d.IsObject()) << line;
+  ASSERT_EQ(lines.size(), 8u);  // per quiz: its quiz line, then its three answers
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto d = parse_json(lines[i]);
+    ASSERT_TRUE(!d.HasParseError() && d.IsObject()) << lines[i];
+    if (i % 4 == 0) {
+      EXPECT_EQ(int_at(d, "quiz.quiz_id"), i == 0 ? q1 : q2) << lines[i];
+      EXPECT_EQ(str_at(d, "state"), "open") << lines[i];
+      continue;
+    }
     for (const char* f : {"event_id", "quiz_id", "user_id", "question_id", "option_id",
                           "answered_at", "elapsed_ms"})
-      EXPECT_TRUE(d.HasMember(f)) << f << " in " << line;
+      EXPECT_TRUE(d.HasMember(f)) << f << " in " << lines[i];
   }
-  EXPECT_NE(lines.front().find("\"ex-" + std::to_string(q1) + "-1\""), std::string::npos)
-      << "quiz by quiz, by event_id: " << lines.front();
+  EXPECT_NE(lines[1].find("\"ex-" + std::to_string(q1) + "-1\""), std::string::npos)
+      << "quiz by quiz, by event_id: " << lines[1];
 
   // One quiz, to standard output: data only there, the summary on standard error.
   r = run_command({bin(), "export", "--quiz", std::to_string(q2)}, isolated_env(sdb.url()), dir());
   ASSERT_EQ(r.exit_code, 0) << r.show();
   size_t n = 0;
   for (size_t at = 0; (at = r.out.find('\n', at)) != std::string::npos; ++at) ++n;
-  EXPECT_EQ(n, 3u) << r.out;
+  EXPECT_EQ(n, 4u) << r.out;
   EXPECT_EQ(r.out.find("info"), std::string::npos) << "a log line on stdout:\n" << r.out;
   EXPECT_NE(r.err.find("3 events of 1 quizzes"), std::string::npos) << r.show();
 
@@ -1234,6 +1240,177 @@ TEST_F(Export, ReplayFindsADamagedStandingAndPutsItRight) {
   EXPECT_NE(r.out.find("changed: 1 players in 1 quizzes"), std::string::npos) << r.show();
   r = run_command({bin(), "replay", "--dry-run"}, isolated_env(sdb.url()), dir());
   EXPECT_EQ(r.exit_code, 0) << "after the rebuild: " << r.show();
+}
+
+// Moving quizzes: export, then import into an empty database (and replay --from file:) gives the
+// same standings; bad files and arguments are refused with exit 2 and the line.
+TEST_F(Export, ImportIntoAnEmptyDatabaseGivesTheSameStandings) {
+  ScratchDatabase from(db(), dir());
+  ASSERT_TRUE(from.error().empty()) << from.error();
+  answered_quizzes(from);
+  ASSERT_FALSE(HasFailure());
+  const std::string file = dir() + "/move-" + random_hex(6) + ".jsonl";
+  CommandResult r = run_command({bin(), "export", "--to", file}, isolated_env(from.url()), dir());
+  ASSERT_EQ(r.exit_code, 0) << r.show();
+
+  ScratchDatabase to(db(), dir());
+  ASSERT_TRUE(to.error().empty()) << to.error();
+  r = run_command({bin(), "import", file, "--dry-run"}, isolated_env(to.url()), dir());
+  EXPECT_EQ(r.exit_code, 1) << "a database without the schema\n" << r.show();
+  EXPECT_NE(r.err.find("quizflow migrate"), std::string::npos) << r.show();
+  r = run_command({bin(), "migrate"}, isolated_env(to.url()), dir());
+  ASSERT_EQ(r.exit_code, 0) << r.show();
+  r = run_command({bin(), "import", file, "--dry-run"}, isolated_env(to.url()), dir());
+  EXPECT_EQ(r.exit_code, 0) << r.show();
+  EXPECT_NE(r.out.find("differ: 6 players in 2 quizzes"), std::string::npos) << r.show();
+  r = run_command({bin(), "import", file}, isolated_env(to.url()), dir());
+  ASSERT_EQ(r.exit_code, 0) << r.show();
+  EXPECT_NE(r.out.find("imported: 6 events new to the log, 2 quizzes created"), std::string::npos)
+      << r.show();
+  const std::string standings =
+      "SELECT quiz_id, user_id, score, correct, time_ms FROM standings ORDER BY 1, 2";
+  const CommandResult a = psql(from.url(), standings, dir()), b = psql(to.url(), standings, dir());
+  ASSERT_EQ(a.exit_code, 0) << a.show();
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(std::count(a.out.begin(), a.out.end(), '\n'), 6) << a.out;
+  r = run_command({bin(), "replay", "--dry-run"}, isolated_env(to.url()), dir());
+  EXPECT_EQ(r.exit_code, 0) << r.show();
+  r = run_command({bin(), "replay", "--from", "file:" + file}, isolated_env(to.url()), dir());
+  EXPECT_EQ(r.exit_code, 0) << "the same file again changes nothing\n" << r.show();
+  EXPECT_NE(r.out.find("imported: 0 events new to the log, 0 quizzes created"), std::string::npos)
+      << r.show();
+
+  // A file that is not an export: refused at its line, exit 2.
+  const std::string bad = dir() + "/bad-" + random_hex(6) + ".jsonl";
+  write_file(bad, read_file(file).substr(0, read_file(file).find('\n') + 1) + "{\"event_id\":1}\n");
+  r = run_command({bin(), "import", bad}, isolated_env(to.url()), dir());
+  EXPECT_EQ(r.exit_code, 2) << r.show();
+  EXPECT_NE(r.err.find("line 2: schema"), std::string::npos) << r.show();
+  r = run_command({bin(), "import", dir() + "/absent.jsonl"}, isolated_env(to.url()), dir());
+  EXPECT_EQ(r.exit_code, 2) << r.show();
+  r = run_command({bin(), "replay", "--from", "kafka"}, isolated_env(to.url()), dir());
+  EXPECT_EQ(r.exit_code, 2) << r.show();
+  r = run_command({bin(), "import"}, isolated_env(to.url()), dir());
+  EXPECT_EQ(r.exit_code, 2) << r.show();
+}
+
+// kill -9 in the middle of an import and of a replay: every quiz is left whole — all of its
+// events and rebuilt standings, or none of what that run would have changed — and a second run
+// finishes the work.
+TEST_F(Export, ImportAndReplayKilledMidwayLeaveEveryQuizWhole) {
+  ScratchDatabase sdb(db(), dir());
+  ASSERT_TRUE(sdb.error().empty()) << sdb.error();
+  constexpr int kQuizzes = 120, kPlayers = 2000;
+  const int64_t first = next_quiz_id();
+  for (int i = 1; i < kQuizzes; ++i) next_quiz_id();
+  const std::string file = dir() + "/big-" + random_hex(6) + ".jsonl";
+  {
+    std::ofstream out(file);
+    const int64_t now = wall_ms();
+    for (int i = 0; i < kQuizzes; ++i) {
+      const int64_t q = first + i;
+      out << R"({"quiz":)" << open_quiz_json(q) << R"(,"state":"open","rewards":[]})" << '\n';
+      for (int u = 1; u <= kPlayers; ++u)
+        out << answer_json({"k-" + std::to_string(u), q, u, 1, u % 4, now - 1000, u % 20000})
+            << '\n';
+    }
+  }
+  const Env env = isolated_env(sdb.url());
+  // Per quiz: events, standings rows and the sum of scores, as "quiz events rows sum" lines.
+  auto per_quiz = [&] {
+    const CommandResult r = psql(
+        sdb.url(),
+        "SELECT q.quiz_id, (SELECT count(*) FROM answer_events e WHERE e.quiz_id = q.quiz_id), "
+        "count(s.user_id), coalesce(sum(s.score), 0) FROM quizzes q LEFT JOIN standings s "
+        "USING (quiz_id) GROUP BY q.quiz_id ORDER BY 1",
+        dir());
+    EXPECT_EQ(r.exit_code, 0) << r.show();
+    return r.out;
+  };
+  auto scalar = [&](const std::string& sql) {
+    const CommandResult r = psql(sdb.url(), sql, dir());
+    std::smatch m;
+    static const std::regex number(R"(^(-?\d+)\n$)");
+    return std::regex_match(r.out, m, number) ? std::stoll(m[1]) : -1;
+  };
+  // Runs `argv`, kills it with SIGKILL once `progress` (an SQL count) is at least 1; false when
+  // it ended before (its output in `log`).
+  std::string log;
+  auto kill_midway = [&](const std::vector<std::string>& argv, const std::string& progress) {
+    const std::string base = dir() + "/killed-" + random_hex(6);
+    const pid_t pid = spawn(argv, env, base + ".out", base + ".err");
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (scalar(progress) < 1 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(5ms);
+    int st = 0;
+    if (::waitpid(pid, &st, WNOHANG) == pid) {
+      log = read_file(base + ".out") + read_file(base + ".err");
+      return false;
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &st, 0);
+    return true;
+  };
+  CommandResult r = run_command({bin(), "migrate"}, env, dir());
+  ASSERT_EQ(r.exit_code, 0) << r.show();
+
+  // The import, killed once the first quiz has its events.
+  ASSERT_TRUE(kill_midway({bin(), "import", file}, "SELECT count(*) FROM answer_events"))
+      << "the import ended before it could be killed:\n"
+      << log;
+  {
+    std::istringstream rows(per_quiz());
+    int whole = 0, empty = 0;
+    for (std::string line; std::getline(rows, line);) {
+      std::smatch m;
+      static const std::regex row(R"(^\s*(\d+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*$)");
+      if (!std::regex_match(line, m, row)) continue;
+      const int64_t events = std::stoll(m[2]), players = std::stoll(m[3]);
+      if (events == kPlayers && players == kPlayers) {
+        ++whole;
+      } else {
+        EXPECT_EQ(events, 0) << "quiz " << m[1] << " was left half imported: " << line;
+        EXPECT_EQ(players, 0) << line;
+        ++empty;
+      }
+    }
+    EXPECT_GE(whole, 1);
+    EXPECT_LT(whole, kQuizzes) << "the import was not killed midway";
+  }
+  r = run_command({bin(), "import", file}, env, dir(), 120s);
+  ASSERT_EQ(r.exit_code, 0) << r.show();
+  EXPECT_EQ(scalar("SELECT count(*) FROM answer_events"), int64_t{kQuizzes} * kPlayers);
+  const std::string truth = per_quiz();
+
+  // Every standing damaged, then a replay killed once it has rebuilt a quiz.
+  ASSERT_EQ(psql(sdb.url(), "UPDATE standings SET score = score + 1", dir()).exit_code, 0);
+  const std::string damaged = per_quiz();
+  ASSERT_NE(damaged, truth);
+  ASSERT_TRUE(
+      kill_midway({bin(), "replay"}, "SELECT count(*) FROM quizzes WHERE standings_version > 1"))
+      << "the replay ended before it could be killed:\n"
+      << log;
+  {
+    std::istringstream now(per_quiz()), good(truth), bad(damaged);
+    int fixed = 0, untouched = 0;
+    for (std::string n, g, b;
+         std::getline(now, n) && std::getline(good, g) && std::getline(bad, b);) {
+      if (n == g && g != b) {
+        ++fixed;
+      } else if (n == b && g != b) {
+        ++untouched;
+      } else {
+        EXPECT_EQ(n, g) << "a quiz is neither as damaged nor as rebuilt";
+      }
+    }
+    EXPECT_GE(fixed, 1);
+    EXPECT_GE(untouched, 1) << "the replay was not killed midway";
+  }
+  r = run_command({bin(), "replay"}, env, dir(), 120s);
+  EXPECT_EQ(r.exit_code, 10) << r.show();
+  EXPECT_EQ(per_quiz(), truth);
+  r = run_command({bin(), "replay", "--dry-run"}, env, dir(), 120s);
+  EXPECT_EQ(r.exit_code, 0) << r.show();
 }
 
 class Logs : public OpsTest {};

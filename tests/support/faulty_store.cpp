@@ -164,6 +164,8 @@ Result<std::unique_ptr<BatchWriter>> FaultyStore::open_writer(BatchMetrics& metr
       std::make_unique<egress::PgBatchWriter>(writer_pool_, metrics), control_, url_));
 }
 
+Result<int> FaultyStore::pending_migrations() { return inner_->pending_migrations(); }
+
 Result<SaveQuizResult> FaultyStore::save_quiz(const QuizDef& quiz) {
   return inner_->save_quiz(quiz);
 }

@@ -91,6 +91,7 @@ class FaultyStore final : public Store {
   ~FaultyStore() override;
 
   Status migrate() override;
+  Result<int> pending_migrations() override;
   // A FaultyWriter around a real egress::PgBatchWriter on the writers' pool.
   Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) override;
   Result<SaveQuizResult> save_quiz(const QuizDef& quiz) override;
