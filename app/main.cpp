@@ -49,6 +49,8 @@ commands:
                  0 when nothing changed, 10 when something did
                  --dry-run          compare only, change nothing
                  --quiz ID          only this quiz (repeatable; default: every quiz)
+                 --jobs N           quizzes rebuilt at once from the log, a connection
+                                    each (default 2)
                  --from log         read the event log (the default)
                  --from file:PATH   read an export file: its quizzes and answers are added
                                     to the database (stored ones kept) and rebuilt
@@ -211,7 +213,7 @@ class ReplayMeter {
 
 // `from`: empty for the event log, else the path of an event file. `import`: exit 0 on success.
 int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run,
-           const std::string& from, bool import) {
+           const std::string& from, bool import, size_t jobs) {
   auto store = make_store(c);
   if (Status s = schema_ready(*store, /*writes=*/!dry_run); !s.ok()) {
     spdlog::critical("quizflow {} failed: {}", import ? "import" : "replay", s.to_string());
@@ -220,7 +222,7 @@ int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run,
   ReplayMeter meter;
   Result<ReplaySummary> r = Status::internal("not run");
   if (from.empty()) {
-    r = replay_log(*store, quizzes, ReplayOptions{dry_run, 20}, std::ref(meter));
+    r = replay_log(*store, quizzes, ReplayOptions{dry_run, 20, jobs}, std::ref(meter));
   } else {
     std::ifstream file(from, std::ios::binary);
     if (!file) {
@@ -292,6 +294,7 @@ int main(int argc, char** argv) {
   std::string config_path, port_file, to, from;
   std::vector<int64_t> quizzes;
   bool dry_run = false;
+  size_t jobs = 2;
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--config" && i + 1 < args.size()) {
       config_path = args[++i];
@@ -299,6 +302,15 @@ int main(int argc, char** argv) {
       port_file = args[++i];
     } else if (args[i] == "--dry-run" && (cmd == "replay" || cmd == "import")) {
       dry_run = true;
+    } else if (args[i] == "--jobs" && i + 1 < args.size() && cmd == "replay") {
+      const std::string& v = args[++i];
+      char* end = nullptr;
+      const long n = std::strtol(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || n < 1 || n > 64) {
+        std::fprintf(stderr, "quizflow: --jobs wants 1 … 64, not '%s'\n", v.c_str());
+        return 2;
+      }
+      jobs = static_cast<size_t>(n);
     } else if (args[i] == "--from" && i + 1 < args.size() && cmd == "replay") {
       const std::string& v = args[++i];
       if (v.rfind("file:", 0) == 0 && v.size() > 5) {
@@ -355,8 +367,8 @@ int main(int argc, char** argv) {
     }
     if (cmd == "serve") return serve(c, port_file);
     if (cmd == "export") return export_events(c, quizzes, to);
-    if (cmd == "replay") return replay(c, quizzes, dry_run, from, /*import=*/false);
-    if (cmd == "import") return replay(c, quizzes, dry_run, from, /*import=*/true);
+    if (cmd == "replay") return replay(c, quizzes, dry_run, from, /*import=*/false, jobs);
+    if (cmd == "import") return replay(c, quizzes, dry_run, from, /*import=*/true, 1);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "quizflow: invalid configuration: %s\n", e.what());
     return 3;

@@ -1,11 +1,14 @@
 #include "pipeline/replay.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 #include <tuple>
 
 #include "stages/dedupe.h"
@@ -111,28 +114,70 @@ Result<ReplaySummary> rebuild_log(Store& store, const std::vector<int64_t>& quiz
   }
   std::sort(quizzes.begin(), quizzes.end());
   quizzes.erase(std::unique(quizzes.begin(), quizzes.end()), quizzes.end());
+  // `jobs` workers take quizzes in turn, each on its own connection: one quiz's lock, read,
+  // computation and write overlap another's. The summary is put together in quiz order.
   ReplaySummary sum;
-  for (int64_t quiz : quizzes) {
-    int64_t rejected = 0;
-    auto r = store.rebuild_quiz(quiz,
-                                [&](const QuizDef& def, const std::vector<AnswerEvent>& events) {
-                                  ReplayedQuiz q = replay_quiz(def, events);
-                                  rejected = q.rejected;
-                                  return DerivedRows{std::move(q.counted), std::move(q.standings)};
-                                },
-                                {});
-    if (!r.ok()) return r.status();
-    sum.events += r->events;
-    if (!r->found) {
-      if (r->events > 0 || !quiz_ids.empty()) sum.unknown_quizzes.push_back(quiz);
-      continue;
+  std::mutex mu;
+  Status failed;                                      // the first failure; the others stop
+  std::map<int64_t, std::vector<StandingDiff>> kept;  // per quiz, its first max_diffs
+  std::map<int64_t, int64_t> changed;                 // per quiz with differences, how many
+  std::vector<int64_t> unknown, finalized_changed;
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < quizzes.size();) {
+      {
+        std::lock_guard lock(mu);
+        if (!failed.ok()) return;
+      }
+      const int64_t quiz = quizzes[i];
+      int64_t rejected = 0;
+      auto r =
+          store.rebuild_quiz(quiz,
+                             [&](const QuizDef& def, const std::vector<AnswerEvent>& events) {
+                               ReplayedQuiz q = replay_quiz(def, events);
+                               rejected = q.rejected;
+                               return DerivedRows{std::move(q.counted), std::move(q.standings)};
+                             },
+                             {});
+      std::vector<StandingDiff> diffs;
+      if (r.ok() && r->found) diffs = diff_standings(r->before, r->after);
+      std::lock_guard lock(mu);
+      if (!r.ok()) {
+        if (failed.ok()) failed = r.status();
+        return;
+      }
+      sum.events += r->events;
+      if (!r->found) {
+        if (r->events > 0 || !quiz_ids.empty()) unknown.push_back(quiz);
+        continue;
+      }
+      ++sum.quizzes;
+      sum.rejected += rejected;
+      if (r->finalized && !diffs.empty()) finalized_changed.push_back(quiz);
+      if (!diffs.empty()) changed[quiz] = static_cast<int64_t>(diffs.size());
+      if (diffs.size() > options.max_diffs) diffs.resize(options.max_diffs);
+      if (!diffs.empty()) kept[quiz] = std::move(diffs);
+      if (progress) progress(sum.events, fraction(sum.events, total), since(t0));
     }
-    sum.rejected += rejected;
-    const auto diffs = diff_standings(r->before, r->after);
-    if (r->finalized && !diffs.empty()) sum.finalized_changed.push_back(quiz);
-    count_diffs(sum, quiz, diffs, options.max_diffs);
-    if (progress) progress(sum.events, fraction(sum.events, total), since(t0));
+  };
+  const size_t jobs = std::clamp<size_t>(options.jobs, 1, std::max<size_t>(1, quizzes.size()));
+  std::vector<std::thread> workers;
+  for (size_t j = 1; j < jobs; ++j) workers.emplace_back(work);
+  work();
+  for (auto& w : workers) w.join();
+  if (!failed.ok()) return failed;
+  std::sort(unknown.begin(), unknown.end());
+  std::sort(finalized_changed.begin(), finalized_changed.end());
+  sum.unknown_quizzes = std::move(unknown);
+  sum.finalized_changed = std::move(finalized_changed);
+  for (const auto& [quiz, n] : changed) {
+    ++sum.quizzes_changed;
+    sum.players_changed += n;
   }
+  for (const auto& [quiz, diffs] : kept)
+    for (const StandingDiff& d : diffs)
+      if (sum.first_diffs.size() < options.max_diffs)
+        sum.first_diffs.push_back(ReplayDiff{quiz, d});
   sum.seconds = since(t0);
   return sum;
 }

@@ -73,6 +73,7 @@ using ReplayProgress = std::function<void(int64_t events, double fraction, doubl
 struct ReplayOptions {
   bool dry_run = true;    // compare only; else rebuild (Store::rebuild_quiz) quiz by quiz
   size_t max_diffs = 20;  // differences kept for the summary
+  size_t jobs = 1;        // quizzes rebuilt at once (a connection each)
 };
 
 // Replays the stored log of `quiz_ids` (every quiz in the log when empty) quiz by quiz and

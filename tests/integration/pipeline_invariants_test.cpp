@@ -456,7 +456,7 @@ TEST(PipelineInvariants, ReplayingTheLogGivesTheLiveStandings) {
   // Wiped, then rebuilt in place: every quiz's rows are back, equal to the independent result.
   db.query("DELETE FROM standings");
   db.query(test::cat("DELETE FROM counted_answers WHERE quiz_id = ", quiz));
-  const auto rebuilt = replay_log(store, {}, ReplayOptions{/*dry_run=*/false, 20});
+  const auto rebuilt = replay_log(store, {}, ReplayOptions{/*dry_run=*/false, 20, /*jobs=*/3});
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status().to_string();
   EXPECT_EQ(rebuilt->quizzes, static_cast<int64_t>(w.quizzes.size()));
   EXPECT_EQ(rebuilt->events, static_cast<int64_t>(w.distinct_valid));
@@ -616,7 +616,7 @@ TEST(PipelineInvariants, ReplayWhileAnswersArriveEndsEqualToTheIndependentComput
   std::thread replayer([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     egress::PgStore store(egress::PoolOptions{db.url()});
-    summary = replay_log(store, {}, ReplayOptions{/*dry_run=*/false, 20});
+    summary = replay_log(store, {}, ReplayOptions{/*dry_run=*/false, 20, /*jobs=*/2});
     replayed = true;
   });
   send(*e, part2, 30, 4, 2, t);  // while the replay runs
