@@ -517,12 +517,14 @@ Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& comp
       return std::tie(x.user_id, x.score, x.correct, x.time_ms) ==
              std::tie(y.user_id, y.score, y.correct, y.time_ms);
     };
-    if (!std::equal(out.before.begin(), out.before.end(), out.after.begin(), out.after.end(),
-                    same_standing) ||
-        !same_counted(counted_of(c.raw(), quiz_id), rows.counted)) {
+    // Each table on its own: a damaged standings table does not rewrite the counted answers.
+    if (!same_counted(counted_of(c.raw(), quiz_id), rows.counted)) {
       tx.exec_params("DELETE FROM counted_answers WHERE quiz_id = $1", quiz_id);
-      tx.exec_params("DELETE FROM standings WHERE quiz_id = $1", quiz_id);
       copy_counted(c.raw(), rows.counted);
+    }
+    if (!std::equal(out.before.begin(), out.before.end(), out.after.begin(), out.after.end(),
+                    same_standing)) {
+      tx.exec_params("DELETE FROM standings WHERE quiz_id = $1", quiz_id);
       copy_standings(c.raw(), out.after);
     }
     tx.exec_params(

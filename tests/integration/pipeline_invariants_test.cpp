@@ -101,6 +101,15 @@ void send(Engine& e, const std::vector<const SentAnswer*>& order, size_t max_req
   for (auto& t : pool) t.join();
 }
 
+// An engine on `db` creates the workload's quizzes, takes `answers` and stops again.
+void answer_and_stop(const TestDatabase& db, const Workload& w,
+                     const std::vector<const SentAnswer*>& answers, Tally& t) {
+  auto e = make_engine(db, test_config(db.url()));
+  create_quizzes(*e, w);
+  send(*e, answers, 20, 4, 1, t);
+  e->stop();
+}
+
 std::vector<std::vector<std::string>> db_standings(const TestDatabase& db) {
   return db.query(
       "SELECT quiz_id, user_id, score, correct, time_ms FROM standings "
@@ -554,12 +563,7 @@ TEST(PipelineInvariants, ARunningEngineTakesRebuiltStandingsWithoutFurtherAnswer
   std::vector<const SentAnswer*> all;
   for (const auto& a : w.answers) all.push_back(&a);
   Tally t;
-  {
-    auto e = make_engine(db, test_config(db.url()));
-    create_quizzes(*e, w);
-    send(*e, all, 20, 4, 1, t);
-    e->stop();
-  }
+  answer_and_stop(db, w, all, t);
   const int64_t q0 = w.quizzes[0].quiz_id;
   db.query(test::cat("UPDATE counted_answers SET points = points + 7 WHERE quiz_id = ", q0));
   auto e = make_engine(db, test_config(db.url()));
@@ -601,12 +605,7 @@ TEST(PipelineInvariants, ReplayWhileAnswersArriveEndsEqualToTheIndependentComput
   const std::vector<const SentAnswer*> part1(all.begin(), all.begin() + first),
       part2(all.begin() + first, all.begin() + second), part3(all.begin() + second, all.end());
   Tally t;
-  {
-    auto e = make_engine(db, test_config(db.url()));
-    create_quizzes(*e, w);
-    send(*e, part1, 30, 4, 1, t);
-    e->stop();
-  }
+  answer_and_stop(db, w, part1, t);
   // The damage: every counted answer of the first quiz is worth 100 more.
   const int64_t q0 = w.quizzes[0].quiz_id;
   db.query(test::cat("UPDATE counted_answers SET points = points + 100 WHERE quiz_id = ", q0));
