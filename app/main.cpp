@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -167,6 +168,11 @@ int export_events(const Config& c, const std::vector<int64_t>& quizzes, const st
     spdlog::critical("quizflow export failed: {}", r.status().to_string());
     return 1;
   }
+  for (int64_t q : r->without_definition)
+    spdlog::warn(
+        "export: quiz {} has no readable stored definition: its events were written without a "
+        "quiz line (an import reports them as of an unknown quiz)",
+        q);
   spdlog::info("export: {} events of {} quizzes in {:.1f} s ({:.0f} events/s)", r->events,
                r->quizzes, r->seconds, r->events / std::max(r->seconds, 1e-9));
   return 0;
@@ -224,14 +230,15 @@ int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run,
   if (from.empty()) {
     r = replay_log(*store, quizzes, ReplayOptions{dry_run, 20, jobs}, std::ref(meter));
   } else {
+    std::error_code ec;
     std::ifstream file(from, std::ios::binary);
-    if (!file) {
+    if (!file || std::filesystem::is_directory(from, ec)) {
       spdlog::critical("quizflow {}: cannot read {}", import ? "import" : "replay", from);
       return 2;
     }
-    file.seekg(0, std::ios::end);
-    const int64_t bytes = static_cast<int64_t>(file.tellg());
-    file.seekg(0);
+    // Pipes (/dev/stdin, <(zcat …)) have no size: the progress then shows events only.
+    const auto size = std::filesystem::file_size(from, ec);
+    const int64_t bytes = ec ? 0 : static_cast<int64_t>(size);
     r = ingress::replay_file(*store, file, bytes, quizzes, ReplayOptions{dry_run, 20},
                              std::ref(meter));
   }
@@ -256,6 +263,10 @@ int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run,
         "quiz %lld: the file's definition differs from the stored one (skipped, nothing "
         "overwritten)\n",
         static_cast<long long>(q));
+  for (int64_t q : s.finalized_refusing)
+    std::printf(
+        "quiz %lld is finalized here: answers of the file it does not hold were not added\n",
+        static_cast<long long>(q));
   if (!from.empty() && !dry_run)
     std::printf("imported: %lld events new to the log, %lld quizzes created\n",
                 static_cast<long long>(s.appended), static_cast<long long>(s.quizzes_created));
@@ -277,7 +288,7 @@ int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run,
         "  … and %lld more\n",
         static_cast<long long>(s.players_changed - static_cast<int64_t>(s.first_diffs.size())));
   if (!s.conflicting_quizzes.empty()) return 1;
-  if (import) return 0;
+  if (import) return s.unknown_quizzes.empty() && s.finalized_refusing.empty() ? 0 : 1;
   return s.players_changed > 0 ? 10 : 0;
 }
 
@@ -294,7 +305,7 @@ int main(int argc, char** argv) {
   std::string config_path, port_file, to, from;
   std::vector<int64_t> quizzes;
   bool dry_run = false;
-  size_t jobs = 2;
+  size_t jobs = 0;  // --jobs; 0: not given (2 for a replay of the log)
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--config" && i + 1 < args.size()) {
       config_path = args[++i];
@@ -346,6 +357,18 @@ int main(int argc, char** argv) {
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "quizflow: invalid configuration: %s\n", e.what());
     return 3;
+  }
+  if (jobs > 0 && !from.empty()) {
+    std::fprintf(stderr, "quizflow: --jobs applies to replays of the log, not of a file\n");
+    return 2;
+  }
+  if (jobs == 0) jobs = 2;
+  if (static_cast<int64_t>(jobs) > int64_t{c.db_pool_size} + c.db_max_overflow) {
+    std::fprintf(stderr,
+                 "quizflow: --jobs %zu needs a connection each: more than DB_POOL_SIZE + "
+                 "DB_MAX_OVERFLOW (%d)\n",
+                 jobs, c.db_pool_size + c.db_max_overflow);
+    return 2;
   }
   if (cmd == "import" && from.empty()) {
     std::fprintf(stderr, "quizflow: import wants the file to read: quizflow import PATH\n");

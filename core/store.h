@@ -49,9 +49,13 @@ struct RebuiltQuiz {
   bool found = false;               // the quiz has a stored definition (else nothing was done)
   bool finalized = false;           // finalized: computed, not rewritten
   int64_t events = 0;               // events read (appended ones included)
-  int64_t appended = 0;             // events of `append` that were new to the log
   std::vector<StandingRow> before;  // the standings stored before, by user_id
   std::vector<StandingRow> after;   // the rebuilt ones, by user_id
+  // With a QuizImport:
+  bool created = false;   // its definition was stored by this rebuild
+  bool conflict = false;  // another definition is stored: nothing was done
+  int64_t appended = 0;   // events of `append` new to the log
+  int64_t refused = 0;    // events of `append` new to the log that a finalized quiz did not take
 };
 
 // A quiz's stored counted answers, and the version of its standings: 0 at first, raised by
@@ -88,6 +92,25 @@ struct FinalRows {
 };
 // Given the quiz's stored standings (read under the quiz row's lock), computes its outcome.
 using FinalizeFn = std::function<FinalRows(std::vector<StandingRow> stored)>;
+
+// What an import (replay --from file:) brings to a quiz's rebuild, all in its one transaction.
+struct QuizImport {
+  const QuizDef* define = nullptr;      // stored unless the quiz is (another one: conflict)
+  std::span<const AnswerEvent> append;  // accepted events, added to the log unless stored
+  // Set the state the file says: `closed` closes an open quiz; `finalized` finalizes it with
+  // `finalize`'s rows computed from the rebuilt standings (no notifications).
+  std::optional<QuizState> state;
+  FinalizeFn finalize;
+};
+
+// A quiz of the log as read with its events (export): its record (none: no stored
+// definition), the rewards granted and how many events follow, all in the events' snapshot.
+struct LoggedQuiz {
+  int64_t quiz_id = 0;
+  std::optional<QuizRecord> record;
+  std::vector<RewardRow> rewards;
+  int64_t events = 0;
+};
 
 // What a finalization transaction did.
 struct Finalized {
@@ -227,16 +250,19 @@ class Store {
   // quiz's counted answers and standings with its rows when they differ, and raises
   // standings_version (engines reload the quiz before their next batch of it). A finalized quiz
   // is computed but not rewritten (its rewards stay as granted). Nothing is changed unless it
-  // commits whole. `append` (import: events of this quiz its definition accepts) is added to
-  // the log first, in the same transaction, skipping event_ids stored (not to a finalized quiz).
+  // commits whole. With `import` (may be null), in the same transaction: the definition is
+  // stored first when missing, the events appended before the log is read (skipping stored
+  // event_ids; a finalized quiz takes none: `refused`), and the state set after the rebuild.
   using RebuildFn =
       std::function<DerivedRows(const QuizDef& def, const std::vector<AnswerEvent>& events)>;
   virtual Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute,
-                                           std::span<const AnswerEvent> append) = 0;
+                                           const QuizImport* import) = 0;
   // How many events the log holds for `quiz_ids` (every quiz when empty).
   virtual Result<int64_t> count_events(const std::vector<int64_t>& quiz_ids) = 0;
-  virtual Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids,
-                                      const EventSink& sink) = 0;
+  // `on_quiz` (may be empty) is called before each quiz's events, in the same snapshot.
+  using QuizSink = std::function<void(const LoggedQuiz&)>;
+  virtual Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids, const EventSink& sink,
+                                      const QuizSink& on_quiz) = 0;
 
   virtual Status ping() = 0;  // ok when the database answers
   virtual PoolStats pool_stats() const = 0;

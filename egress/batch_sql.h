@@ -30,6 +30,10 @@ inline constexpr const char* kCopyImportEvents =
 inline constexpr const char* kInsertImportEvents =
     "INSERT INTO answer_events SELECT * FROM qf_import_events ORDER BY quiz_id, event_id "
     "ON CONFLICT (quiz_id, event_id) DO NOTHING";
+// Of those, how many the log does not hold (a finalized quiz takes none: reported).
+inline constexpr const char* kCountNewImportEvents =
+    "SELECT count(*) FROM qf_import_events i WHERE NOT EXISTS (SELECT 1 FROM answer_events e "
+    "WHERE e.quiz_id = i.quiz_id AND e.event_id = i.event_id)";
 inline constexpr const char* kCopyStandings =
     "COPY standings (quiz_id, user_id, score, correct, time_ms) FROM STDIN (FORMAT binary)";
 

@@ -180,6 +180,38 @@ void copy_events(pg_conn* raw, const char* copy_sql, std::span<const AnswerEvent
   copy_table(raw, copy_sql, rows);
 }
 
+void copy_final(pg_conn* raw, int64_t quiz_id, const FinalRows& rows) {
+  BinaryCopy bc;
+  if (!rows.standings.empty()) {
+    bc.start(rows.standings.size());
+    for (const FinalStanding& f : rows.standings) {
+      bc.row(6);
+      bc.int8(quiz_id);
+      bc.int4(static_cast<int32_t>(f.rank));
+      bc.int8(f.user_id);
+      bc.int8(f.standing.score);
+      bc.int4(static_cast<int32_t>(f.standing.correct));
+      bc.int8(f.standing.time_ms);
+    }
+    copy_in(raw, batch_sql::kCopyFinalStandings, bc.finish());
+  }
+  if (!rows.rewards.empty()) {
+    bc.start(rows.rewards.size());
+    for (const RewardRow& r : rows.rewards) {
+      bc.row(4);
+      bc.int8(quiz_id);
+      bc.int8(r.user_id);
+      bc.int4(static_cast<int32_t>(r.rank));
+      bc.text(r.reward);
+    }
+    copy_in(raw, batch_sql::kCopyRewards, bc.finish());
+  }
+}
+
+void mark_finalized(pqxx::transaction_base& tx, int64_t quiz_id, const FinalRows& rows) {
+  tx.exec_params(batch_sql::kMarkFinalized, quiz_id, static_cast<int64_t>(rows.standings.size()));
+}
+
 struct PgBatchWriter::Attempt {
   const BatchTxn& txn;
   const DeriveFn& derive;
@@ -563,32 +595,7 @@ Result<Finalized> PgBatchWriter::finalize(int64_t quiz_id, const FinalizeFn& fn,
                                      row[2].as<int64_t>(), row[3].as<int64_t>(), true});
       }
       FinalRows rows = fn(std::move(stored));
-      pg_conn* raw = conn.c->raw();
-      BinaryCopy bc;
-      if (!rows.standings.empty()) {
-        bc.start(rows.standings.size());
-        for (const FinalStanding& f : rows.standings) {
-          bc.row(6);
-          bc.int8(quiz_id);
-          bc.int4(static_cast<int32_t>(f.rank));
-          bc.int8(f.user_id);
-          bc.int8(f.standing.score);
-          bc.int4(static_cast<int32_t>(f.standing.correct));
-          bc.int8(f.standing.time_ms);
-        }
-        copy_in(raw, batch_sql::kCopyFinalStandings, bc.finish());
-      }
-      if (!rows.rewards.empty()) {
-        bc.start(rows.rewards.size());
-        for (const RewardRow& r : rows.rewards) {
-          bc.row(4);
-          bc.int8(quiz_id);
-          bc.int8(r.user_id);
-          bc.int4(static_cast<int32_t>(r.rank));
-          bc.text(r.reward);
-        }
-        copy_in(raw, batch_sql::kCopyRewards, bc.finish());
-      }
+      copy_final(conn.c->raw(), quiz_id, rows);
       // The notifications, kOutboxGroupMax to a row.
       const std::span<const Notification> all(rows.notifications);
       for (size_t i = 0; i < all.size(); i += kOutboxGroupMax) {
@@ -602,8 +609,7 @@ Result<Finalized> PgBatchWriter::finalize(int64_t quiz_id, const FinalizeFn& fn,
         g.messages.assign(part.begin(), part.end());
         out.outbox.push_back(std::move(g));
       }
-      tx.exec_params(batch_sql::kMarkFinalized, quiz_id,
-                     static_cast<int64_t>(rows.standings.size()));
+      mark_finalized(tx, quiz_id, rows);
       tx.commit();
       out.players = static_cast<int64_t>(rows.standings.size());
       out.rewards = static_cast<int64_t>(rows.rewards.size());

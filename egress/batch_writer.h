@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <pqxx/transaction_base>
 #include <span>
 #include <string>
 
@@ -80,6 +81,10 @@ class PgBatchWriter final : public BatchWriter {
 void copy_counted(pg_conn* raw, const std::vector<CountedRow>& rows);
 // The same for events, into the table `copy_sql` names (its columns in kCopyEvents' order).
 void copy_events(pg_conn* raw, const char* copy_sql, std::span<const AnswerEvent> rows);
+// A finalization's rows (final standings, rewards: unique per (quiz, user)) by binary COPY, and
+// the quiz's state `finalized`, inside the caller's transaction (the writer's finalize, import).
+void copy_final(pg_conn* raw, int64_t quiz_id, const FinalRows& rows);
+void mark_finalized(pqxx::transaction_base& tx, int64_t quiz_id, const FinalRows& rows);
 void copy_standings(pg_conn* raw, const std::vector<StandingRow>& rows);
 
 // Error text on one line (pqxx messages carry no password).

@@ -181,32 +181,41 @@ Result<std::unique_ptr<BatchWriter>> PgStore::open_writer(BatchMetrics& metrics)
   return std::unique_ptr<BatchWriter>(std::make_unique<PgBatchWriter>(pool_, metrics));
 }
 
-Result<SaveQuizResult> PgStore::save_quiz(const QuizDef& quiz) try {
+namespace {
+
+// Stores `quiz` unless a quiz with its id is: created, the same, or another (conflict).
+SaveQuizResult save_quiz_in(pqxx::transaction_base& tx, const QuizDef& quiz) {
   const std::string def = encode_quiz(quiz);
-  return with_conn([&](pqxx::connection_base& c) {
-    pqxx::work tx(c);
-    const auto ins = tx.exec_params(R"SQL(
+  const auto ins = tx.exec_params(R"SQL(
 INSERT INTO quizzes (quiz_id, title, opens_at, closes_at, definition)
 VALUES ($1, $2, $3::timestamptz, $4::timestamptz, $5::jsonb)
 ON CONFLICT (quiz_id) DO NOTHING RETURNING quiz_id)SQL",
-                                    quiz.quiz_id, quiz.title, format_rfc3339_ms(quiz.opens_at_ms),
-                                    format_rfc3339_ms(quiz.closes_at_ms), def);
-    if (ins.empty()) {
-      const auto cur =
-          tx.exec_params("SELECT definition::text FROM quizzes WHERE quiz_id = $1", quiz.quiz_id);
-      tx.commit();
-      if (cur.empty()) return SaveQuizResult::conflict;
-      auto stored = decode_quiz(std::string_view(cur[0][0].c_str(), cur[0][0].size()));
-      return stored.quiz && *stored.quiz == quiz ? SaveQuizResult::same : SaveQuizResult::conflict;
-    }
-    tx.exec_params(R"SQL(
+                                  quiz.quiz_id, quiz.title, format_rfc3339_ms(quiz.opens_at_ms),
+                                  format_rfc3339_ms(quiz.closes_at_ms), def);
+  if (ins.empty()) {
+    const auto cur =
+        tx.exec_params("SELECT definition::text FROM quizzes WHERE quiz_id = $1", quiz.quiz_id);
+    if (cur.empty()) return SaveQuizResult::conflict;
+    auto stored = decode_quiz(std::string_view(cur[0][0].c_str(), cur[0][0].size()));
+    return stored.quiz && *stored.quiz == quiz ? SaveQuizResult::same : SaveQuizResult::conflict;
+  }
+  tx.exec_params(R"SQL(
 INSERT INTO questions (quiz_id, question_id, option_count, correct_option, points, time_limit_ms)
 SELECT $1, (q->>'question_id')::int, (q->>'option_count')::int, (q->>'correct_option')::int,
        (q->>'points')::int, (q->>'time_limit_ms')::int
 FROM jsonb_array_elements($2::jsonb -> 'questions') AS q)SQL",
-                   quiz.quiz_id, def);
+                 quiz.quiz_id, def);
+  return SaveQuizResult::created;
+}
+
+}  // namespace
+
+Result<SaveQuizResult> PgStore::save_quiz(const QuizDef& quiz) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::work tx(c);
+    const SaveQuizResult r = save_quiz_in(tx, quiz);
     tx.commit();
-    return SaveQuizResult::created;
+    return r;
   });
 } catch (const std::exception& e) {
   return status_of("save quiz", e);
@@ -360,16 +369,23 @@ Result<std::optional<StandingEntry>> PgStore::final_standing(int64_t quiz_id, in
   return status_of("read a final standing", e);
 }
 
+namespace {
+
+std::vector<RewardRow> rewards_of(pqxx::transaction_base& tx, int64_t quiz_id) {
+  std::vector<RewardRow> out;
+  for (const auto& row : tx.exec_params(
+           "SELECT user_id, rank, reward FROM rewards WHERE quiz_id = $1 ORDER BY rank, user_id",
+           quiz_id))
+    out.push_back(RewardRow{row[0].as<int64_t>(), row[1].as<int64_t>(), row[2].as<std::string>()});
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<RewardRow>> PgStore::rewards(int64_t quiz_id) try {
   return with_conn([&](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);
-    std::vector<RewardRow> out;
-    for (const auto& row : tx.exec_params(
-             "SELECT user_id, rank, reward FROM rewards WHERE quiz_id = $1 ORDER BY rank, user_id",
-             quiz_id))
-      out.push_back(
-          RewardRow{row[0].as<int64_t>(), row[1].as<int64_t>(), row[2].as<std::string>()});
-    return out;
+    return rewards_of(tx, quiz_id);
   });
 } catch (const std::exception& e) {
   return status_of("read rewards", e);
@@ -447,8 +463,8 @@ Result<int64_t> PgStore::count_events(const std::vector<int64_t>& quiz_ids) try 
   return status_of("count the event log", e);
 }
 
-Result<int64_t> PgStore::read_events(const std::vector<int64_t>& quiz_ids,
-                                     const EventSink& sink) try {
+Result<int64_t> PgStore::read_events(const std::vector<int64_t>& quiz_ids, const EventSink& sink,
+                                     const QuizSink& on_quiz) try {
   auto lease = pool_->checkout();
   try {
     PgConnection& c = *lease.conn().c;
@@ -458,7 +474,25 @@ Result<int64_t> PgStore::read_events(const std::vector<int64_t>& quiz_ids,
     std::sort(quizzes.begin(), quizzes.end());
     quizzes.erase(std::unique(quizzes.begin(), quizzes.end()), quizzes.end());
     int64_t n = 0;
-    for (int64_t quiz : quizzes) n += copy_quiz_events(c.raw(), quiz, sink);
+    for (int64_t quiz : quizzes) {
+      if (on_quiz) {
+        LoggedQuiz lq;
+        lq.quiz_id = quiz;
+        const auto q =
+            tx.exec_params("SELECT definition::text, state FROM quizzes WHERE quiz_id = $1", quiz);
+        if (!q.empty()) {
+          auto d = decode_quiz(std::string_view(q[0][0].c_str(), q[0][0].size()));
+          if (d.quiz) lq.record = QuizRecord{std::move(*d.quiz), state_of_text(q[0][1].c_str())};
+        }
+        if (lq.record && lq.record->state == QuizState::finalized)
+          lq.rewards = rewards_of(tx, quiz);
+        lq.events =
+            tx.exec_params("SELECT count(*) FROM answer_events WHERE quiz_id = $1", quiz)[0][0]
+                .as<int64_t>();
+        on_quiz(lq);
+      }
+      n += copy_quiz_events(c.raw(), quiz, sink);
+    }
     tx.commit();
     return Result<int64_t>(n);
   } catch (...) {
@@ -479,7 +513,7 @@ Result<std::vector<int64_t>> PgStore::log_quizzes() try {
 }
 
 Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute,
-                                          std::span<const AnswerEvent> append) try {
+                                          const QuizImport* import) try {
   auto lease = pool_->checkout();
   try {
     PgConnection& c = *lease.conn().c;
@@ -489,17 +523,31 @@ Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& comp
     // ones until COMMIT.
     tx.exec_params("SELECT pg_advisory_xact_lock($1)", quiz_id);
     RebuiltQuiz out;
-    const auto q = tx.exec_params(
-        "SELECT definition::text, state FROM quizzes WHERE quiz_id = $1 FOR UPDATE", quiz_id);
+    const char* kQuiz = "SELECT definition::text, state FROM quizzes WHERE quiz_id = $1 FOR UPDATE";
+    auto q = tx.exec_params(kQuiz, quiz_id);
+    if (q.empty() && import && import->define) {
+      if (save_quiz_in(tx, *import->define) == SaveQuizResult::created) out.created = true;
+      q = tx.exec_params(kQuiz, quiz_id);
+    }
     if (q.empty()) return out;
     auto d = decode_quiz(std::string_view(q[0][0].c_str(), q[0][0].size()));
     if (!d.quiz) throw std::runtime_error("unreadable stored definition: " + d.message);
     out.found = true;
-    out.finalized = std::string_view(q[0][1].c_str()) == "finalized";
-    if (!append.empty() && !out.finalized) {
+    if (import && import->define && !(*import->define == *d.quiz)) {
+      out.conflict = true;  // never overwritten; the transaction rolls back
+      return out;
+    }
+    const std::string_view state(q[0][1].c_str());
+    out.finalized = state == "finalized";
+    if (import && !import->append.empty()) {
       tx.exec(batch_sql::kCreateImportEvents);
-      copy_events(c.raw(), batch_sql::kCopyImportEvents, append);
-      out.appended = static_cast<int64_t>(tx.exec(batch_sql::kInsertImportEvents).affected_rows());
+      copy_events(c.raw(), batch_sql::kCopyImportEvents, import->append);
+      if (out.finalized) {
+        out.refused = tx.exec(batch_sql::kCountNewImportEvents)[0][0].as<int64_t>();
+      } else {
+        out.appended =
+            static_cast<int64_t>(tx.exec(batch_sql::kInsertImportEvents).affected_rows());
+      }
     }
     std::vector<AnswerEvent> events;
     out.events =
@@ -529,6 +577,14 @@ Result<RebuiltQuiz> PgStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& comp
     }
     tx.exec_params(
         "UPDATE quizzes SET standings_version = standings_version + 1 WHERE quiz_id = $1", quiz_id);
+    if (import && import->state == QuizState::closed && state == "open") {
+      tx.exec_params("UPDATE quizzes SET state = 'closed', closed_at = now() WHERE quiz_id = $1",
+                     quiz_id);
+    } else if (import && import->state == QuizState::finalized && import->finalize) {
+      const FinalRows final_rows = import->finalize(out.after);
+      copy_final(c.raw(), quiz_id, final_rows);
+      mark_finalized(tx, quiz_id, final_rows);
+    }
     tx.commit();
     return out;
   } catch (...) {

@@ -41,9 +41,10 @@ class PgStore final : public Store {
   Result<OutboxStats> outbox_stats() override;
   Result<std::vector<int64_t>> log_quizzes() override;
   Result<RebuiltQuiz> rebuild_quiz(int64_t quiz_id, const RebuildFn& compute,
-                                   std::span<const AnswerEvent> append) override;
+                                   const QuizImport* import) override;
   Result<int64_t> count_events(const std::vector<int64_t>& quiz_ids) override;
-  Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids, const EventSink& sink) override;
+  Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids, const EventSink& sink,
+                              const QuizSink& on_quiz) override;
   Status ping() override;
   PoolStats pool_stats() const override { return pool_->stats(); }
 

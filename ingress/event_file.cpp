@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdint>
+#include <set>
 #include <stdexcept>
 
 #include "ingress/json_out.h"
@@ -20,39 +23,34 @@ Result<ExportSummary> export_events(Store& store, const std::vector<int64_t>& qu
   const auto t0 = Clock::now();
   auto next_report = t0 + std::chrono::duration<double>(every_s);
   ExportSummary s;
-  int64_t last_quiz = 0;
   std::string line;
   auto write = [&] {
     line += '\n';
     out.write(line.data(), static_cast<std::streamsize>(line.size()));
     if (!out) throw std::runtime_error("writing the event file failed");
   };
-  auto read = store.read_events(quiz_ids, [&](const AnswerEvent& e) {
-    if (e.quiz_id != last_quiz) {  // a quiz's first event: its quiz line first
-      auto rec = store.load_quiz(e.quiz_id);
-      if (!rec.ok()) throw std::runtime_error(rec.status().to_string());
-      if (!*rec)
-        throw std::runtime_error("quiz " + std::to_string(e.quiz_id) +
-                                 " has events but no stored definition");
-      std::vector<RewardRow> rewards;
-      if ((*rec)->state == QuizState::finalized) {
-        auto r = store.rewards(e.quiz_id);
-        if (!r.ok()) throw std::runtime_error(r.status().to_string());
-        rewards = std::move(*r);
-      }
-      line = quiz_line_json((*rec)->def, (*rec)->state, rewards);
-      write();
-      ++s.quizzes;
-      last_quiz = e.quiz_id;
+  // Each quiz's line comes from the snapshot its events are read in.
+  auto on_quiz = [&](const LoggedQuiz& q) {
+    if (!q.record) {
+      if (q.events > 0) s.without_definition.push_back(q.quiz_id);
+      return;
     }
-    line = answer_json(e);
+    line = quiz_line_json(q.record->def, q.record->state, q.rewards, q.events);
     write();
-    ++s.events;
-    if (progress && (s.events & 1023) == 0 && Clock::now() >= next_report) {
-      next_report = Clock::now() + std::chrono::duration<double>(every_s);
-      progress(s.events, std::chrono::duration<double>(Clock::now() - t0).count());
-    }
-  });
+    ++s.quizzes;
+  };
+  auto read = store.read_events(
+      quiz_ids,
+      [&](const AnswerEvent& e) {
+        line = answer_json(e);
+        write();
+        ++s.events;
+        if (progress && (s.events & 1023) == 0 && Clock::now() >= next_report) {
+          next_report = Clock::now() + std::chrono::duration<double>(every_s);
+          progress(s.events, std::chrono::duration<double>(Clock::now() - t0).count());
+        }
+      },
+      on_quiz);
   if (!read.ok()) return read.status();
   out.flush();
   if (!out) return Status::internal("writing the event file failed");
@@ -69,13 +67,15 @@ Status decode_quiz_line(const rapidjson::Value& v, SourceQuiz& out) {
   for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
     const std::string_view name(m->name.GetString(), m->name.GetStringLength());
     if (name == "quiz") {
-      if (!m->value.IsObject()) return Status::invalid("schema: quiz must be an object (quiz)");
+      if (!m->value.IsObject())
+        return Status::invalid("schema: quiz must be an object (field quiz)");
       rapidjson::StringBuffer sb;
       rapidjson::Writer<rapidjson::StringBuffer> w(sb);
       m->value.Accept(w);
       QuizDecodeResult d = decode_quiz(std::string_view(sb.GetString(), sb.GetSize()));
       if (!d.quiz)
-        return Status::invalid(d.code + ": " + d.message + " (field quiz." + d.field + ")");
+        return Status::invalid(d.code + ": " + d.message + " (field quiz" +
+                               (d.field.empty() ? "" : "." + d.field) + ")");
       out.def = std::move(*d.quiz);
       have_def = true;
     } else if (name == "state") {
@@ -87,21 +87,32 @@ Status decode_quiz_line(const rapidjson::Value& v, SourceQuiz& out) {
             "(field state)");
       out.state = *st;
     } else if (name == "rewards") {
-      if (!m->value.IsArray()) return Status::invalid("schema: rewards must be an array (rewards)");
+      if (!m->value.IsArray())
+        return Status::invalid("schema: rewards must be an array (field rewards)");
+      std::set<int64_t> users;
       for (const auto& r : m->value.GetArray()) {
         RewardRow row;
         const bool ok = r.IsObject() && r.MemberCount() == 3 && r.HasMember("user_id") &&
                         r["user_id"].IsInt64() && r["user_id"].GetInt64() > 0 &&
                         r.HasMember("rank") && r["rank"].IsInt64() && r["rank"].GetInt64() > 0 &&
-                        r.HasMember("reward") && r["reward"].IsString();
+                        r["rank"].GetInt64() <= INT32_MAX && r.HasMember("reward") &&
+                        r["reward"].IsString();
         if (!ok)
           return Status::invalid(
-              "schema: a reward is {\"user_id\":>0,\"rank\":>0,\"reward\":\"…\"} (field rewards)");
+              "schema: a reward is {\"user_id\":>0,\"rank\":1…2^31-1,\"reward\":\"…\"} "
+              "(field rewards)");
         row.user_id = r["user_id"].GetInt64();
         row.rank = r["rank"].GetInt64();
         row.reward.assign(r["reward"].GetString(), r["reward"].GetStringLength());
+        if (!users.insert(row.user_id).second)
+          return Status::invalid("schema: user " + std::to_string(row.user_id) +
+                                 " has two rewards (field rewards)");
         out.rewards.push_back(std::move(row));
       }
+    } else if (name == "events") {
+      if (!m->value.IsInt64() || m->value.GetInt64() < 0)
+        return Status::invalid("schema: events must be a count of answer lines (field events)");
+      out.events = m->value.GetInt64();
     } else {
       return Status::invalid("schema: unknown field " + std::string(name) + " (field " +
                              std::string(name) + ")");
@@ -118,7 +129,7 @@ Status decode_quiz_line(const rapidjson::Value& v, SourceQuiz& out) {
 Result<EventFileReader::Kind> EventFileReader::next(SourceQuiz& quiz, AnswerEvent& event) {
   for (;;) {
     if (!std::getline(in_, text_)) {
-      if (in_.bad()) return Status::internal("reading the event file failed");
+      if (in_.bad() || !in_.eof()) return Status::invalid("the event file could not be read");
       return Kind::end;
     }
     ++line_;
@@ -158,11 +169,22 @@ Result<ReplaySummary> replay_file(Store& store, std::istream& in, int64_t file_b
     return quiz_ids.empty() || std::find(quiz_ids.begin(), quiz_ids.end(), quiz) != quiz_ids.end();
   };
   QuizRun run;
-  bool open = false;  // `run` holds a quiz line or events
+  bool open = false;     // `run` holds a quiz line or events
+  int64_t run_line = 0;  // the line of its quiz line
   auto finish = [&]() -> Status {
     if (!open) return Status();
     open = false;
-    Status s = wanted(run.quiz_id) ? replayer.run(run) : Status();
+    Status s;
+    if (wanted(run.quiz_id)) {
+      const int64_t got = static_cast<int64_t>(run.events.size());
+      if (run.quiz && run.quiz->events && *run.quiz->events != got) {
+        return Status::invalid(
+            "line " + std::to_string(run_line) + ": quiz " + std::to_string(run.quiz_id) +
+            " announces " + std::to_string(*run.quiz->events) + " answers and " +
+            std::to_string(got) + " follow (a file cut short?); nothing of this quiz was imported");
+      }
+      s = replayer.run(run);
+    }
     run = QuizRun{};
     if (progress) {
       const double done = file_bytes > 0 ? std::min(1.0, static_cast<double>(reader.bytes_read()) /
@@ -182,6 +204,7 @@ Result<ReplaySummary> replay_file(Store& store, std::istream& in, int64_t file_b
       if (Status s = finish(); !s.ok()) return s;
       run.quiz_id = quiz.def.quiz_id;
       run.quiz = std::move(quiz);
+      run_line = reader.line();
       open = true;
       continue;
     }
@@ -192,7 +215,8 @@ Result<ReplaySummary> replay_file(Store& store, std::istream& in, int64_t file_b
       run.quiz_id = event.quiz_id;
       open = true;
     }
-    if (wanted(event.quiz_id)) ++sum.events;
+    if (!wanted(event.quiz_id)) continue;
+    ++sum.events;
     run.events.push_back(std::move(event));
   }
   if (Status s = finish(); !s.ok()) return s;

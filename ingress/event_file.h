@@ -22,16 +22,19 @@ namespace quizflow::ingress {
 
 struct ExportSummary {
   int64_t events = 0;
-  int64_t quizzes = 0;  // quiz lines written (one per quiz with at least one event)
+  int64_t quizzes = 0;  // quiz lines written
+  // Quizzes whose events were written without a quiz line: no readable stored definition
+  // (an import reports their events as of an unknown quiz).
+  std::vector<int64_t> without_definition;
   double seconds = 0;
 };
 
 // Called about every `every_s` seconds while an export runs: events written so far, seconds.
 using ExportProgress = std::function<void(int64_t events, double seconds)>;
 
-// Writes the event log of `quiz_ids` (every stored quiz when empty) to `out`, quiz by quiz
-// (ascending): its quiz line, then its events by event_id, one JSON line each. Fails with the
-// store's Status, or `internal` when `out` fails.
+// Writes the event log of `quiz_ids` (every quiz in the log when empty) to `out`, quiz by quiz
+// (ascending): its quiz line, then its events by event_id, one JSON line each, all from one
+// snapshot. Fails with the store's Status, or `internal` when `out` fails.
 Result<ExportSummary> export_events(Store& store, const std::vector<int64_t>& quiz_ids,
                                     std::ostream& out, const ExportProgress& progress = {},
                                     double every_s = 5);

@@ -229,8 +229,8 @@ std::string answer_json(const AnswerEvent& e) {
   return done(sb);
 }
 
-std::string quiz_line_json(const QuizDef& q, QuizState state,
-                           const std::vector<RewardRow>& rewards) {
+std::string quiz_line_json(const QuizDef& q, QuizState state, const std::vector<RewardRow>& rewards,
+                           int64_t events) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
   w.StartObject();
@@ -241,6 +241,8 @@ std::string quiz_line_json(const QuizDef& q, QuizState state,
   w.String(to_string(state));
   w.Key("rewards");
   rewards_array(w, rewards);
+  w.Key("events");
+  w.Int64(events);
   w.EndObject();
   return done(sb);
 }

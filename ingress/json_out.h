@@ -30,9 +30,9 @@ std::string health_body(const HealthReport& h);
 // "elapsed_ms":…}. A line of an event file (ingress/event_file.h).
 std::string answer_json(const AnswerEvent& e);
 // A quiz line of an event file: {"quiz":{the definition as POST /v1/quizzes takes it},
-// "state":"open"|"closed"|"finalized","rewards":[{"user_id":…,"rank":…,"reward":…}]} (the
-// rewards granted; empty unless finalized).
-std::string quiz_line_json(const QuizDef& q, QuizState state,
-                           const std::vector<RewardRow>& rewards);
+// "state":"open"|"closed"|"finalized","rewards":[{"user_id":…,"rank":…,"reward":…}],
+// "events":n} (the rewards granted, empty unless finalized; n: the answer lines that follow).
+std::string quiz_line_json(const QuizDef& q, QuizState state, const std::vector<RewardRow>& rewards,
+                           int64_t events);
 
 }  // namespace quizflow::ingress

@@ -309,16 +309,16 @@ void Engine::refresh_rebuilt() {
   for (const auto& [quiz, version] : *stored) {
     if (version <= memory[quiz]) continue;
     const int64_t q = quiz;
-    auto done = standings_->refresh(q, [&] { return store_->load_counted(q); });
-    if (!done.ok()) {
+    auto rows = store_->load_counted(q);
+    if (!rows.ok()) {
       if (rate.allow(more))
         spdlog::warn(
             "reloading the rebuilt standings of quiz {} failed: {} ({} similar lines held "
             "back)",
-            q, done.status().to_string(), more);
+            q, rows.status().to_string(), more);
       continue;
     }
-    if (!*done) continue;  // a batch reloaded it first
+    if (!standings_->refresh(q, *rows)) continue;  // a batch reloaded it first
     metrics_.batches.replay_refreshes.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("quiz {}: standings rebuilt by a replay (version {}); reloaded", q, version);
   }
@@ -349,7 +349,19 @@ void Engine::monitor_loop() {
       next_check =
           Clock::now() + (ok ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100));
     }
-    if (was_ok) refresh_rebuilt();
+    bool db_ok = false;
+    {
+      MutexLock lock(health_mu_);
+      db_ok = health_.database_ok;
+    }
+    try {
+      if (db_ok) refresh_rebuilt();  // a Kafka outage does not hold it back
+    } catch (const std::exception& e) {
+      static LogRate rate;
+      if (int64_t more = 0; rate.allow(more))
+        spdlog::error("checking for rebuilt standings failed: {} ({} similar lines held back)",
+                      e.what(), more);
+    }
     MutexLock lock(health_mu_);
     const auto wake = std::min(next_check, Clock::now() + std::chrono::milliseconds(250));
     while (!stop_monitor_ && health_cv_.wait_until(health_mu_, wake)) {

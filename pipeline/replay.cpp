@@ -131,14 +131,14 @@ Result<ReplaySummary> rebuild_log(Store& store, const std::vector<int64_t>& quiz
       }
       const int64_t quiz = quizzes[i];
       int64_t rejected = 0;
-      auto r =
-          store.rebuild_quiz(quiz,
-                             [&](const QuizDef& def, const std::vector<AnswerEvent>& events) {
-                               ReplayedQuiz q = replay_quiz(def, events);
-                               rejected = q.rejected;
-                               return DerivedRows{std::move(q.counted), std::move(q.standings)};
-                             },
-                             {});
+      auto r = store.rebuild_quiz(
+          quiz,
+          [&](const QuizDef& def, const std::vector<AnswerEvent>& events) {
+            ReplayedQuiz q = replay_quiz(def, events);
+            rejected = q.rejected;
+            return DerivedRows{std::move(q.counted), std::move(q.standings)};
+          },
+          nullptr);
       std::vector<StandingDiff> diffs;
       if (r.ok() && r->found) diffs = diff_standings(r->before, r->after);
       std::lock_guard lock(mu);
@@ -161,10 +161,11 @@ Result<ReplaySummary> rebuild_log(Store& store, const std::vector<int64_t>& quiz
     }
   };
   const size_t jobs = std::clamp<size_t>(options.jobs, 1, std::max<size_t>(1, quizzes.size()));
-  std::vector<std::thread> workers;
-  for (size_t j = 1; j < jobs; ++j) workers.emplace_back(work);
-  work();
-  for (auto& w : workers) w.join();
+  {
+    std::vector<std::jthread> workers;  // joined however this scope is left
+    for (size_t j = 1; j < jobs; ++j) workers.emplace_back(work);
+    work();
+  }
   if (!failed.ok()) return failed;
   std::sort(unknown.begin(), unknown.end());
   std::sort(finalized_changed.begin(), finalized_changed.end());
@@ -217,11 +218,14 @@ Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_
     events.clear();
     if (progress) progress(sum.events, fraction(sum.events, total), since(t0));
   };
-  auto read = store.read_events(quiz_ids, [&](const AnswerEvent& e) {
-    if (!events.empty() && events.front().quiz_id != e.quiz_id) finish_quiz();
-    events.push_back(e);
-    ++sum.events;
-  });
+  auto read = store.read_events(quiz_ids,
+                                [&](const AnswerEvent& e) {
+                                  if (!events.empty() && events.front().quiz_id != e.quiz_id)
+                                    finish_quiz();
+                                  events.push_back(e);
+                                  ++sum.events;
+                                },
+                                {});
   if (!read.ok()) return read.status();
   try {
     finish_quiz();
@@ -234,7 +238,6 @@ Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_
 
 RunReplayer::RunReplayer(Store& store, const ReplayOptions& options, ReplaySummary& sum)
     : store_(store), options_(options), sum_(sum) {}
-RunReplayer::~RunReplayer() = default;
 
 Status RunReplayer::run(const QuizRun& r) {
   auto stored = store_.load_quiz(r.quiz_id);
@@ -249,12 +252,13 @@ Status RunReplayer::run(const QuizRun& r) {
   }
   const QuizDef& def = r.quiz ? r.quiz->def : (*stored)->def;
   const bool finalized = *stored && (*stored)->state == QuizState::finalized;
-  return options_.dry_run ? compare(r, def, finalized) : import(r, def, stored->has_value());
+  return options_.dry_run ? compare(r, def, finalized) : import(r, def);
 }
 
 Status RunReplayer::compare(const QuizRun& r, const QuizDef& def, bool finalized) {
   std::vector<AnswerEvent> events;
-  auto read = store_.read_events({r.quiz_id}, [&](const AnswerEvent& e) { events.push_back(e); });
+  auto read =
+      store_.read_events({r.quiz_id}, [&](const AnswerEvent& e) { events.push_back(e); }, {});
   if (!read.ok()) return read.status();
   events.insert(events.end(), r.events.begin(), r.events.end());  // dedupe drops repeats
   const ReplayedQuiz q = replay_quiz(def, events);
@@ -267,59 +271,51 @@ Status RunReplayer::compare(const QuizRun& r, const QuizDef& def, bool finalized
   return Status();
 }
 
-Status RunReplayer::import(const QuizRun& r, const QuizDef& def, bool stored) {
-  if (!stored) {
-    auto saved = store_.save_quiz(def);
-    if (!saved.ok()) return saved.status();
-    if (*saved == SaveQuizResult::conflict) {  // stored by someone else meanwhile
-      sum_.conflicting_quizzes.push_back(r.quiz_id);
-      return Status();
-    }
-    if (*saved == SaveQuizResult::created) ++sum_.quizzes_created;
-  }
+Status RunReplayer::import(const QuizRun& r, const QuizDef& def) {
   int64_t rejected = 0;
   const std::vector<AnswerEvent> valid = accepted_events(def, r.events, rejected);
-  auto rebuilt = store_.rebuild_quiz(
-      r.quiz_id,
-      [&](const QuizDef& d, const std::vector<AnswerEvent>& events) {
-        ReplayedQuiz q = replay_quiz(d, events);
-        return DerivedRows{std::move(q.counted), std::move(q.standings)};
-      },
-      valid);
-  if (!rebuilt.ok()) return rebuilt.status();
-  sum_.rejected += rejected;
-  sum_.appended += rebuilt->appended;
-  const auto diffs = diff_standings(rebuilt->before, rebuilt->after);
-  if (rebuilt->finalized && !diffs.empty()) sum_.finalized_changed.push_back(r.quiz_id);
-  count_diffs(sum_, r.quiz_id, diffs, options_.max_diffs);
-  if (!r.quiz || rebuilt->finalized) return Status();
-  if (r.quiz->state == QuizState::closed) {
-    auto closed = store_.close_quiz(r.quiz_id);
-    if (!closed.ok()) return closed.status();
-  } else if (r.quiz->state == QuizState::finalized) {
-    return finalize(def, r.quiz->rewards);
-  }
+  // One transaction: the definition when missing, the answers, the rebuild, the state.
+  QuizImport import;
+  import.define = r.quiz ? &r.quiz->def : nullptr;
+  import.append = valid;
+  if (r.quiz && r.quiz->state != QuizState::open) import.state = r.quiz->state;
+  if (import.state == QuizState::finalized) {
+    // The quiz ran to its end where it was exported: its final standings from the rebuilt
+    // ones, its rewards as they were granted there, no notifications.
+    import.finalize = [&](std::vector<StandingRow> rebuilt) {
+      FinalRows rows = stages::final_results(def, std::move(rebuilt));
+    rows.rewards = r.quiz->rewards;
+    rows.notifications.clear();
+    return rows;
+  };
+}
+auto rebuilt = store_.rebuild_quiz(
+    r.quiz_id,
+    [&](const QuizDef& d, const std::vector<AnswerEvent>& events) {
+      ReplayedQuiz q = replay_quiz(d, events);
+      return DerivedRows{std::move(q.counted), std::move(q.standings)};
+    },
+    &import);
+if (!rebuilt.ok()) return rebuilt.status();
+if (rebuilt->conflict) {  // stored by someone else meanwhile
+  sum_.conflicting_quizzes.push_back(r.quiz_id);
   return Status();
 }
-
-// The quiz ran to its end where it was exported: its final standings from the rebuilt ones,
-// its rewards as they were granted there, no notifications.
-Status RunReplayer::finalize(const QuizDef& def, const std::vector<RewardRow>& granted) {
-  if (!writer_) {
-    auto w = store_.open_writer(metrics_);
-    if (!w.ok()) return w.status();
-    writer_ = std::move(*w);
-  }
-  auto done = writer_->finalize(
-      def.quiz_id,
-      [&](std::vector<StandingRow> stored) {
-        FinalRows rows = stages::final_results(def, std::move(stored));
-        rows.rewards = granted;
-        rows.notifications.clear();
-        return rows;
-      },
-      /*outbox=*/false);
-  return done.ok() ? Status() : done.status();
+if (!rebuilt->found) {
+  sum_.unknown_quizzes.push_back(r.quiz_id);
+  return Status();
 }
+if (rebuilt->created) ++sum_.quizzes_created;
+sum_.rejected += rejected;
+sum_.appended += rebuilt->appended;
+if (rebuilt->refused > 0) {
+  sum_.refused += rebuilt->refused;
+  sum_.finalized_refusing.push_back(r.quiz_id);
+}
+const auto diffs = diff_standings(rebuilt->before, rebuilt->after);
+if (rebuilt->finalized && !diffs.empty()) sum_.finalized_changed.push_back(r.quiz_id);
+count_diffs(sum_, r.quiz_id, diffs, options_.max_diffs);
+return Status();
+}  // namespace quizflow
 
 }  // namespace quizflow

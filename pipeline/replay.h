@@ -64,6 +64,9 @@ struct ReplaySummary {
   int64_t appended = 0;
   int64_t quizzes_created = 0;
   std::vector<int64_t> conflicting_quizzes;
+  // Answers new to the log that finalized quizzes did not take (never added), and those quizzes.
+  int64_t refused = 0;
+  std::vector<int64_t> finalized_refusing;
   double seconds = 0;
 };
 // Called after each quiz: events read so far, the fraction of the work done (0 … 1), seconds
@@ -92,6 +95,7 @@ struct SourceQuiz {
   QuizDef def;
   QuizState state = QuizState::open;
   std::vector<RewardRow> rewards;  // granted (finalized quizzes)
+  std::optional<int64_t> events;   // how many of its answers the source says follow
 };
 struct QuizRun {
   int64_t quiz_id = 0;
@@ -102,28 +106,25 @@ struct QuizRun {
 // Replays runs of a source (`quizflow replay --from file:`, `quizflow import`) into `sum`.
 // A run's quiz is defined by its SourceQuiz, else by its stored definition (none: reported as
 // unknown). A dry run compares the standings the stored log plus the run's events give with the
-// stored ones, changing nothing. Otherwise: the definition is stored unless it is (one that
-// differs from the stored one is a conflict: reported, the run skipped, nothing overwritten);
-// the events the definition accepts are added to the log and the quiz rebuilt, in one
-// transaction (Store::rebuild_quiz); a quiz the source says is closed is closed, and one it says
-// is finalized is finalized with the source's rewards as granted (no notifications: they went
-// out where the quiz ran). Memory: one run's events and one quiz's log.
+// stored ones, changing nothing. Otherwise, in one transaction (Store::rebuild_quiz with a
+// QuizImport): the definition is stored unless it is (one that differs from the stored one is
+// a conflict: reported, the run skipped, nothing overwritten); the events the definition
+// accepts are added to the log and the quiz rebuilt; a quiz the source says is closed is
+// closed, and one it says is finalized is finalized with the source's rewards as granted (no
+// notifications: they went out where the quiz ran). A quiz finalized in the database takes no
+// answers (`refused`). Memory: one run's events and one quiz's log.
 class RunReplayer {
  public:
   RunReplayer(Store& store, const ReplayOptions& options, ReplaySummary& sum);
-  ~RunReplayer();
   Status run(const QuizRun& r);
 
  private:
   Status compare(const QuizRun& r, const QuizDef& def, bool finalized);
-  Status import(const QuizRun& r, const QuizDef& def, bool stored);
-  Status finalize(const QuizDef& def, const std::vector<RewardRow>& granted);
+  Status import(const QuizRun& r, const QuizDef& def);
 
   Store& store_;
   const ReplayOptions& options_;
   ReplaySummary& sum_;
-  BatchMetrics metrics_;  // of the writer that finalizes imported quizzes
-  std::unique_ptr<BatchWriter> writer_;
 };
 
 }  // namespace quizflow

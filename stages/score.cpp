@@ -211,6 +211,22 @@ std::vector<std::pair<int64_t, int64_t>> StandingsBook::versions() const {
   return out;
 }
 
+bool StandingsBook::refresh(int64_t quiz_id, const StoredCounted& stored) {
+  std::shared_ptr<Slot> slot = find(quiz_id);
+  if (!slot) return false;
+  {
+    ReaderLock lock(slot->mu);
+    if (!slot->loaded || stored.version <= slot->version) return false;
+  }
+  QuizStandings fresh;  // built without the lock: readers and batches go on meanwhile
+  for (const CountedRow& r : stored.rows) fresh.load(r);
+  WriterLock lock(slot->mu);
+  if (!slot->loaded || stored.version <= slot->version) return false;
+  slot->standings = std::move(fresh);
+  slot->version = stored.version;
+  return true;
+}
+
 bool StandingsBook::loaded(int64_t quiz_id) const {
   std::shared_ptr<Slot> slot = find(quiz_id);
   if (!slot) return false;

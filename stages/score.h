@@ -152,24 +152,11 @@ class StandingsBook {
     return Status();
   }
   // Replaces a loaded quiz's standings with a newer stored version (a replay rebuilt them):
-  // under the quiz's exclusive lock runs `load()` and installs its rows only when their version
-  // is above the one in memory. True when it did. Changes derived from the older version are
-  // not applied after it (update_at), as the stored rows of a newer version already hold every
-  // change committed against an older one.
-  template <typename Load>
-  Result<bool> refresh(int64_t quiz_id, Load&& load) {
-    std::shared_ptr<Slot> slot = find(quiz_id);
-    if (!slot) return false;
-    WriterLock lock(slot->mu);
-    if (!slot->loaded) return false;
-    auto rows = load();
-    if (!rows.ok()) return rows.status();
-    if (rows->version <= slot->version) return false;
-    slot->standings = QuizStandings();
-    for (const CountedRow& r : rows->rows) slot->standings.load(r);
-    slot->version = rows->version;
-    return true;
-  }
+  // `stored` (read by the caller, no lock held) is installed only when its version is above
+  // the one in memory; true when it was. Changes derived from the older version are not
+  // applied after it (update_at): the stored rows of a newer version already hold every change
+  // committed against an older one.
+  bool refresh(int64_t quiz_id, const StoredCounted& stored);
   // The loaded quizzes and the version of their standings in memory.
   std::vector<std::pair<int64_t, int64_t>> versions() const QF_EXCLUDES(mu_);
   bool loaded(int64_t quiz_id) const;

@@ -254,9 +254,41 @@ TEST_F(EventFileTest, ABadLineIsRefusedWithItsNumberAndBlankLinesAreSkipped) {
             "invalid: line 1: schema: only a finalized quiz has granted rewards (field rewards)");
   EXPECT_EQ(with(R"("rewards":[])", R"("extra":1)"),
             "invalid: line 1: schema: unknown field extra (field extra)");
+  EXPECT_EQ(with(R"("state":"open","rewards":[])",
+                 R"("state":"finalized","rewards":[{"user_id":1,"rank":1,"reward":"x"},)"
+                 R"({"user_id":1,"rank":2,"reward":"y"}])"),
+            "invalid: line 1: schema: user 1 has two rewards (field rewards)");
+  EXPECT_EQ(with(R"("events":1)", R"("events":-1)"),
+            "invalid: line 1: schema: events must be a count of answer lines (field events)");
   const std::string bad_def = with(R"("title":)", R"("titel":)");
   EXPECT_EQ(bad_def.rfind("invalid: line 1: schema: ", 0), 0u) << bad_def;
   EXPECT_NE(bad_def.find("(field quiz."), std::string::npos) << bad_def;
+}
+
+// A file cut short: the quiz whose answers do not all follow its line is refused with that
+// line's number, nothing of it stored; the quizzes before it stay imported.
+TEST_F(EventFileTest, AQuizWithFewerAnswersThanItsLineAnnouncesIsRefused) {
+  store_events(7, {event("a", 7, 1, 1000), event("b", 7, 2, 1000)});
+  store_events(8, {event("a", 8, 1, 1000), event("b", 8, 2, 1000), event("c", 8, 3, 1000)});
+  std::ostringstream out;
+  ASSERT_TRUE(ingress::export_events(*store, {}, out).ok());
+  std::string file = out.str();
+  file.erase(file.rfind('\n', file.size() - 2) + 1);  // the last answer line gone
+  TestDatabase target;
+  egress::PgStore to(PoolOptions{target.url()});
+  ASSERT_TRUE(to.migrate().ok());
+  std::istringstream in(file);
+  const auto r = ingress::replay_file(to, in, static_cast<int64_t>(file.size()), {},
+                                      ReplayOptions{/*dry_run=*/false, 5});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::invalid);
+  EXPECT_EQ(r.status().message(),
+            "line 4: quiz 8 announces 3 answers and 2 follow (a file cut short?); nothing of this "
+            "quiz was imported");
+  EXPECT_EQ(target.query("SELECT quiz_id, count(*) FROM answer_events GROUP BY 1 ORDER BY 1"),
+            (std::vector<std::vector<std::string>>{{"7", "2"}}));
+  EXPECT_EQ(target.query("SELECT quiz_id FROM quizzes ORDER BY 1"),
+            (std::vector<std::vector<std::string>>{{"7"}}));
 }
 
 }  // namespace

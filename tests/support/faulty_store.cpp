@@ -216,8 +216,8 @@ Result<int64_t> FaultyStore::outbox_sent(const std::vector<int64_t>& ids) {
 Result<std::vector<int64_t>> FaultyStore::log_quizzes() { return inner_->log_quizzes(); }
 
 Result<RebuiltQuiz> FaultyStore::rebuild_quiz(int64_t quiz_id, const RebuildFn& compute,
-                                              std::span<const AnswerEvent> append) {
-  return inner_->rebuild_quiz(quiz_id, compute, append);
+                                              const QuizImport* import) {
+  return inner_->rebuild_quiz(quiz_id, compute, import);
 }
 
 Result<int64_t> FaultyStore::count_events(const std::vector<int64_t>& quiz_ids) {
@@ -225,8 +225,8 @@ Result<int64_t> FaultyStore::count_events(const std::vector<int64_t>& quiz_ids) 
 }
 
 Result<int64_t> FaultyStore::read_events(const std::vector<int64_t>& quiz_ids,
-                                         const EventSink& sink) {
-  return inner_->read_events(quiz_ids, sink);
+                                         const EventSink& sink, const QuizSink& on_quiz) {
+  return inner_->read_events(quiz_ids, sink, on_quiz);
 }
 
 Result<OutboxStats> FaultyStore::outbox_stats() { return inner_->outbox_stats(); }
