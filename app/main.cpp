@@ -239,8 +239,8 @@ int replay(const Config& c, const std::vector<int64_t>& quizzes, bool dry_run,
     // Pipes (/dev/stdin, <(zcat …)) have no size: the progress then shows events only.
     const auto size = std::filesystem::file_size(from, ec);
     const int64_t bytes = ec ? 0 : static_cast<int64_t>(size);
-    r = ingress::replay_file(*store, file, bytes, quizzes, ReplayOptions{dry_run, 20},
-                             std::ref(meter));
+    ingress::EventFileRuns runs(file, bytes, quizzes);
+    r = replay_runs(*store, runs, ReplayOptions{dry_run, 20}, std::ref(meter));
   }
   meter.done();
   if (!r.ok()) {

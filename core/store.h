@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -120,6 +121,15 @@ struct Finalized {
   std::vector<OutboxGroup> outbox;  // its notifications as stored (ids set when the outbox is on)
 };
 
+// A Kafka consumer group's progress in one partition: every message below `next` is settled
+// (stored, or refused and sent to the dead-letter topic).
+struct PartitionOffset {
+  std::string group_id;
+  std::string topic;
+  int32_t partition = 0;
+  int64_t next = 0;
+};
+
 // One batch transaction: the batches of one or more quizzes (each quiz's batch whole).
 struct BatchTxn {
   std::vector<int64_t> quiz_ids;
@@ -129,6 +139,8 @@ struct BatchTxn {
   // transaction fails with `stale`, storing nothing, when a replay rebuilt them since. Empty:
   // not checked (the quizzes are still held against a replay).
   std::vector<int64_t> versions = {};
+  // The consumer's settled offsets, stored with the batch (empty: not consuming Kafka).
+  std::vector<PartitionOffset> offsets = {};
 };
 
 // What a committed transaction did.
@@ -263,6 +275,14 @@ class Store {
   using QuizSink = std::function<void(const LoggedQuiz&)>;
   virtual Result<int64_t> read_events(const std::vector<int64_t>& quiz_ids, const EventSink& sink,
                                       const QuizSink& on_quiz) = 0;
+
+  // The settled offset per partition of `topic` that batch transactions stored for `group`
+  // (the highest of each); partitions never stored are absent.
+  virtual Result<std::map<int32_t, int64_t>> load_offsets(const std::string& group,
+                                                          const std::string& topic) = 0;
+  // Deletes stored offsets below the highest of their partition (they only grow). Returns how
+  // many rows went.
+  virtual Result<int64_t> prune_offsets(const std::string& group, const std::string& topic) = 0;
 
   virtual Status ping() = 0;  // ok when the database answers
   virtual PoolStats pool_stats() const = 0;

@@ -60,6 +60,11 @@ SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::integer[], $5::
 ON CONFLICT (quiz_id, event_id) DO NOTHING
 RETURNING quiz_id, event_id)SQL"};
 
+// The consumer's settled offsets stored with the batch (insert only; see migration 6).
+inline constexpr Prepared kInsertOffsets{"qf_insert_offsets", R"SQL(
+INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::bigint[]))SQL"};
+
 // Counted answers and standings are written as absolute values by upsert: correct whatever is
 // stored. Each returns how many rows it inserted (xmax = 0: not an update), which the writer
 // compares with what the engine expected (a difference means stored rows differ from memory).
@@ -111,8 +116,8 @@ inline constexpr Prepared kHoldQuizzes{"qf_hold_quizzes",
 
 // Every statement above, prepared when the writer first uses a session.
 inline constexpr Prepared kBatchStatements[] = {
-    kHoldQuizzes,     kInsertEvents, kInsertNewEvents,      kUpsertCounted,
-    kUpsertStandings, kInsertBatch,  kInsertBatchWithOutbox};
+    kHoldQuizzes,     kInsertEvents, kInsertNewEvents,       kUpsertCounted,
+    kUpsertStandings, kInsertBatch,  kInsertBatchWithOutbox, kInsertOffsets};
 
 // ---- finalization (PgBatchWriter::finalize) ----
 

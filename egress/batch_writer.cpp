@@ -507,6 +507,8 @@ void PgBatchWriter::run(pg_conn* raw, const Attempt& a, Committed& out, InFlight
   }
   std::optional<Columns> counted_cols, standing_cols;
   std::string ids, events_text, single, messages, payload;
+  std::vector<BinaryArray> offset_cols;  // the consumer's offsets (kInsertOffsets)
+  offset_cols.reserve(4);
   constexpr size_t kAbsent = SIZE_MAX;
   size_t counted_at = kAbsent, standings_at = kAbsent;
   step("encode_rows", [&] {
@@ -519,6 +521,23 @@ void PgBatchWriter::run(pg_conn* raw, const Attempt& a, Committed& out, InFlight
       standing_cols.emplace(array_rows(standings));
       standings_at = pipeline.size();
       pipeline.push_back(statement(batch_sql::kUpsertStandings, *standing_cols));
+    }
+    if (!a.txn.offsets.empty()) {
+      const size_t k = a.txn.offsets.size();
+      offset_cols.emplace_back(BinaryArray::kText, k);
+      offset_cols.emplace_back(BinaryArray::kText, k);
+      offset_cols.emplace_back(BinaryArray::kInt4, k);
+      offset_cols.emplace_back(BinaryArray::kInt8, k);
+      for (const PartitionOffset& o : a.txn.offsets) {
+        offset_cols[0].text(o.group_id);
+        offset_cols[1].text(o.topic);
+        offset_cols[2].int4(o.partition);
+        offset_cols[3].int8(o.next);
+      }
+      PipelineStatement st{batch_sql::kInsertOffsets.name, nullptr, {}};
+      for (const BinaryArray& col : offset_cols)
+        st.params.push_back(PipelineParam{col.data(), true});
+      pipeline.push_back(std::move(st));
     }
     const auto& qs = a.txn.quiz_ids;
     ids = pg_id_array(qs);

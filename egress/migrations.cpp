@@ -157,6 +157,18 @@ BEGIN
   END IF;
 END $$;
 )SQL"},
+      {6, "kafka consumer offsets stored with the batches", R"SQL(
+-- Every batch transaction of an engine consuming quiz.answers inserts its consumer's settled
+-- offsets (insert only: concurrent batches take no row lock); the highest per partition is
+-- where a newly assigned consumer starts. Lower rows are pruned now and then.
+CREATE TABLE consumer_offsets (
+  group_id    text NOT NULL,
+  topic       text NOT NULL,
+  partition   integer NOT NULL,
+  next_offset bigint NOT NULL
+);
+CREATE INDEX consumer_offsets_top ON consumer_offsets (group_id, topic, partition, next_offset);
+)SQL"},
   };
   return m;
 }

@@ -177,6 +177,38 @@ Result<int> PgStore::pending_migrations() try {
   return status_of("read the schema version", e);
 }
 
+Result<std::map<int32_t, int64_t>> PgStore::load_offsets(const std::string& group,
+                                                         const std::string& topic) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    std::map<int32_t, int64_t> out;
+    for (const auto& row :
+         tx.exec_params("SELECT partition, max(next_offset) FROM consumer_offsets "
+                        "WHERE group_id = $1 AND topic = $2 GROUP BY partition",
+                        group, topic))
+      out[row[0].as<int32_t>()] = row[1].as<int64_t>();
+    return out;
+  });
+} catch (const std::exception& e) {
+  return status_of("read the stored consumer offsets", e);
+}
+
+Result<int64_t> PgStore::prune_offsets(const std::string& group, const std::string& topic) try {
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::work tx(c);
+    const auto r = tx.exec_params(R"SQL(
+DELETE FROM consumer_offsets o
+USING (SELECT partition, max(next_offset) AS top FROM consumer_offsets
+       WHERE group_id = $1 AND topic = $2 GROUP BY partition) m
+WHERE o.group_id = $1 AND o.topic = $2 AND o.partition = m.partition AND o.next_offset < m.top)SQL",
+                                  group, topic);
+    tx.commit();
+    return static_cast<int64_t>(r.affected_rows());
+  });
+} catch (const std::exception& e) {
+  return status_of("prune the stored consumer offsets", e);
+}
+
 Result<std::unique_ptr<BatchWriter>> PgStore::open_writer(BatchMetrics& metrics) {
   return std::unique_ptr<BatchWriter>(std::make_unique<PgBatchWriter>(pool_, metrics));
 }

@@ -22,6 +22,9 @@ class PgStore final : public Store {
   ~PgStore() override;
 
   Status migrate() override;
+  Result<std::map<int32_t, int64_t>> load_offsets(const std::string& group,
+                                                  const std::string& topic) override;
+  Result<int64_t> prune_offsets(const std::string& group, const std::string& topic) override;
   Result<int> pending_migrations() override;
   Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) override;
   Result<SaveQuizResult> save_quiz(const QuizDef& quiz) override;

@@ -12,7 +12,7 @@
 #include <stdexcept>
 
 #include "ingress/json_out.h"
-#include "stages/ingest.h"
+#include "pipeline/engine.h"
 
 namespace quizflow::ingress {
 
@@ -146,7 +146,7 @@ Result<EventFileReader::Kind> EventFileReader::next(SourceQuiz& quiz, AnswerEven
       if (Status s = decode_quiz_line(d, quiz); !s.ok()) return at(s.message());
       return Kind::quiz;
     }
-    Item item = stages::decode_answer_json(text_);
+    Item item = decode_answer(text_);
     if (!item.event || item.verdict.status == ItemStatus::rejected)
       return at(item.verdict.code + ": " + item.verdict.message +
                 (item.verdict.field.empty() ? "" : " (field " + item.verdict.field + ")"));
@@ -155,73 +155,74 @@ Result<EventFileReader::Kind> EventFileReader::next(SourceQuiz& quiz, AnswerEven
   }
 }
 
-Result<ReplaySummary> replay_file(Store& store, std::istream& in, int64_t file_bytes,
-                                  const std::vector<int64_t>& quiz_ids,
-                                  const ReplayOptions& options, const ReplayProgress& progress) {
-  const auto t0 = std::chrono::steady_clock::now();
-  auto seconds = [&] {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  };
-  ReplaySummary sum;
-  RunReplayer replayer(store, options, sum);
-  EventFileReader reader(in);
-  auto wanted = [&](int64_t quiz) {
-    return quiz_ids.empty() || std::find(quiz_ids.begin(), quiz_ids.end(), quiz) != quiz_ids.end();
-  };
-  QuizRun run;
-  bool open = false;     // `run` holds a quiz line or events
-  int64_t run_line = 0;  // the line of its quiz line
-  auto finish = [&]() -> Status {
-    if (!open) return Status();
-    open = false;
-    Status s;
-    if (wanted(run.quiz_id)) {
-      const int64_t got = static_cast<int64_t>(run.events.size());
-      if (run.quiz && run.quiz->events && *run.quiz->events != got) {
-        return Status::invalid(
-            "line " + std::to_string(run_line) + ": quiz " + std::to_string(run.quiz_id) +
-            " announces " + std::to_string(*run.quiz->events) + " answers and " +
-            std::to_string(got) + " follow (a file cut short?); nothing of this quiz was imported");
+bool EventFileRuns::wanted(int64_t quiz) const {
+  return quiz_ids_.empty() ||
+         std::find(quiz_ids_.begin(), quiz_ids_.end(), quiz) != quiz_ids_.end();
+}
+
+double EventFileRuns::fraction() const {
+  if (bytes_ <= 0) return 0;
+  return std::min(1.0, static_cast<double>(reader_.bytes_read()) / static_cast<double>(bytes_));
+}
+
+Result<std::optional<QuizRun>> EventFileRuns::next() {
+  for (;;) {  // runs of quizzes not wanted are read past
+    QuizRun run;
+    int64_t run_line = 0;  // the line of its quiz line
+    bool open = false;
+    if (next_quiz_) {
+      run.quiz_id = next_quiz_->def.quiz_id;
+      run.quiz = std::move(next_quiz_);
+      run_line = next_line_;
+      next_quiz_.reset();
+      open = true;
+    } else if (next_event_) {
+      run.quiz_id = next_event_->quiz_id;
+      run.events.push_back(std::move(*next_event_));
+      next_event_.reset();
+      open = true;
+    }
+    SourceQuiz quiz;
+    AnswerEvent event;
+    while (!ended_) {
+      auto kind = reader_.next(quiz, event);
+      if (!kind.ok()) return kind.status();
+      if (*kind == EventFileReader::Kind::end) {
+        ended_ = true;
+        break;
       }
-      s = replayer.run(run);
+      if (*kind == EventFileReader::Kind::quiz) {
+        if (open) {  // the next run starts here
+          next_quiz_ = std::move(quiz);
+          next_line_ = reader_.line();
+          break;
+        }
+        run.quiz_id = quiz.def.quiz_id;
+        run.quiz = std::move(quiz);
+        run_line = reader_.line();
+        open = true;
+        continue;
+      }
+      if (open && event.quiz_id != run.quiz_id) {
+        next_event_ = std::move(event);
+        break;
+      }
+      if (!open) {
+        run.quiz_id = event.quiz_id;
+        open = true;
+      }
+      if (wanted(event.quiz_id)) run.events.push_back(std::move(event));
     }
-    run = QuizRun{};
-    if (progress) {
-      const double done = file_bytes > 0 ? std::min(1.0, static_cast<double>(reader.bytes_read()) /
-                                                             static_cast<double>(file_bytes))
-                                         : 1.0;
-      progress(sum.events, done, seconds());
-    }
-    return s;
-  };
-  SourceQuiz quiz;
-  AnswerEvent event;
-  for (;;) {
-    auto kind = reader.next(quiz, event);
-    if (!kind.ok()) return kind.status();
-    if (*kind == EventFileReader::Kind::end) break;
-    if (*kind == EventFileReader::Kind::quiz) {
-      if (Status s = finish(); !s.ok()) return s;
-      run.quiz_id = quiz.def.quiz_id;
-      run.quiz = std::move(quiz);
-      run_line = reader.line();
-      open = true;
-      continue;
-    }
-    if (open && event.quiz_id != run.quiz_id) {
-      if (Status s = finish(); !s.ok()) return s;
-    }
-    if (!open) {
-      run.quiz_id = event.quiz_id;
-      open = true;
-    }
-    if (!wanted(event.quiz_id)) continue;
-    ++sum.events;
-    run.events.push_back(std::move(event));
+    if (!open) return std::optional<QuizRun>();
+    if (!wanted(run.quiz_id)) continue;
+    const int64_t got = static_cast<int64_t>(run.events.size());
+    if (run.quiz && run.quiz->events && *run.quiz->events != got)
+      return Status::invalid(
+          "line " + std::to_string(run_line) + ": quiz " + std::to_string(run.quiz_id) +
+          " announces " + std::to_string(*run.quiz->events) + " answers and " +
+          std::to_string(got) + " follow (a file cut short?); nothing of this quiz was imported");
+    return std::optional<QuizRun>(std::move(run));
   }
-  if (Status s = finish(); !s.ok()) return s;
-  sum.seconds = seconds();
-  return sum;
 }
 
 }  // namespace quizflow::ingress

@@ -8,15 +8,16 @@
 #include <cstdint>
 #include <functional>
 #include <istream>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
 
 #include "core/events.h"
 #include "core/quiz.h"
+#include "core/replay_source.h"
 #include "core/status.h"
 #include "core/store.h"
-#include "pipeline/replay.h"
 
 namespace quizflow::ingress {
 
@@ -57,14 +58,29 @@ class EventFileReader {
   int64_t line_ = 0, bytes_ = 0;
 };
 
-// Replays an event file of `file_bytes` bytes (for the progress) run by run of one quiz's lines
-// (RunReplayer: memory is one run's events), keeping the quizzes of `quiz_ids` (all when
-// empty). Export writes each quiz as one run; a file that has a quiz in several runs is replayed
-// run by run. Stops at the first line that is not a quiz line or an answer (`invalid`, with the
-// line number); the runs before it stay imported (importing again adds nothing twice).
-Result<ReplaySummary> replay_file(Store& store, std::istream& in, int64_t file_bytes,
-                                  const std::vector<int64_t>& quiz_ids,
-                                  const ReplayOptions& options = {},
-                                  const ReplayProgress& progress = {});
+// The runs of an event file (RunSource): a quiz line and the answers after it, or answers of
+// one quiz without one (memory: one run's events), of the quizzes of `quiz_ids` (all when
+// empty). Export writes each quiz as one run; a file with a quiz in several runs gives several.
+// A run whose quiz line announces more answers than follow (a file cut short) is `invalid`
+// with that line's number, as is a line that is neither a quiz line nor an answer.
+class EventFileRuns final : public RunSource {
+ public:
+  // `file_bytes`: the file's size for fraction() (0: unknown, e.g. a pipe).
+  EventFileRuns(std::istream& in, int64_t file_bytes, std::vector<int64_t> quiz_ids)
+      : reader_(in), bytes_(file_bytes), quiz_ids_(std::move(quiz_ids)) {}
+  Result<std::optional<QuizRun>> next() override;
+  double fraction() const override;
+
+ private:
+  bool wanted(int64_t quiz) const;
+  EventFileReader reader_;
+  int64_t bytes_;
+  std::vector<int64_t> quiz_ids_;
+  // A line read ahead: the first of the next run.
+  std::optional<SourceQuiz> next_quiz_;
+  std::optional<AnswerEvent> next_event_;
+  int64_t next_line_ = 0;
+  bool ended_ = false;
+};
 
 }  // namespace quizflow::ingress

@@ -14,6 +14,7 @@
 #include "pipeline/stats.h"
 #include "stages/admission.h"
 #include "stages/finalize.h"
+#include "stages/ingest.h"
 #include "stages/score.h"
 
 namespace quizflow {
@@ -51,8 +52,8 @@ Status Engine::start() {
   relay_->start();
   {
     WriterLock glock(graph_mu_);
-    graph_ = std::make_unique<Graph>(
-        GraphDeps{config_, catalog_, *standings_, *store_, *commits_, *relay_, metrics_});
+    graph_ = std::make_unique<Graph>(GraphDeps{config_, catalog_, *standings_, *store_, *commits_,
+                                               *relay_, metrics_, &consumer_});
     // Quizzes due while the engine was down are finalized at once.
     for (const auto& [quiz, at] : due) graph_->schedule_finalization(quiz, at);
   }
@@ -127,6 +128,41 @@ SubmitResult Engine::submit(std::string body, Request::DoneFn done) {
   r->admitted = estimate;
   graph_->put(std::move(r));
   return SubmitResult::admitted;
+}
+
+Item decode_answer(std::string_view json) { return stages::decode_answer_json(json); }
+
+void Engine::learn_quiz(int64_t quiz_id) {
+  auto snap = catalog_.snapshot();
+  if (snap->find(quiz_id) || snap->is_finalized(quiz_id)) return;
+  {
+    MutexLock lock(learn_mu_);
+    auto it = unknown_until_ms_.find(quiz_id);
+    if (it != unknown_until_ms_.end() && it->second > now_ms()) return;
+  }
+  auto rec = store_->load_quiz(quiz_id);
+  if (!rec.ok()) return;  // its answers get unknown_quiz now; asked again next time
+  if (!*rec) {
+    MutexLock lock(learn_mu_);
+    if (unknown_until_ms_.size() > 100000) unknown_until_ms_.clear();
+    unknown_until_ms_[quiz_id] = now_ms() + 1000;
+    return;
+  }
+  const QuizRecord& r = **rec;
+  if (r.state == QuizState::finalized) {
+    catalog_.set_state(quiz_id, QuizState::finalized);
+    return;
+  }
+  catalog_.put(r.def);
+  if (r.state == QuizState::closed) catalog_.set_state(quiz_id, QuizState::closed);
+  spdlog::info("quiz {} learnt from PostgreSQL (created through another instance)", quiz_id);
+  schedule_finalization(quiz_id, r.state == QuizState::closed
+                                     ? 0
+                                     : stages::finalize_due_ms(r.def, config_.close_grace_ms));
+}
+
+void Engine::forget_quizzes(const std::vector<int64_t>& quiz_ids) {
+  for (int64_t q : quiz_ids) standings_->erase(q);
 }
 
 Result<SaveQuizResult> Engine::create_quiz(const QuizDef& quiz) {

@@ -5,14 +5,17 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "core/config.h"
+#include "core/consumer.h"
 #include "core/metrics.h"
 #include "core/mutex.h"
 #include "core/notifier.h"
@@ -34,6 +37,11 @@ class StandingsBook;
 }
 
 enum class SubmitResult { admitted, overloaded, stopped };
+
+// Decodes one answer object with the rules POST /v1/answers applies to each item (strict
+// schema, spec §3): for sources other than a request (event files). A schema failure is a
+// `rejected` verdict with its code, message and field; no event then.
+Item decode_answer(std::string_view json);
 
 struct QuizView {
   QuizDef def;
@@ -76,6 +84,18 @@ class Engine {
   // every item has its verdict (or the request failed as a whole). Never blocks on I/O.
   // Thread-safe, also against a concurrent stop(): `stopped` means `done` will not run.
   SubmitResult submit(std::string body, Request::DoneFn done);
+
+  // Set before start(): a Kafka source feeds this engine.
+  void set_consumer(ConsumerHooks hooks) { consumer_ = std::move(hooks); }
+  const ConsumerHooks& consumer() const { return consumer_; }
+
+  // A quiz this engine does not know (created through another instance) is loaded from
+  // PostgreSQL into the catalog (one query, blocking; a miss is remembered for a second).
+  void learn_quiz(int64_t quiz_id);
+  // Drops quizzes from memory (their partitions went to another instance); they are loaded
+  // again from PostgreSQL on their next batch. Call only when none of their batches is in
+  // flight.
+  void forget_quizzes(const std::vector<int64_t>& quiz_ids);
 
   // Stores a quiz (idempotent by quiz_id), adds it to the catalog and schedules its
   // finalization. Blocks on one database round trip.
@@ -131,6 +151,9 @@ class Engine {
   void schedule_finalization(int64_t quiz_id, int64_t due_ms);
 
   Catalog catalog_;
+  ConsumerHooks consumer_;
+  Mutex learn_mu_;
+  std::unordered_map<int64_t, int64_t> unknown_until_ms_ QF_GUARDED_BY(learn_mu_);
   std::unique_ptr<stages::StandingsBook> standings_;
   PipelineMetrics metrics_;
   std::unique_ptr<CommitPool> commits_;

@@ -549,6 +549,9 @@ struct Graph::Impl {
     for (int attempt = 1; attempt <= stale_attempts; ++attempt) {
       // A quiz's standings are loaded from PostgreSQL on its first batch after a start.
       job.txn.versions.clear();
+      // Read now, while this transaction's events are still unsettled: the offsets stored are
+      // at most theirs, whatever commits first.
+      if (deps.consumer && deps.consumer->offsets) job.txn.offsets = deps.consumer->offsets();
       for (int64_t quiz : job.txn.quiz_ids) {
         const Status loaded =
             deps.standings.ensure_loaded(quiz, [&] { return deps.store.load_counted(quiz); });

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/consumer.h"
 #include "core/metrics.h"
 #include "core/notifier.h"
 #include "core/quiz.h"
@@ -35,6 +36,7 @@ struct GraphDeps {
   CommitPool& commits;
   OutboxRelay& relay;  // where notify hands notifications
   PipelineMetrics& metrics;
+  const ConsumerHooks* consumer = nullptr;  // a Kafka source's offsets, stored with each batch
 };
 
 class Graph {

@@ -318,4 +318,21 @@ count_diffs(sum_, r.quiz_id, diffs, options_.max_diffs);
 return Status();
 }  // namespace quizflow
 
+Result<ReplaySummary> replay_runs(Store& store, RunSource& source, const ReplayOptions& options,
+                                  const ReplayProgress& progress) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ReplaySummary sum;
+  RunReplayer replayer(store, options, sum);
+  for (;;) {
+    auto run = source.next();
+    if (!run.ok()) return run.status();
+    if (!*run) break;
+    sum.events += static_cast<int64_t>((*run)->events.size());
+    if (Status s = replayer.run(**run); !s.ok()) return s;
+    if (progress) progress(sum.events, source.fraction(), since(t0));
+  }
+  sum.seconds = since(t0);
+  return sum;
+}
+
 }  // namespace quizflow

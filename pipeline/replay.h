@@ -12,6 +12,7 @@
 
 #include "core/events.h"
 #include "core/quiz.h"
+#include "core/replay_source.h"
 #include "core/standing.h"
 #include "core/store.h"
 
@@ -89,20 +90,6 @@ Result<ReplaySummary> replay_log(Store& store, const std::vector<int64_t>& quiz_
                                  const ReplayOptions& options = {},
                                  const ReplayProgress& progress = {});
 
-// A replay source's unit (ingress/event_file.h): one quiz's events, with what the source says
-// of the quiz when it says anything (a file's quiz line).
-struct SourceQuiz {
-  QuizDef def;
-  QuizState state = QuizState::open;
-  std::vector<RewardRow> rewards;  // granted (finalized quizzes)
-  std::optional<int64_t> events;   // how many of its answers the source says follow
-};
-struct QuizRun {
-  int64_t quiz_id = 0;
-  std::optional<SourceQuiz> quiz;
-  std::vector<AnswerEvent> events;
-};
-
 // Replays runs of a source (`quizflow replay --from file:`, `quizflow import`) into `sum`.
 // A run's quiz is defined by its SourceQuiz, else by its stored definition (none: reported as
 // unknown). A dry run compares the standings the stored log plus the run's events give with the
@@ -126,5 +113,10 @@ class RunReplayer {
   const ReplayOptions& options_;
   ReplaySummary& sum_;
 };
+
+// Replays every run of `source` (RunReplayer); `progress` after each run.
+Result<ReplaySummary> replay_runs(Store& store, RunSource& source,
+                                  const ReplayOptions& options = {},
+                                  const ReplayProgress& progress = {});
 
 }  // namespace quizflow

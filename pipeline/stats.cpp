@@ -197,6 +197,26 @@ StatsReport collect_stats(const Engine& engine) {
   b.gauge("engine.degraded", "quizflow_degraded",
           "1 when in-memory state may differ from PostgreSQL's (restart to reload).",
           m.degraded.load() ? 1 : 0, JsonType::boolean);
+  if (engine.consumer().stats) {  // spec §6: only when consuming Kafka
+    const ConsumerStats cs = engine.consumer().stats();
+    for (const auto& [partition, lag] : cs.lag)
+      b.gauge("consumer.lag." + std::to_string(partition), "quizflow_consumer_lag_messages",
+              "Messages of quiz.answers not yet settled, per assigned partition.",
+              static_cast<double>(lag), JsonType::integer, 1,
+              {{"partition", std::to_string(partition)}});
+    b.gauge("consumer.paused", "quizflow_consumer_paused_partitions",
+            "Partitions paused because the engine holds too many answers.",
+            static_cast<double>(cs.paused));
+    b.counter("consumer.consumed", "quizflow_consumer_messages_total",
+              "Messages taken from quiz.answers.", static_cast<double>(cs.consumed));
+    b.counter("consumer.dead_letters", "quizflow_consumer_dead_letters_total",
+              "Messages sent to the dead-letter topic (malformed or rejected).",
+              static_cast<double>(cs.dead_letters));
+    b.counter("consumer.retried", "quizflow_consumer_retried_total",
+              "Messages submitted again after a storage failure.", static_cast<double>(cs.retried));
+    b.gauge("consumer.in_engine", "quizflow_consumer_in_engine_messages",
+            "Messages consumed and not yet settled.", static_cast<double>(cs.in_engine));
+  }
   r.figures = std::move(b.out);
   r.largest_pending = engine.largest_pending();
   return r;

@@ -14,6 +14,7 @@
 
 #include "egress/batch_writer.h"
 #include "egress/pg_store.h"
+#include "pipeline/replay.h"
 #include "stages/ingest.h"
 #include "support/test_db.h"
 #include "unit/test_util.h"
@@ -278,8 +279,8 @@ TEST_F(EventFileTest, AQuizWithFewerAnswersThanItsLineAnnouncesIsRefused) {
   egress::PgStore to(PoolOptions{target.url()});
   ASSERT_TRUE(to.migrate().ok());
   std::istringstream in(file);
-  const auto r = ingress::replay_file(to, in, static_cast<int64_t>(file.size()), {},
-                                      ReplayOptions{/*dry_run=*/false, 5});
+  ingress::EventFileRuns runs(in, static_cast<int64_t>(file.size()), {});
+  const auto r = replay_runs(to, runs, ReplayOptions{/*dry_run=*/false, 5});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::invalid);
   EXPECT_EQ(r.status().message(),

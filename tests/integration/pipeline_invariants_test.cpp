@@ -523,8 +523,8 @@ TEST(PipelineInvariants, ExportThenReplayFromTheFileIntoAnEmptyDatabaseGivesTheS
   ASSERT_TRUE(target.migrate().ok());
   auto replay = [&](bool dry_run) {
     std::istringstream in(text);
-    return ingress::replay_file(target, in, static_cast<int64_t>(text.size()), {},
-                                ReplayOptions{dry_run, 5});
+    ingress::EventFileRuns runs(in, static_cast<int64_t>(text.size()), {});
+    return replay_runs(target, runs, ReplayOptions{dry_run, 5});
   };
   const auto dry = replay(/*dry_run=*/true);
   ASSERT_TRUE(dry.ok()) << dry.status().to_string();

@@ -166,6 +166,15 @@ Result<std::unique_ptr<BatchWriter>> FaultyStore::open_writer(BatchMetrics& metr
 
 Result<int> FaultyStore::pending_migrations() { return inner_->pending_migrations(); }
 
+Result<std::map<int32_t, int64_t>> FaultyStore::load_offsets(const std::string& group,
+                                                             const std::string& topic) {
+  return inner_->load_offsets(group, topic);
+}
+
+Result<int64_t> FaultyStore::prune_offsets(const std::string& group, const std::string& topic) {
+  return inner_->prune_offsets(group, topic);
+}
+
 Result<SaveQuizResult> FaultyStore::save_quiz(const QuizDef& quiz) {
   return inner_->save_quiz(quiz);
 }

@@ -91,6 +91,9 @@ class FaultyStore final : public Store {
   ~FaultyStore() override;
 
   Status migrate() override;
+  Result<std::map<int32_t, int64_t>> load_offsets(const std::string& group,
+                                                  const std::string& topic) override;
+  Result<int64_t> prune_offsets(const std::string& group, const std::string& topic) override;
   Result<int> pending_migrations() override;
   // A FaultyWriter around a real egress::PgBatchWriter on the writers' pool.
   Result<std::unique_ptr<BatchWriter>> open_writer(BatchMetrics& metrics) override;
