@@ -24,6 +24,7 @@
 #include "egress/pg_store.h"
 #include "ingress/event_file.h"
 #include "ingress/http_server.h"
+#include "ingress/kafka_source.h"
 #include "pipeline/engine.h"
 #include "pipeline/logging.h"
 #include "pipeline/replay.h"
@@ -84,10 +85,29 @@ int serve(const Config& c, const std::string& port_file) {
   spdlog::info("effective configuration: {}", describe_config(c));
   auto store = make_store(c);
   auto sink = std::make_unique<egress::KafkaProducer>(egress::kafka_options(c));
+  const std::string bootstrap = sink->bootstrap();
   Engine engine(c, std::move(store), std::move(sink));
+  // QUIZFLOW_CONSUME_ANSWERS: a consumer group member on quiz.answers (its offsets read and
+  // pruned through a store of its own; stored by the engine's batch transactions).
+  std::unique_ptr<Store> source_store;
+  std::unique_ptr<ingress::KafkaSource> source;
+  if (c.consume_answers) {
+    source_store = make_store(c);
+    source = std::make_unique<ingress::KafkaSource>(engine, *source_store,
+                                                    ingress::kafka_source_options(c, bootstrap));
+    engine.set_consumer(ConsumerHooks{[s = source.get()] { return s->settled(); },
+                                      [s = source.get()] { return s->stats(); }});
+  }
   if (Status st = engine.start(); !st.ok()) {
     spdlog::critical("quizflow serve: the engine could not start: {}", st.to_string());
     return 1;
+  }
+  if (source) {
+    if (Status st = source->start(); !st.ok()) {
+      spdlog::critical("quizflow serve: the Kafka consumer could not start: {}", st.to_string());
+      engine.stop();
+      return 1;
+    }
   }
   ingress::HttpServer http(engine);
   http.start();
@@ -118,6 +138,7 @@ int serve(const Config& c, const std::string& port_file) {
       _exit(1);
     }
   });
+  if (source) source->stop();  // its answers in the engine are stored before it leaves
   engine.stop();
   drained_flag().store(true);
   watchdog.join();

@@ -71,6 +71,7 @@ const std::vector<Key>& keys() {
       str_key("KAFKA_TOPIC_DLQ", &Config::topic_dlq),
       bool_key("QUIZFLOW_CONSUME_ANSWERS", &Config::consume_answers),
       str_key("KAFKA_GROUP_ID", &Config::kafka_group_id),
+      int_key("KAFKA_SESSION_TIMEOUT_MS", &Config::kafka_session_timeout_ms),
       str_key("QUIZFLOW_HTTP_ADDR", &Config::http_addr),
       int_key("QUIZFLOW_HTTP_THREADS", &Config::http_threads),
       str_key("QUIZFLOW_API_TOKEN", &Config::api_token, true),
@@ -195,6 +196,7 @@ void validate_config(const Config& c) {
   range("NOTIFY_COALESCE_MS", c.notify_coalesce_ms, 0, 3600000);
   range("OUTBOX_RELAY_AFTER_MS", c.outbox_relay_after_ms, 100, 3600000);
   range("KAFKA_MESSAGE_TIMEOUT_MS", c.kafka_message_timeout_ms, 1000, 3600000);
+  range("KAFKA_SESSION_TIMEOUT_MS", c.kafka_session_timeout_ms, 1000, 300000);
   for (const auto& [key, t] : {std::pair{"KAFKA_TOPIC_ANSWERS", &c.topic_answers},
                                std::pair{"KAFKA_TOPIC_NOTIFICATIONS", &c.topic_notifications},
                                std::pair{"KAFKA_TOPIC_DLQ", &c.topic_dlq}}) {

@@ -4,6 +4,7 @@
 #include <rapidjson/document.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <stdexcept>
@@ -64,6 +65,46 @@ int partition_count(rd_kafka_t* rk, const std::string& topic, Clock::time_point 
 }
 
 }  // namespace
+
+void produce_all(const std::string& bootstrap, const std::string& topic,
+                 const std::vector<std::pair<std::string, std::string>>& messages, int timeout_ms) {
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  set(conf, "bootstrap.servers", bootstrap);
+  set(conf, "enable.idempotence", "true");
+  set(conf, "acks", "all");
+  set(conf, "linger.ms", "5");
+  std::atomic<int64_t> failed{0};
+  rd_kafka_conf_set_opaque(conf, &failed);
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    if (m->err) static_cast<std::atomic<int64_t>*>(opaque)->fetch_add(1);
+  });
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (!rk) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string("produce_all: rd_kafka_new: ") + err);
+  }
+  for (const auto& [key, value] : messages) {
+    for (;;) {
+      const rd_kafka_resp_err_t e = rd_kafka_producev(
+          rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(key.data(), key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_END);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        rd_kafka_destroy(rk);
+        throw std::runtime_error(std::string("produce_all: ") + rd_kafka_err2str(e));
+      }
+      rd_kafka_poll(rk, 10);
+    }
+    rd_kafka_poll(rk, 0);
+  }
+  const rd_kafka_resp_err_t flushed = rd_kafka_flush(rk, timeout_ms);
+  rd_kafka_destroy(rk);
+  if (flushed != RD_KAFKA_RESP_ERR_NO_ERROR || failed.load() > 0)
+    throw std::runtime_error("produce_all: " + std::to_string(failed.load()) +
+                             " messages not acknowledged");
+}
 
 std::vector<KafkaMessage> read_topic(const std::string& bootstrap, const std::string& topic,
                                      int64_t expect_at_least, int idle_timeout_ms,

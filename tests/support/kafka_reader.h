@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace quizflow::testing {
@@ -23,6 +24,12 @@ struct KafkaMessage {
 std::vector<KafkaMessage> read_topic(const std::string& bootstrap, const std::string& topic,
                                      int64_t expect_at_least, int idle_timeout_ms = 3000,
                                      int total_timeout_ms = 60000);
+
+// Produces `messages` (key, value) to `topic` (acks=all, idempotent) and waits until every one
+// is acknowledged. Throws std::runtime_error when one is not within `timeout_ms`.
+void produce_all(const std::string& bootstrap, const std::string& topic,
+                 const std::vector<std::pair<std::string, std::string>>& messages,
+                 int timeout_ms = 60000);
 
 // The top-level string field `name` of the JSON object `json`; "" when `json` is not a JSON
 // object or the field is absent or not a string.

@@ -92,7 +92,7 @@ bool write_all_nosigpipe(int fd, const std::string& data) {
 
 }  // namespace
 
-MockKafkaProcess::MockKafkaProcess(int brokers) {
+MockKafkaProcess::MockKafkaProcess(int brokers, int partitions) {
   if (brokers < 1) throw std::invalid_argument("MockKafkaProcess: brokers must be >= 1");
   const std::string bin = mock_binary();
 
@@ -114,9 +114,14 @@ MockKafkaProcess::MockKafkaProcess(int brokers) {
   int rc = in[0] < 0 || out[1] < 0 ? EBADF : 0;
   if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
   if (rc == 0) rc = posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  const std::string brokers_arg = std::to_string(brokers);
-  std::vector<char*> argv = {const_cast<char*>(bin.c_str()), const_cast<char*>("--brokers"),
-                             const_cast<char*>(brokers_arg.c_str()), nullptr};
+  const std::string brokers_arg = std::to_string(brokers),
+                    partitions_arg = std::to_string(partitions);
+  std::vector<char*> argv = {const_cast<char*>(bin.c_str()),
+                             const_cast<char*>("--brokers"),
+                             const_cast<char*>(brokers_arg.c_str()),
+                             const_cast<char*>("--partitions"),
+                             const_cast<char*>(partitions_arg.c_str()),
+                             nullptr};
   if (rc == 0) rc = posix_spawn(&pid_, bin.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (in[0] >= 0) close(in[0]);

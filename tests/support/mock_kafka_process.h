@@ -11,12 +11,12 @@ namespace quizflow::testing {
 
 class MockKafkaProcess {
  public:
-  // Spawns qf-mock-kafka with `brokers` brokers (and its default topics, 3 partitions each) and
+  // Spawns qf-mock-kafka with `brokers` brokers (and its default topics, `partitions` each) and
   // waits up to 10 s for its bootstrap address. The binary is $QF_MOCK_KAFKA_BIN, otherwise
   // "qf-mock-kafka" next to $QUIZFLOW_BIN (scripts/test sets it). Throws std::runtime_error when
   // neither names an executable, the spawn fails, or no address comes in time (the child is
   // killed then).
-  explicit MockKafkaProcess(int brokers = 1);
+  explicit MockKafkaProcess(int brokers = 1, int partitions = 3);
   // Closes the child's stdin (it then shuts the cluster down), waits up to 3 s for it to exit,
   // then SIGKILLs it; always reaps it. Never throws.
   ~MockKafkaProcess();
