@@ -72,6 +72,7 @@ const std::vector<Key>& keys() {
       bool_key("QUIZFLOW_CONSUME_ANSWERS", &Config::consume_answers),
       str_key("KAFKA_GROUP_ID", &Config::kafka_group_id),
       int_key("KAFKA_SESSION_TIMEOUT_MS", &Config::kafka_session_timeout_ms),
+      int_key("KAFKA_COMMIT_INTERVAL_MS", &Config::kafka_commit_interval_ms),
       str_key("QUIZFLOW_HTTP_ADDR", &Config::http_addr),
       int_key("QUIZFLOW_HTTP_THREADS", &Config::http_threads),
       str_key("QUIZFLOW_API_TOKEN", &Config::api_token, true),
@@ -197,6 +198,7 @@ void validate_config(const Config& c) {
   range("OUTBOX_RELAY_AFTER_MS", c.outbox_relay_after_ms, 100, 3600000);
   range("KAFKA_MESSAGE_TIMEOUT_MS", c.kafka_message_timeout_ms, 1000, 3600000);
   range("KAFKA_SESSION_TIMEOUT_MS", c.kafka_session_timeout_ms, 1000, 300000);
+  range("KAFKA_COMMIT_INTERVAL_MS", c.kafka_commit_interval_ms, 100, 3600000);
   for (const auto& [key, t] : {std::pair{"KAFKA_TOPIC_ANSWERS", &c.topic_answers},
                                std::pair{"KAFKA_TOPIC_NOTIFICATIONS", &c.topic_notifications},
                                std::pair{"KAFKA_TOPIC_DLQ", &c.topic_dlq}}) {

@@ -18,6 +18,7 @@ struct Config {
   bool consume_answers = false;                            // QUIZFLOW_CONSUME_ANSWERS
   std::string kafka_group_id = "quizflow";                 // KAFKA_GROUP_ID
   int kafka_session_timeout_ms = 10000;  // KAFKA_SESSION_TIMEOUT_MS: a silent member leaves after
+  int kafka_commit_interval_ms = 1000;   // KAFKA_COMMIT_INTERVAL_MS: settled offsets to Kafka
 
   // HTTP listener "host:port" (QUIZFLOW_HTTP_ADDR); port 0 picks a free port.
   std::string http_addr = "127.0.0.1:8000";

@@ -68,6 +68,7 @@ KafkaSourceOptions kafka_source_options(const Config& c, const std::string& boot
   o.topic = c.topic_answers;
   o.dlq_topic = c.topic_dlq;
   o.session_timeout_ms = c.kafka_session_timeout_ms;
+  o.commit_interval_ms = c.kafka_commit_interval_ms;
   o.max_chunk = static_cast<size_t>(std::max(1, c.http_max_batch));
   o.max_outstanding = c.max_in_flight_events / 2 > 0 ? c.max_in_flight_events / 2 : 50000;
   return o;
@@ -203,7 +204,7 @@ void KafkaSource::poll_loop() {
         consumed_.fetch_add(static_cast<int64_t>(chunk->messages.size()));
         submit(chunk);
       }
-      if (Clock::now() - last_commit >= std::chrono::seconds(1)) {
+      if (Clock::now() - last_commit >= std::chrono::milliseconds(options_.commit_interval_ms)) {
         commit_to_kafka(/*sync=*/false);
         last_commit = Clock::now();
       }

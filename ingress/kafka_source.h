@@ -36,6 +36,7 @@ struct KafkaSourceOptions {
   size_t max_chunk = 1000;          // messages per submitted request (≤ http.max_batch)
   int64_t max_outstanding = 50000;  // messages in the engine before partitions are paused
   int revoke_wait_ms = 30000;       // how long a revocation waits for its partitions' work
+  int commit_interval_ms = 1000;    // settled offsets committed to Kafka this often
   // Extra librdkafka consumer properties (security settings, tests), applied last.
   std::vector<std::pair<std::string, std::string>> properties;
 };
