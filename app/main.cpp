@@ -24,6 +24,7 @@
 #include "egress/pg_store.h"
 #include "ingress/event_file.h"
 #include "ingress/http_server.h"
+#include "ingress/kafka_answers.h"
 #include "ingress/kafka_source.h"
 #include "pipeline/engine.h"
 #include "pipeline/logging.h"
@@ -109,7 +110,23 @@ int serve(const Config& c, const std::string& port_file) {
       return 1;
     }
   }
-  ingress::HttpServer http(engine);
+  // QUIZFLOW_INGRESS_MODE=kafka: answers are produced to quiz.answers and answered once Kafka
+  // acknowledged them; Pistache answers 408 after the header timeout, so Kafka gets half of it
+  // (librdkafka reports a timed-out message up to a second or so late).
+  std::unique_ptr<ingress::KafkaAnswers> kafka_answers;
+  if (c.ingress_mode == "kafka") {
+    kafka_answers = std::make_unique<ingress::KafkaAnswers>(
+        bootstrap, c.topic_answers, static_cast<size_t>(c.http_max_batch),
+        std::max(1000, c.http_header_timeout_ms / 2));
+    if (Status st = kafka_answers->start(); !st.ok()) {
+      spdlog::critical("quizflow serve: the Kafka answers producer could not start: {}",
+                       st.to_string());
+      if (source) source->stop();
+      engine.stop();
+      return 1;
+    }
+  }
+  ingress::HttpServer http(engine, kafka_answers.get());
   http.start();
   if (!port_file.empty()) {
     std::ofstream(port_file) << http.port() << "\n";
@@ -138,6 +155,7 @@ int serve(const Config& c, const std::string& port_file) {
       _exit(1);
     }
   });
+  if (kafka_answers) kafka_answers->stop();  // what Kafka acknowledges by now is answered
   if (source) source->stop();  // its answers in the engine are stored before it leaves
   engine.stop();
   drained_flag().store(true);

@@ -70,6 +70,7 @@ const std::vector<Key>& keys() {
       str_key("KAFKA_TOPIC_NOTIFICATIONS", &Config::topic_notifications),
       str_key("KAFKA_TOPIC_DLQ", &Config::topic_dlq),
       bool_key("QUIZFLOW_CONSUME_ANSWERS", &Config::consume_answers),
+      str_key("QUIZFLOW_INGRESS_MODE", &Config::ingress_mode),
       str_key("KAFKA_GROUP_ID", &Config::kafka_group_id),
       int_key("KAFKA_SESSION_TIMEOUT_MS", &Config::kafka_session_timeout_ms),
       int_key("KAFKA_COMMIT_INTERVAL_MS", &Config::kafka_commit_interval_ms),
@@ -209,6 +210,8 @@ void validate_config(const Config& c) {
     throw ConfigError("QUIZFLOW_LOG_LEVEL", "must be trace, debug, info, warn or error");
   if (c.log_format != "plain" && c.log_format != "json")
     throw ConfigError("QUIZFLOW_LOG_FORMAT", "must be plain or json");
+  if (c.ingress_mode != "direct" && c.ingress_mode != "kafka")
+    throw ConfigError("QUIZFLOW_INGRESS_MODE", "must be direct or kafka");
   if (!c.database_url.empty() && c.database_url.rfind("postgres", 0) != 0 &&
       c.database_url.find('=') == std::string::npos)
     throw ConfigError("DATABASE_URL", "must be a postgresql:// URL or a key=value string");

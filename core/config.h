@@ -16,7 +16,10 @@ struct Config {
   std::string topic_notifications = "quiz.notifications";  // KAFKA_TOPIC_NOTIFICATIONS
   std::string topic_dlq = "quiz.answers.dlq";              // KAFKA_TOPIC_DLQ
   bool consume_answers = false;                            // QUIZFLOW_CONSUME_ANSWERS
-  std::string kafka_group_id = "quizflow";                 // KAFKA_GROUP_ID
+  // QUIZFLOW_INGRESS_MODE: "direct" (POST /v1/answers into this engine, answered once committed)
+  // or "kafka" (produced to topic_answers, answered once Kafka acknowledged; scored by consumers)
+  std::string ingress_mode = "direct";
+  std::string kafka_group_id = "quizflow";  // KAFKA_GROUP_ID
   int kafka_session_timeout_ms = 10000;  // KAFKA_SESSION_TIMEOUT_MS: a silent member leaves after
   int kafka_commit_interval_ms = 1000;   // KAFKA_COMMIT_INTERVAL_MS: settled offsets to Kafka
 

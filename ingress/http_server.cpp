@@ -16,6 +16,7 @@
 #include "core/log_rate.h"
 #include "core/time_util.h"
 #include "ingress/json_out.h"
+#include "ingress/kafka_answers.h"
 #include "pipeline/engine.h"
 
 namespace quizflow::ingress {
@@ -85,8 +86,8 @@ class Handler : public Http::Handler {
  public:
   HTTP_PROTOTYPE(Handler)
 
-  Handler(Engine& engine, std::shared_ptr<std::atomic<bool>> refusing)
-      : engine_(&engine), refusing_(std::move(refusing)) {}
+  Handler(Engine& engine, KafkaAnswers* kafka, std::shared_ptr<std::atomic<bool>> refusing)
+      : engine_(&engine), kafka_(kafka), refusing_(std::move(refusing)) {}
 
   void onRequest(const Http::Request& req, Http::ResponseWriter w) override {
     try {
@@ -189,7 +190,7 @@ class Handler : public Http::Handler {
     }
     auto writer = std::make_shared<Http::ResponseWriter>(std::move(w));
     // The completion runs on an engine thread and must not throw (docs/error-policy.md).
-    const SubmitResult res = engine_->submit(req.body(), [writer](Request& r) noexcept {
+    auto done = [writer](Request& r) noexcept {
       try {
         int status = 200;
         std::string body = answers_body(r, status);
@@ -202,7 +203,9 @@ class Handler : public Http::Handler {
       } catch (...) {
         spdlog::error("http: answering a request failed: unknown exception");
       }
-    });
+    };
+    const SubmitResult res =
+        kafka_ ? kafka_->submit(req.body(), done) : engine_->submit(req.body(), done);
     if (res == SubmitResult::admitted) return;
     retry_after(*writer);
     if (res == SubmitResult::overloaded)
@@ -317,12 +320,13 @@ class Handler : public Http::Handler {
   }
 
   Engine* engine_;
+  KafkaAnswers* kafka_;  // Kafka mode: answers are produced there instead
   std::shared_ptr<std::atomic<bool>> refusing_;
 };
 
 }  // namespace
 
-HttpServer::HttpServer(Engine& engine) : engine_(engine) {}
+HttpServer::HttpServer(Engine& engine, KafkaAnswers* kafka) : engine_(engine), kafka_(kafka) {}
 HttpServer::~HttpServer() { shutdown(); }
 
 void HttpServer::start() {
@@ -341,7 +345,7 @@ void HttpServer::start() {
                   .bodyTimeout(std::chrono::milliseconds(c.http_body_timeout_ms))
                   .keepaliveTimeout(std::chrono::milliseconds(c.http_keepalive_timeout_ms));
   endpoint_->init(opts);
-  endpoint_->setHandler(Http::make_handler<Handler>(engine_, refusing_));
+  endpoint_->setHandler(Http::make_handler<Handler>(engine_, kafka_, refusing_));
   endpoint_->serveThreaded();
   spdlog::info("http: listening on {}:{} with {} threads", host, this->port(), c.http_threads);
 }

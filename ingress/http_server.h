@@ -17,9 +17,12 @@ class Engine;
 
 namespace quizflow::ingress {
 
+class KafkaAnswers;
+
 class HttpServer {
  public:
-  explicit HttpServer(Engine& engine);
+  // `kafka`: POST /v1/answers goes there instead of into the engine (QUIZFLOW_INGRESS_MODE).
+  explicit HttpServer(Engine& engine, KafkaAnswers* kafka = nullptr);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -37,6 +40,7 @@ class HttpServer {
 
  private:
   Engine& engine_;
+  KafkaAnswers* kafka_;
   std::shared_ptr<std::atomic<bool>> refusing_ = std::make_shared<std::atomic<bool>>(false);
   std::unique_ptr<Pistache::Http::Endpoint> endpoint_;
 };

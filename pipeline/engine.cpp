@@ -132,6 +132,10 @@ SubmitResult Engine::submit(std::string body, Request::DoneFn done) {
 
 Item decode_answer(std::string_view json) { return stages::decode_answer_json(json); }
 
+size_t decode_request(Request& r, size_t max_batch) {
+  return stages::ingest(r, stages::IngestLimits{max_batch});
+}
+
 void Engine::learn_quiz(int64_t quiz_id) {
   auto snap = catalog_.snapshot();
   if (snap->find(quiz_id) || snap->is_finalized(quiz_id)) return;

@@ -42,6 +42,10 @@ enum class SubmitResult { admitted, overloaded, stopped };
 // schema, spec §3): for sources other than a request (event files). A schema failure is a
 // `rejected` verdict with its code, message and field; no event then.
 Item decode_answer(std::string_view json);
+// Decodes a POST /v1/answers body into `r.items` with the engine's rules (stages/ingest): the
+// number of items that decoded (their verdicts pending); a request-level problem sets
+// `r.error`. For transports that take answers without this engine scoring them (Kafka mode).
+size_t decode_request(Request& r, size_t max_batch);
 
 struct QuizView {
   QuizDef def;

@@ -267,5 +267,70 @@ TEST(KafkaScaleOut, PausedPartitionsResumeWhenTheBacklogDrains) {
   if (HasFailure()) print_log(s);
 }
 
+// QUIZFLOW_INGRESS_MODE=kafka: POST /v1/answers is answered once Kafka acknowledged the
+// answers (schema errors at once, nothing produced for them); with the brokers down it is a
+// 503 after the produce timed out, never a 200; the answers are then scored by the consumer.
+TEST(KafkaScaleOut, HttpInKafkaModeAnswersOnlyOnceKafkaAcknowledged) {
+  std::string error;
+  const std::string bin = quizflow_bin(error);
+  ASSERT_TRUE(error.empty()) << error;
+  const std::string admin_url = database_url(error);
+  ASSERT_TRUE(error.empty()) << error;
+  const std::string dir = make_temp_dir("quizflow-kafka-mode");
+  ScratchDatabase db(admin_url, dir);
+  ASSERT_TRUE(db.error().empty()) << db.error();
+  MockKafkaProcess kafka(/*brokers=*/1, /*partitions=*/3);
+  const Env env = isolated_env(db.url(), {{"KAFKA_BROKERS", kafka.bootstrap()},
+                                          {"QUIZFLOW_INGRESS_MODE", "kafka"},
+                                          {"QUIZFLOW_CONSUME_ANSWERS", "true"},
+                                          {"KAFKA_GROUP_ID", "mode-" + random_hex(8)},
+                                          {"KAFKA_SESSION_TIMEOUT_MS", "6000"},
+                                          {"QUIZFLOW_HTTP_HEADER_TIMEOUT_MS", "4000"}});
+  ServerProcess s(bin, dir, "kafka-mode", env);
+  ASSERT_EQ(s.start(), "");
+  HttpClient c("127.0.0.1", s.port(), std::chrono::seconds(20));
+  const int64_t quiz = next_quiz_id();
+  ASSERT_EQ(c.request("POST", "/v1/quizzes", open_quiz_json(quiz)).status, 201);
+  const int64_t now = wall_ms() - 1000;
+  std::vector<std::string> items;
+  for (int u = 1; u <= 3; ++u)
+    items.push_back(answer_json({"km-" + std::to_string(u), quiz, u, 1, 2, now, 100}));
+  items.push_back(R"({"event_id":"km-bad","quiz_id":"x"})");
+  HttpResponse r = c.request("POST", "/v1/answers", batch_json(items));
+  ASSERT_EQ(r.status, 200) << show(r);
+  EXPECT_EQ(int_at(parse(r), "accepted"), 3) << show(r);
+  EXPECT_EQ(int_at(parse(r), "rejected"), 1) << show(r);
+  // Acknowledged means on the topic.
+  std::set<std::string> ids;
+  for (const KafkaMessage& m : read_topic(kafka.bootstrap(), "quiz.answers", 3, 1000))
+    ids.insert(quizflow::testing::json_string_field(m.value, "event_id"));
+  EXPECT_EQ(ids, (std::set<std::string>{"km-1", "km-2", "km-3"}));
+  // Scored asynchronously by the consumer.
+  auto players = [&] {
+    const HttpResponse lb =
+        c.request("GET", "/v1/quizzes/" + std::to_string(quiz) + "/leaderboard");
+    return lb.status == 200 ? int_at(parse(lb), "total") : -1;
+  };
+  EXPECT_TRUE(poll_until(std::chrono::seconds(30), [&] { return players() == 3; }));
+
+  // Brokers down: no acknowledgement, so no 200.
+  kafka.brokers_down();
+  const std::string late = answer_json({"km-4", quiz, 4, 1, 2, now, 100});
+  const auto t0 = std::chrono::steady_clock::now();
+  r = c.request("POST", "/v1/answers", late);
+  EXPECT_EQ(r.status, 503) << show(r);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1500))
+      << "answered before Kafka could have acknowledged";
+  EXPECT_NE(r.body.find("storage_unavailable"), std::string::npos) << show(r);
+  EXPECT_NE(r.header("retry-after"), nullptr) << show(r);
+  kafka.brokers_up();
+  // The resend goes through once Kafka is back, and counts once.
+  EXPECT_TRUE(poll_until(std::chrono::seconds(30),
+                         [&] { return c.request("POST", "/v1/answers", late).status == 200; }));
+  EXPECT_TRUE(poll_until(std::chrono::seconds(30), [&] { return players() == 4; }));
+  EXPECT_EQ(scalar(db.url(), "SELECT count(*) FROM answer_events", dir), 4);
+  if (HasFailure()) print_log(s);
+}
+
 }  // namespace
 }  // namespace qf_e2e
