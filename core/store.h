@@ -231,6 +231,10 @@ class Store {
   // replay has rebuilt (version above 0), as (quiz_id, version).
   virtual Result<std::vector<std::pair<int64_t, int64_t>>> standings_versions(
       const std::vector<int64_t>& quiz_ids) = 0;
+  // The stored state of those of `quiz_ids` that are not open (closed or finalized, by another
+  // instance or an import).
+  virtual Result<std::vector<std::pair<int64_t, QuizState>>> quiz_states(
+      const std::vector<int64_t>& quiz_ids) = 0;
   // One quiz's stored standings (the live table; by user_id).
   virtual Result<std::vector<StandingRow>> load_standings(int64_t quiz_id) = 0;
   // Records a close request (state `closed`) unless the quiz is finalized.

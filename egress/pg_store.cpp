@@ -327,6 +327,23 @@ Result<std::vector<std::pair<int64_t, int64_t>>> PgStore::standings_versions(
   return status_of("read the standings versions", e);
 }
 
+Result<std::vector<std::pair<int64_t, QuizState>>> PgStore::quiz_states(
+    const std::vector<int64_t>& quiz_ids) try {
+  if (quiz_ids.empty()) return std::vector<std::pair<int64_t, QuizState>>{};
+  return with_conn([&](pqxx::connection_base& c) {
+    pqxx::read_transaction tx(c);
+    std::vector<std::pair<int64_t, QuizState>> out;
+    for (const auto& row :
+         tx.exec_params("SELECT quiz_id, state FROM quizzes WHERE quiz_id = ANY($1::bigint[]) "
+                        "AND state <> 'open'",
+                        pg_id_array(quiz_ids)))
+      out.emplace_back(row[0].as<int64_t>(), state_of_text(row[1].c_str()));
+    return out;
+  });
+} catch (const std::exception& e) {
+  return status_of("read the quizzes' states", e);
+}
+
 Result<std::vector<StandingRow>> PgStore::load_standings(int64_t quiz_id) try {
   return with_conn([&](pqxx::connection_base& c) {
     pqxx::read_transaction tx(c);

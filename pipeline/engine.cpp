@@ -364,12 +364,28 @@ void Engine::refresh_rebuilt() {
   }
 }
 
+void Engine::sync_states() {
+  auto snap = catalog_.snapshot();
+  std::vector<int64_t> live;
+  for (const auto& [id, def] : snap->quizzes)
+    if (snap->state_of(*def, now_ms()) == QuizState::open) live.push_back(id);
+  if (live.empty()) return;
+  auto states = store_->quiz_states(live);
+  if (!states.ok()) return;  // the health check reports the database
+  for (const auto& [quiz, state] : *states) {
+    catalog_.set_state(quiz, QuizState::closed);  // new answers refused from now on
+    spdlog::info("quiz {} was {} elsewhere; finalizing it here too", quiz, to_string(state));
+    schedule_finalization(quiz, 0);
+  }
+}
+
 // Checks PostgreSQL and Kafka once a second, every 100 ms while a check fails (the checks block
-// on I/O; health() never does), and every 250 ms whether a replay rebuilt quizzes in memory.
+// on I/O; health() never does), every 250 ms whether a replay rebuilt quizzes in memory, and
+// every second whether live quizzes were closed or finalized elsewhere.
 void Engine::monitor_loop() {
   using Clock = std::chrono::steady_clock;
   bool was_ok = true;
-  auto next_check = Clock::now();
+  auto next_check = Clock::now(), next_sync = Clock::now();
   for (;;) {
     if (Clock::now() >= next_check) {
       const Status db = store_->ping();
@@ -396,6 +412,10 @@ void Engine::monitor_loop() {
     }
     try {
       if (db_ok) refresh_rebuilt();  // a Kafka outage does not hold it back
+      if (db_ok && Clock::now() >= next_sync) {
+        sync_states();
+        next_sync = Clock::now() + std::chrono::seconds(1);
+      }
     } catch (const std::exception& e) {
       static LogRate rate;
       if (int64_t more = 0; rate.allow(more))

@@ -145,6 +145,11 @@ class Engine {
   // (their stored version is newer), so leaderboards agree with the table without waiting for
   // the quiz's next batch. Blocks on I/O (the monitor thread calls it).
   void refresh_rebuilt();
+  // Takes up what other instances (or an import) did to live quizzes: a quiz closed or
+  // finalized elsewhere is closed here and its finalization scheduled at once (the
+  // finalization transaction finds it finalized, or finalizes it once its batches here are
+  // in: one instance grants the rewards). Blocks on I/O (the monitor thread calls it).
+  void sync_states();
 
   Config config_;
   std::unique_ptr<Store> store_;

@@ -194,6 +194,11 @@ Result<std::vector<std::pair<int64_t, int64_t>>> FaultyStore::standings_versions
   return inner_->standings_versions(quiz_ids);
 }
 
+Result<std::vector<std::pair<int64_t, QuizState>>> FaultyStore::quiz_states(
+    const std::vector<int64_t>& quiz_ids) {
+  return inner_->quiz_states(quiz_ids);
+}
+
 Result<std::vector<StandingRow>> FaultyStore::load_standings(int64_t quiz_id) {
   return inner_->load_standings(quiz_id);
 }

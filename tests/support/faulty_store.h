@@ -103,6 +103,8 @@ class FaultyStore final : public Store {
   Result<StoredCounted> load_counted(int64_t quiz_id) override;
   Result<std::vector<std::pair<int64_t, int64_t>>> standings_versions(
       const std::vector<int64_t>& quiz_ids) override;
+  Result<std::vector<std::pair<int64_t, QuizState>>> quiz_states(
+      const std::vector<int64_t>& quiz_ids) override;
   Result<std::vector<StandingRow>> load_standings(int64_t quiz_id) override;
   Result<CloseResult> close_quiz(int64_t quiz_id) override;
   Result<FinalPage> final_standings(int64_t quiz_id, size_t offset, size_t limit) override;
