@@ -53,6 +53,31 @@ bool cooperative(rd_kafka_t* rk) {
   return p && std::string_view(p) == "COOPERATIVE";
 }
 
+// Adds `parts` to the assignment or takes them out, as the group's protocol wants (incremental
+// for cooperative-sticky, whole otherwise).
+void change_assignment(rd_kafka_t* rk, rd_kafka_topic_partition_list_t* parts, bool add) {
+  if (!cooperative(rk)) {
+    rd_kafka_assign(rk, add ? parts : nullptr);
+    return;
+  }
+  rd_kafka_error_t* err =
+      add ? rd_kafka_incremental_assign(rk, parts) : rd_kafka_incremental_unassign(rk, parts);
+  if (err) {
+    spdlog::error("kafka incremental {}: {}", add ? "assign" : "unassign",
+                  rd_kafka_error_string(err));
+    rd_kafka_error_destroy(err);
+  }
+}
+
+// Commits settled offsets to Kafka (for lag tools; PostgreSQL holds ours).
+void commit_offsets(rd_kafka_t* rk, const std::vector<PartitionOffset>& offsets, bool sync) {
+  if (offsets.empty()) return;
+  ListPtr l(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+  for (const auto& s : offsets)
+    rd_kafka_topic_partition_list_add(l.get(), s.topic.c_str(), s.partition)->offset = s.next;
+  rd_kafka_commit(rk, l.get(), sync ? 0 : 1);
+}
+
 // The quiz_id of an answer object, or 0.
 int64_t quiz_of(const rapidjson::Document& d) {
   auto it = d.FindMember("quiz_id");
@@ -363,11 +388,7 @@ void KafkaSource::on_rebalance(int err, rd_kafka_topic_partition_list_s* parts) 
     } else {
       spdlog::error("kafka rebalance failed: {}",
                     rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)));
-      if (cooperative(consumer_)) {
-        rd_kafka_incremental_unassign(consumer_, parts);
-      } else {
-        rd_kafka_assign(consumer_, nullptr);
-      }
+      change_assignment(consumer_, parts, /*add=*/false);
     }
   } catch (const std::exception& e) {
     spdlog::error("kafka rebalance: {}", e.what());
@@ -416,17 +437,7 @@ void KafkaSource::assign(rd_kafka_topic_partition_list_s* parts) {
     }
     all_paused_ = false;
   }
-  const rd_kafka_error_t* e = nullptr;
-  if (cooperative(consumer_)) {
-    rd_kafka_error_t* err = rd_kafka_incremental_assign(consumer_, parts);
-    if (err) {
-      spdlog::error("kafka incremental assign: {}", rd_kafka_error_string(err));
-      rd_kafka_error_destroy(err);
-    }
-  } else {
-    rd_kafka_assign(consumer_, parts);
-  }
-  (void)e;
+  change_assignment(consumer_, parts, /*add=*/true);
   spdlog::info("kafka: assigned {} partitions of {}: {}", parts->cnt, options_.topic, names);
 }
 
@@ -488,25 +499,12 @@ void KafkaSource::revoke(rd_kafka_topic_partition_list_s* parts) {
   } else {
     engine_.forget_quizzes(quizzes);
   }
-  if (!settled.empty()) {
-    ListPtr l(rd_kafka_topic_partition_list_new(static_cast<int>(settled.size())));
-    for (const auto& s : settled)
-      rd_kafka_topic_partition_list_add(l.get(), s.topic.c_str(), s.partition)->offset = s.next;
-    rd_kafka_commit(consumer_, l.get(), /*async=*/0);
-  }
+  commit_offsets(consumer_, settled, /*sync=*/true);
   {
     MutexLock lock(mu_);
     for (int32_t p : ids) parts_.erase(p);
   }
-  if (cooperative(consumer_)) {
-    rd_kafka_error_t* err = rd_kafka_incremental_unassign(consumer_, parts);
-    if (err) {
-      spdlog::error("kafka incremental unassign: {}", rd_kafka_error_string(err));
-      rd_kafka_error_destroy(err);
-    }
-  } else {
-    rd_kafka_assign(consumer_, nullptr);
-  }
+  change_assignment(consumer_, parts, /*add=*/false);
   spdlog::info("kafka: revoked {} partitions of {}", ids.size(), options_.topic);
 }
 
@@ -551,12 +549,7 @@ std::vector<PartitionOffset> KafkaSource::settled() const {
 }
 
 void KafkaSource::commit_to_kafka(bool sync) {
-  const auto offsets = settled();
-  if (offsets.empty() || !consumer_) return;
-  ListPtr l(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
-  for (const auto& s : offsets)
-    rd_kafka_topic_partition_list_add(l.get(), s.topic.c_str(), s.partition)->offset = s.next;
-  rd_kafka_commit(consumer_, l.get(), sync ? 0 : 1);
+  if (consumer_) commit_offsets(consumer_, settled(), sync);
 }
 
 ConsumerStats KafkaSource::stats() const {
