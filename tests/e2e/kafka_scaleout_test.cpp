@@ -127,6 +127,10 @@ TEST(KafkaScaleOut, EnginesInOneGroupKilledAndJoiningGiveTheIndependentStandings
   ASSERT_EQ(st.status, 200);
   const auto d = parse(st);
   EXPECT_TRUE(at_path(d, "consumer.paused") != nullptr) << st.body;
+  const rapidjson::Value* lag = at_path(d, "consumer.lag");
+  ASSERT_TRUE(lag != nullptr && lag->IsObject() && lag->MemberCount() > 0) << st.body;
+  for (auto m = lag->MemberBegin(); m != lag->MemberEnd(); ++m)
+    EXPECT_TRUE(m->value.IsInt64()) << "consumer.lag." << m->name.GetString() << ": " << st.body;
   EXPECT_GT(int_at(d, "consumer.consumed"), 0) << st.body;
   if (HasFailure()) {
     print_log(b);
