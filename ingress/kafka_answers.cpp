@@ -10,13 +10,21 @@
 #include "ingress/json_out.h"
 
 namespace quizflow::ingress {
-namespace {
+namespace {}  // namespace
 
-// One answer waiting for its delivery report.
-struct Pending {
+// One answer waiting for its delivery report, or its deadline: whichever comes first resolves
+// the item (the other finds it done).
+struct KafkaAnswers::Pending {
   std::shared_ptr<Request> request;
   size_t item = 0;
+  std::chrono::steady_clock::time_point deadline;
+  std::atomic<bool> done{false};
+  void resolve(Verdict v) {
+    if (!done.exchange(true)) request->resolve(item, std::move(v));
+  }
 };
+
+namespace {
 
 Verdict not_acknowledged(const std::string& why) {
   return Verdict::reject(kStorageUnavailable,
@@ -24,16 +32,17 @@ Verdict not_acknowledged(const std::string& why) {
 }
 
 void on_delivery(rd_kafka_t* /*rk*/, const rd_kafka_message_t* m, void* /*opaque*/) {
-  std::unique_ptr<Pending> p(static_cast<Pending*>(m->_private));
+  std::unique_ptr<std::shared_ptr<KafkaAnswers::Pending>> p(
+      static_cast<std::shared_ptr<KafkaAnswers::Pending>*>(m->_private));
   if (!p) return;
   if (m->err) {
     static LogRate rate;
     if (int64_t more = 0; rate.allow(more))
       spdlog::warn("kafka mode: an answer was not acknowledged: {} ({} similar lines held back)",
                    rd_kafka_err2str(m->err), more);
-    p->request->resolve(p->item, not_acknowledged(rd_kafka_err2str(m->err)));
+    (*p)->resolve(not_acknowledged(rd_kafka_err2str(m->err)));
   } else {
-    p->request->resolve(p->item, Verdict{ItemStatus::accepted, "", "", ""});
+    (*p)->resolve(Verdict{ItemStatus::accepted, "", "", ""});
   }
 }
 
@@ -79,7 +88,10 @@ Status KafkaAnswers::start() {
     return Status::unavailable(std::string("kafka answers producer: ") + err);
   }
   poller_ = std::thread([this] {
-    while (!stop_.load()) rd_kafka_poll(producer_, 100);  // delivery reports answer requests
+    while (!stop_.load()) {
+      rd_kafka_poll(producer_, 50);  // delivery reports answer requests
+      expire();
+    }
   });
   spdlog::info("kafka mode: POST /v1/answers produces to {} and answers once acknowledged", topic_);
   return Status();
@@ -99,7 +111,15 @@ SubmitResult KafkaAnswers::submit(std::string body, Request::DoneFn done) {
     if (!item.event || item.verdict.status != ItemStatus::pending) continue;
     const std::string value = answer_json(*item.event);
     const std::string key = std::to_string(item.event->quiz_id);
-    auto pending = std::make_unique<Pending>(Pending{r, i});
+    auto state = std::make_shared<Pending>();
+    state->request = r;
+    state->item = i;
+    state->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+    {
+      MutexLock lock(mu_);
+      waiting_.push_back(state);
+    }
+    auto pending = std::make_unique<std::shared_ptr<Pending>>(state);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (int attempt = 0; attempt < 100; ++attempt) {
       e = rd_kafka_producev(producer_, RD_KAFKA_V_TOPIC(topic_.c_str()),
@@ -113,10 +133,26 @@ SubmitResult KafkaAnswers::submit(std::string body, Request::DoneFn done) {
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
       pending.release();  // the delivery report owns it now
     } else {
-      r->resolve(i, not_acknowledged(rd_kafka_err2str(e)));
+      state->resolve(not_acknowledged(rd_kafka_err2str(e)));
     }
   }
   return SubmitResult::admitted;
+}
+
+// Answers whose acknowledgement did not come in time are answered `storage_unavailable` (the
+// request gets 503 before Pistache's own timeout; a late delivery makes a resend a duplicate).
+void KafkaAnswers::expire() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Pending>> late;
+  {
+    MutexLock lock(mu_);
+    while (!waiting_.empty() &&
+           (waiting_.front()->done.load() || waiting_.front()->deadline <= now)) {
+      if (!waiting_.front()->done.load()) late.push_back(waiting_.front());
+      waiting_.pop_front();
+    }
+  }
+  for (auto& p : late) p->resolve(not_acknowledged("no acknowledgement in time"));
 }
 
 void KafkaAnswers::stop() {
@@ -128,6 +164,12 @@ void KafkaAnswers::stop() {
   rd_kafka_poll(producer_, 0);  // the purged ones are answered (not acknowledged)
   rd_kafka_destroy(producer_);
   producer_ = nullptr;
+  std::deque<std::shared_ptr<Pending>> left;
+  {
+    MutexLock lock(mu_);
+    left.swap(waiting_);
+  }
+  for (auto& p : left) p->resolve(not_acknowledged("the server is stopping"));
 }
 
 }  // namespace quizflow::ingress

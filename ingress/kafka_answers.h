@@ -7,9 +7,12 @@
 
 #include <atomic>
 #include <cstddef>
+#include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 
+#include "core/mutex.h"
 #include "core/request.h"
 #include "core/status.h"
 #include "pipeline/engine.h"
@@ -32,13 +35,18 @@ class KafkaAnswers {
   SubmitResult submit(std::string body, Request::DoneFn done);
   void stop();
 
+  struct Pending;  // one answer waiting for Kafka (kafka_answers.cpp)
+
  private:
+  void expire() QF_EXCLUDES(mu_);
   std::string brokers_, topic_;
   size_t max_batch_;
   int timeout_ms_;
   rd_kafka_s* producer_ = nullptr;
   std::thread poller_;
   std::atomic<bool> stop_{false};
+  Mutex mu_;
+  std::deque<std::shared_ptr<Pending>> waiting_ QF_GUARDED_BY(mu_);  // by deadline
 };
 
 }  // namespace quizflow::ingress
