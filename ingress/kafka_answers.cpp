@@ -98,6 +98,7 @@ Status KafkaAnswers::start() {
 }
 
 SubmitResult KafkaAnswers::submit(std::string body, Request::DoneFn done) {
+  ReaderLock life(life_mu_);  // stop() destroys the producer under the writer lock
   if (stop_.load() || !producer_) return SubmitResult::stopped;
   auto r = std::make_shared<Request>(std::move(body), std::move(done));
   const size_t ok = decode_request(*r, max_batch_);
@@ -157,9 +158,10 @@ void KafkaAnswers::expire() {
 
 void KafkaAnswers::stop() {
   if (!producer_) return;
-  rd_kafka_flush(producer_, timeout_ms_);
-  stop_.store(true);
+  stop_.store(true);  // submit() refuses from here on
   if (poller_.joinable()) poller_.join();
+  WriterLock life(life_mu_);  // no submit() is inside any more
+  rd_kafka_flush(producer_, timeout_ms_);
   rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   rd_kafka_poll(producer_, 0);  // the purged ones are answered (not acknowledged)
   rd_kafka_destroy(producer_);

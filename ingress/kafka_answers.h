@@ -45,6 +45,7 @@ class KafkaAnswers {
   rd_kafka_s* producer_ = nullptr;
   std::thread poller_;
   std::atomic<bool> stop_{false};
+  SharedMutex life_mu_;  // submit() (shared) against stop() destroying the producer
   Mutex mu_;
   std::deque<std::shared_ptr<Pending>> waiting_ QF_GUARDED_BY(mu_);  // by deadline
 };

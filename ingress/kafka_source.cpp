@@ -1,7 +1,6 @@
 #include "ingress/kafka_source.h"
 
 #include <librdkafka/rdkafka.h>
-#include <rapidjson/document.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -78,11 +77,6 @@ void commit_offsets(rd_kafka_t* rk, const std::vector<PartitionOffset>& offsets,
   rd_kafka_commit(rk, l.get(), sync ? 0 : 1);
 }
 
-// The quiz_id of an answer object, or 0.
-int64_t quiz_of(const rapidjson::Document& d) {
-  auto it = d.FindMember("quiz_id");
-  return it != d.MemberEnd() && it->value.IsInt64() ? it->value.GetInt64() : 0;
-}
 
 }  // namespace
 
@@ -96,6 +90,9 @@ KafkaSourceOptions kafka_source_options(const Config& c, const std::string& boot
   o.commit_interval_ms = c.kafka_commit_interval_ms;
   o.max_chunk = static_cast<size_t>(std::max(1, c.http_max_batch));
   o.max_outstanding = c.max_in_flight_events / 2 > 0 ? c.max_in_flight_events / 2 : 50000;
+  // Shutdown waits fit in the drain timeout (the watchdog ends the process after it).
+  o.stop_wait_ms = std::max(100, c.drain_timeout_ms / 3);
+  o.revoke_wait_ms = std::min(30000, std::max(1000, c.drain_timeout_ms));
   return o;
 }
 
@@ -119,10 +116,17 @@ Status KafkaSource::start() try {
     throw;
   }
   rd_kafka_conf_set_log_cb(pc, log_to_spdlog);
-  producer_ = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
-  if (!producer_) {
-    rd_kafka_conf_destroy(pc);
-    return Status::unavailable(std::string("kafka dead-letter producer: ") + err);
+  rd_kafka_conf_set_opaque(pc, this);
+  rd_kafka_conf_set_dr_msg_cb(pc, [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    static_cast<KafkaSource*>(opaque)->on_dead_letter_report(m->err == 0, m->_private);
+  });
+  {
+    WriterLock lock(producer_mu_);
+    producer_ = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+    if (!producer_) {
+      rd_kafka_conf_destroy(pc);
+      return Status::unavailable(std::string("kafka dead-letter producer: ") + err);
+    }
   }
   rd_kafka_conf_t* cc = rd_kafka_conf_new();
   try {
@@ -170,30 +174,48 @@ void KafkaSource::stop() {
   if (!consumer_) return;
   stop_.store(true);
   if (poller_.joinable()) poller_.join();
+  {
+    // What waits for a retry is let go: consumed again after the restart (a duplicate then).
+    MutexLock lock(mu_);
+    for (auto& c : retry_)
+      for (const Message& m : c->messages) forget_offset(m.partition, m.offset);
+    retry_.clear();
+  }
   // The answers still in the engine: their offsets are stored with their batches.
-  const auto deadline = Clock::now() + std::chrono::milliseconds(options_.revoke_wait_ms);
-  while (outstanding_.load() > 0 && Clock::now() < deadline)
+  const auto deadline = Clock::now() + std::chrono::milliseconds(options_.stop_wait_ms);
+  while (in_engine() > 0 && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   commit_to_kafka(/*sync=*/true);
-  rd_kafka_consumer_close(consumer_);  // leaves the group (a last rebalance runs here)
-  rd_kafka_destroy(consumer_);
-  consumer_ = nullptr;
-  rd_kafka_flush(producer_, 5000);
+  rd_kafka_consumer_close(consumer_);  // leaves the group (a last, short, revocation runs here)
+  rd_kafka_t* consumer = nullptr;
+  {
+    MutexLock lock(mu_);
+    consumer = consumer_;
+    consumer_ = nullptr;  // stats() and the hooks see no consumer from here on
+  }
+  rd_kafka_destroy(consumer);
+  WriterLock lock(producer_mu_);
+  rd_kafka_flush(producer_, 5000);  // dead letters in flight: their reports settle them
   rd_kafka_destroy(producer_);
   producer_ = nullptr;
 }
 
 void KafkaSource::poll_loop() {
-  auto last_commit = Clock::now(), last_prune = Clock::now();
+  auto last_commit = Clock::now(), last_prune = Clock::now(), next_retry = Clock::now();
   while (!stop_.load()) {
     try {
       flow_control();
-      std::vector<std::shared_ptr<Chunk>> again;
-      {
-        MutexLock lock(mu_);
-        again.swap(retry_);
+      if (Clock::now() >= next_retry) {
+        std::vector<std::shared_ptr<Chunk>> again;
+        {
+          MutexLock lock(mu_);
+          again.swap(retry_);
+        }
+        // A storage failure is retried no faster than every 200 ms.
+        if (!again.empty()) next_retry = Clock::now() + std::chrono::milliseconds(200);
+        for (auto& c : again) submit(c);
+        produce_waiting_dead_letters();
       }
-      for (auto& c : again) submit(c);
       auto chunk = std::make_shared<Chunk>();
       rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, 100);
       while (m) {
@@ -217,17 +239,21 @@ void KafkaSource::poll_loop() {
         m = rd_kafka_consumer_poll(consumer_, 0);
       }
       if (!chunk->messages.empty()) {
+        // Only messages of partitions still assigned: a revocation may have run inside the
+        // poll above, after some of its messages were fetched (the next owner reads them).
+        auto mine = std::make_shared<Chunk>();
         {
           MutexLock lock(mu_);
-          for (const Message& msg : chunk->messages) {
-            Partition& p = parts_[msg.partition];
-            p.outstanding.insert(msg.offset);
-            p.next = std::max(p.next, msg.offset + 1);
+          for (Message& msg : chunk->messages) {
+            auto it = parts_.find(msg.partition);
+            if (it == parts_.end()) continue;
+            it->second.outstanding.insert(msg.offset);
+            it->second.next = std::max(it->second.next, msg.offset + 1);
+            mine->messages.push_back(std::move(msg));
           }
         }
-        outstanding_.fetch_add(static_cast<int64_t>(chunk->messages.size()));
-        consumed_.fetch_add(static_cast<int64_t>(chunk->messages.size()));
-        submit(chunk);
+        consumed_.fetch_add(static_cast<int64_t>(mine->messages.size()));
+        if (!mine->messages.empty()) submit(mine);
       }
       if (Clock::now() - last_commit >= std::chrono::milliseconds(options_.commit_interval_ms)) {
         commit_to_kafka(/*sync=*/false);
@@ -243,40 +269,58 @@ void KafkaSource::poll_loop() {
         }
         last_prune = Clock::now();
       }
-      rd_kafka_poll(producer_, 0);  // dead-letter delivery reports
-    } catch (const std::exception& e) {
+      {
+        ReaderLock lock(producer_mu_);
+        if (producer_) rd_kafka_poll(producer_, 0);  // dead-letter delivery reports
+      }
+    } catch (...) {
       static LogRate rate;
       if (int64_t more = 0; rate.allow(more))
-        spdlog::error("kafka source: {} ({} similar lines held back)", e.what(), more);
+        spdlog::error(
+            "kafka source: an unexpected error in the poll loop ({} similar lines held "
+            "back)",
+            more);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
 }
 
+void KafkaSource::forget_offset(int32_t partition, int64_t offset) {
+  auto it = parts_.find(partition);
+  if (it != parts_.end()) it->second.outstanding.erase(offset);
+}
+
+int64_t KafkaSource::in_engine() const {
+  MutexLock lock(mu_);
+  int64_t n = 0;
+  for (const auto& [id, p] : parts_) n += static_cast<int64_t>(p.outstanding.size());
+  return n;
+}
+
+void KafkaSource::retry_later(std::shared_ptr<Chunk> chunk) {
+  MutexLock lock(mu_);
+  auto mine = std::make_shared<Chunk>();
+  for (Message& m : chunk->messages)
+    if (parts_.count(m.partition)) mine->messages.push_back(std::move(m));
+  if (mine->messages.empty()) return;
+  retried_.fetch_add(static_cast<int64_t>(mine->messages.size()));
+  retry_.push_back(std::move(mine));
+}
+
 void KafkaSource::submit(std::shared_ptr<Chunk> chunk) {
-  // Each value must be a JSON object: the others are dead letters at once, so that one bad
-  // message does not spoil the request of its neighbours.
+  // Each message is decoded with the engine's rules first: one that is not an answer is a dead
+  // letter at once and does not spoil the request of its neighbours.
   auto good = std::make_shared<Chunk>();
-  std::vector<const Message*> settled_now;
   std::set<int64_t> quizzes;
   for (Message& m : chunk->messages) {
-    rapidjson::Document d;
-    d.Parse(m.value.data(), m.value.size());
-    if (d.HasParseError() || !d.IsObject()) {
-      dead_letter(m, "malformed_json", "the message is not a JSON object");
-      settled_now.push_back(&m);
+    const Item item = decode_answer(m.value);
+    if (!item.event || item.verdict.status == ItemStatus::rejected) {
+      dead_letter(m, item.verdict.code.empty() ? "malformed_json" : item.verdict.code,
+                  item.verdict.message);
       continue;
     }
-    if (const int64_t q = quiz_of(d); q > 0) quizzes.insert(q);
-    good->messages.push_back(m);
-  }
-  if (!settled_now.empty()) {
-    MutexLock lock(mu_);
-    for (const Message* m : settled_now) {
-      auto it = parts_.find(m->partition);
-      if (it != parts_.end()) it->second.outstanding.erase(m->offset);
-    }
-    outstanding_.fetch_sub(static_cast<int64_t>(settled_now.size()));
+    quizzes.insert(item.event->quiz_id);
+    good->messages.push_back(std::move(m));
   }
   if (good->messages.empty()) return;
   {
@@ -284,115 +328,175 @@ void KafkaSource::submit(std::shared_ptr<Chunk> chunk) {
     for (const Message& m : good->messages) {
       auto it = parts_.find(m.partition);
       if (it == parts_.end()) continue;
-      if (const int64_t q =
-              [&] {
-                rapidjson::Document d;
-                d.Parse(m.value.data(), m.value.size());
-                return quiz_of(d);
-              }();
-          q > 0)
-        it->second.quizzes.insert(q);
+      const Item item = decode_answer(m.value);
+      if (item.event) it->second.quizzes.insert(item.event->quiz_id);
     }
   }
-  // A quiz created through another instance is loaded from PostgreSQL on its first answer.
-  for (int64_t q : quizzes) engine_.learn_quiz(q);
+  // A quiz created through another instance is loaded from PostgreSQL on its first answer;
+  // when the database cannot be asked, the chunk waits (its answers are not refused).
+  for (int64_t q : quizzes) {
+    if (Status st = engine_.learn_quiz(q); !st.ok()) {
+      static LogRate rate;
+      if (int64_t more = 0; rate.allow(more))
+        spdlog::warn("kafka source: quiz {} could not be looked up: {}; retried ({} held back)", q,
+                     st.to_string(), more);
+      retry_later(good);
+      return;
+    }
+  }
   std::string body = "{\"answers\":[";
   for (size_t i = 0; i < good->messages.size(); ++i) {
     if (i) body += ',';
     body += good->messages[i].value;
   }
   body += "]}";
+  const auto give_up = Clock::now() + std::chrono::seconds(1);
   for (;;) {
-    const SubmitResult r = engine_.submit(body, [this, good](Request& req) { settle(good, req); });
+    const SubmitResult r = engine_.submit(body, [this, good](Request& req) noexcept {
+      try {
+        settle(good, req);
+      } catch (...) {
+        spdlog::error(
+            "kafka source: settling a chunk failed; its messages are consumed again "
+            "after a restart");
+      }
+    });
     if (r == SubmitResult::admitted) return;
-    if (r == SubmitResult::stopped || stop_.load()) {
-      MutexLock lock(mu_);
-      retry_.push_back(good);  // unsettled: consumed again after a restart
+    // Overloaded: wait a little, keeping order; then let the poll loop serve the group (a
+    // rebalance must not wait for the engine) and try again later.
+    if (r == SubmitResult::stopped || stop_.load() || Clock::now() >= give_up) {
+      retry_later(good);
       return;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));  // overloaded: wait, keep order
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 
 void KafkaSource::settle(const std::shared_ptr<Chunk>& chunk, Request& r) {
-  auto again = std::make_shared<Chunk>();
   std::vector<const Message*> done;
   if (r.error) {
-    // A request-level refusal cannot come from a well-formed chunk; all its messages are
-    // dead letters so that they do not block the partition.
-    for (const Message& m : chunk->messages) {
-      dead_letter(m, r.error->code, r.error->message);
-      done.push_back(&m);
-    }
-  } else {
-    for (size_t i = 0; i < r.items.size() && i < chunk->messages.size(); ++i) {
-      const Verdict& v = r.items[i].verdict;
-      const Message& m = chunk->messages[i];
-      if (v.server_failure()) {
-        again->messages.push_back(m);
-        continue;
+    // Not from a well-formed chunk in principle. Several messages: each is tried alone, so
+    // that the one at fault is found; one: a server error is retried, another is a dead letter.
+    if (chunk->messages.size() > 1) {
+      for (const Message& m : chunk->messages) {
+        auto one = std::make_shared<Chunk>();
+        one->messages.push_back(m);
+        retry_later(one);
       }
-      if (v.status == ItemStatus::rejected) dead_letter(m, v.code, v.message);
+      return;
+    }
+    if (r.error->http_status >= 500) {
+      retry_later(chunk);
+      return;
+    }
+    dead_letter(chunk->messages[0], r.error->code, r.error->message);
+    return;
+  }
+  auto again = std::make_shared<Chunk>();
+  for (size_t i = 0; i < r.items.size() && i < chunk->messages.size(); ++i) {
+    const Verdict& v = r.items[i].verdict;
+    const Message& m = chunk->messages[i];
+    if (v.server_failure()) {
+      again->messages.push_back(m);
+    } else if (v.status == ItemStatus::rejected) {
+      dead_letter(m, v.code, v.message);  // settles once the dead letter is in Kafka
+    } else {
       done.push_back(&m);
     }
   }
-  MutexLock lock(mu_);
-  for (const Message* m : done) {
-    auto it = parts_.find(m->partition);
-    if (it != parts_.end()) it->second.outstanding.erase(m->offset);
+  {
+    MutexLock lock(mu_);
+    for (const Message* m : done) forget_offset(m->partition, m->offset);
   }
-  outstanding_.fetch_sub(static_cast<int64_t>(done.size()));
-  if (!again->messages.empty()) {
-    retried_.fetch_add(static_cast<int64_t>(again->messages.size()));
-    retry_.push_back(again);
-  }
+  if (!again->messages.empty()) retry_later(again);
 }
+
+// A dead letter: the original message and why, on its way to the dead-letter topic. Its offset
+// settles when Kafka acknowledged it; a failed one is produced again.
+struct KafkaSource::DeadLetter {
+  Message message;
+  std::string code, why;
+};
 
 void KafkaSource::dead_letter(const Message& m, const std::string& code,
                               const std::string& message) {
+  produce_dead_letter(std::make_unique<DeadLetter>(DeadLetter{m, code, message}));
+}
+
+void KafkaSource::produce_dead_letter(std::unique_ptr<DeadLetter> dl) {
+  const Message& m = dl->message;
   const std::string partition = std::to_string(m.partition), offset = std::to_string(m.offset);
-  for (int attempt = 0;; ++attempt) {
-    const rd_kafka_resp_err_t e = rd_kafka_producev(
+  ReaderLock lock(producer_mu_);
+  if (!producer_) return;  // stopping: consumed again after the restart
+  rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    e = rd_kafka_producev(
         producer_, RD_KAFKA_V_TOPIC(options_.dlq_topic.c_str()),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
         RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-        RD_KAFKA_V_HEADER("code", code.data(), static_cast<ssize_t>(code.size())),
-        RD_KAFKA_V_HEADER("message", message.data(), static_cast<ssize_t>(message.size())),
+        RD_KAFKA_V_HEADER("code", dl->code.data(), static_cast<ssize_t>(dl->code.size())),
+        RD_KAFKA_V_HEADER("message", dl->why.data(), static_cast<ssize_t>(dl->why.size())),
         RD_KAFKA_V_HEADER("source_topic", options_.topic.data(),
                           static_cast<ssize_t>(options_.topic.size())),
         RD_KAFKA_V_HEADER("source_partition", partition.data(),
                           static_cast<ssize_t>(partition.size())),
         RD_KAFKA_V_HEADER("source_offset", offset.data(), static_cast<ssize_t>(offset.size())),
-        RD_KAFKA_V_END);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      dead_lettered_.fetch_add(1);
-      return;
+        RD_KAFKA_V_OPAQUE(dl.get()), RD_KAFKA_V_END);
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    dl.release();  // its delivery report owns it
+    return;
+  }
+  static LogRate rate;
+  if (int64_t more = 0; rate.allow(more))
+    spdlog::warn("dead letter of {}[{}]@{} not produced: {}; tried again ({} held back)",
+                 options_.topic, m.partition, m.offset, rd_kafka_err2str(e), more);
+  MutexLock ml(mu_);
+  dead_letters_waiting_.push_back(std::move(dl));
+}
+
+void KafkaSource::on_dead_letter_report(bool ok, void* opaque) {
+  std::unique_ptr<DeadLetter> dl(static_cast<DeadLetter*>(opaque));
+  if (!dl) return;
+  MutexLock lock(mu_);
+  if (ok) {
+    dead_lettered_.fetch_add(1);
+    forget_offset(dl->message.partition, dl->message.offset);
+  } else if (parts_.count(dl->message.partition)) {
+    dead_letters_waiting_.push_back(std::move(dl));
+  }
+}
+
+void KafkaSource::produce_waiting_dead_letters() {
+  std::vector<std::unique_ptr<DeadLetter>> waiting;
+  {
+    MutexLock lock(mu_);
+    waiting.swap(dead_letters_waiting_);
+  }
+  for (auto& dl : waiting) {
+    bool mine = false;
+    {
+      MutexLock lock(mu_);
+      mine = parts_.count(dl->message.partition) > 0;
     }
-    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 500) {
-      static LogRate rate;
-      if (int64_t more = 0; rate.allow(more))
-        spdlog::error("dead letter of {}[{}]@{} not produced: {} ({} similar lines held back)",
-                      options_.topic, m.partition, m.offset, rd_kafka_err2str(e), more);
-      return;
-    }
-    rd_kafka_poll(producer_, 10);
+    if (mine) produce_dead_letter(std::move(dl));
   }
 }
 
 void KafkaSource::on_rebalance(int err, rd_kafka_topic_partition_list_s* parts) {
   try {
-    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-      assign(parts);
-    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-      revoke(parts);
-    } else {
-      spdlog::error("kafka rebalance failed: {}",
-                    rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)));
-      change_assignment(consumer_, parts, /*add=*/false);
-    }
-  } catch (const std::exception& e) {
-    spdlog::error("kafka rebalance: {}", e.what());
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) return assign(parts);
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) return revoke(parts);
+    spdlog::error("kafka rebalance failed: {}",
+                  rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(err)));
+  } catch (...) {
+    spdlog::error("kafka rebalance: an unexpected error; the assignment is still changed");
+    change_assignment(consumer_, parts, err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS);
+    return;
   }
+  change_assignment(consumer_, parts, /*add=*/false);
 }
 
 void KafkaSource::assign(rd_kafka_topic_partition_list_s* parts) {
@@ -435,9 +539,21 @@ void KafkaSource::assign(rd_kafka_topic_partition_list_s* parts) {
       names += (names.empty() ? "" : ",") + std::to_string(tp.partition) + "@" +
                (tp.offset >= 0 ? std::to_string(tp.offset) : std::string("committed"));
     }
-    all_paused_ = false;
   }
   change_assignment(consumer_, parts, /*add=*/true);
+  // librdkafka keeps a partition's pause across unassign and assign: new partitions follow the
+  // current state (paused while the engine is full, resumed otherwise).
+  bool paused = false;
+  {
+    MutexLock lock(mu_);
+    paused = all_paused_;
+    for (int i = 0; i < parts->cnt; ++i) parts_[parts->elems[i].partition].paused = paused;
+  }
+  if (paused) {
+    rd_kafka_pause_partitions(consumer_, parts);
+  } else {
+    rd_kafka_resume_partitions(consumer_, parts);
+  }
   spdlog::info("kafka: assigned {} partitions of {}: {}", parts->cnt, options_.topic, names);
 }
 
@@ -447,26 +563,17 @@ void KafkaSource::revoke(rd_kafka_topic_partition_list_s* parts) {
   // nothing here writes a quiz the other instance now owns.
   std::vector<int32_t> ids;
   for (int i = 0; i < parts->cnt; ++i) ids.push_back(parts->elems[i].partition);
+  auto revoked = [&](int32_t p) { return std::find(ids.begin(), ids.end(), p) != ids.end(); };
+  // Their waiting chunks and dead letters are let go (the next owner consumes them again);
+  // done on every turn, since an engine thread may park a chunk while this waits.
   auto busy = [&] {
-    MutexLock lock(mu_);
-    int64_t n = 0;
-    for (int32_t p : ids) {
-      auto it = parts_.find(p);
-      if (it != parts_.end()) n += static_cast<int64_t>(it->second.outstanding.size());
-    }
-    return n;
-  };
-  {
-    // Their chunks waiting for a retry are let go: the next owner consumes them again.
     MutexLock lock(mu_);
     std::vector<std::shared_ptr<Chunk>> keep;
     for (auto& c : retry_) {
       auto rest = std::make_shared<Chunk>();
       for (Message& m : c->messages) {
-        if (std::find(ids.begin(), ids.end(), m.partition) != ids.end()) {
-          auto it = parts_.find(m.partition);
-          if (it != parts_.end()) it->second.outstanding.erase(m.offset);
-          outstanding_.fetch_sub(1);
+        if (revoked(m.partition)) {
+          forget_offset(m.partition, m.offset);
         } else {
           rest->messages.push_back(std::move(m));
         }
@@ -474,8 +581,20 @@ void KafkaSource::revoke(rd_kafka_topic_partition_list_s* parts) {
       if (!rest->messages.empty()) keep.push_back(std::move(rest));
     }
     retry_ = std::move(keep);
-  }
-  const auto deadline = Clock::now() + std::chrono::milliseconds(options_.revoke_wait_ms);
+    std::vector<std::unique_ptr<DeadLetter>> letters;
+    for (auto& dl : dead_letters_waiting_)
+      if (!revoked(dl->message.partition)) letters.push_back(std::move(dl));
+    dead_letters_waiting_ = std::move(letters);
+    int64_t n = 0;
+    for (int32_t p : ids) {
+      auto it = parts_.find(p);
+      if (it != parts_.end()) n += static_cast<int64_t>(it->second.outstanding.size());
+    }
+    return n;
+  };
+  // While stopping, stop() has waited already.
+  const int wait_ms = stop_.load() ? 1000 : options_.revoke_wait_ms;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
   while (busy() > 0 && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const int64_t left = busy();
@@ -495,7 +614,7 @@ void KafkaSource::revoke(rd_kafka_topic_partition_list_s* parts) {
     spdlog::error(
         "kafka: {} answers of revoked partitions still in the engine after {} ms; their quizzes "
         "stay in memory (restart this instance if the new owner writes them)",
-        left, options_.revoke_wait_ms);
+        left, wait_ms);
   } else {
     engine_.forget_quizzes(quizzes);
   }
@@ -509,7 +628,7 @@ void KafkaSource::revoke(rd_kafka_topic_partition_list_s* parts) {
 }
 
 void KafkaSource::flow_control() {
-  const int64_t n = outstanding_.load();
+  const int64_t n = in_engine();
   bool pause = false, resume = false;
   {
     MutexLock lock(mu_);
@@ -557,8 +676,8 @@ ConsumerStats KafkaSource::stats() const {
   s.consumed = consumed_.load();
   s.dead_letters = dead_lettered_.load();
   s.retried = retried_.load();
-  s.in_engine = outstanding_.load();
   MutexLock lock(mu_);
+  for (const auto& [id, p] : parts_) s.in_engine += static_cast<int64_t>(p.outstanding.size());
   for (const auto& [id, p] : parts_) {
     int64_t lo = 0, hi = 0;
     int64_t lag = 0;

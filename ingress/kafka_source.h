@@ -36,6 +36,7 @@ struct KafkaSourceOptions {
   size_t max_chunk = 1000;          // messages per submitted request (≤ http.max_batch)
   int64_t max_outstanding = 50000;  // messages in the engine before partitions are paused
   int revoke_wait_ms = 30000;       // how long a revocation waits for its partitions' work
+  int stop_wait_ms = 5000;          // how long stop() waits for the answers in the engine
   int commit_interval_ms = 1000;    // settled offsets committed to Kafka this often
   // Extra librdkafka consumer properties (security settings, tests), applied last.
   std::vector<std::pair<std::string, std::string>> properties;
@@ -71,6 +72,7 @@ class KafkaSource {
   };
   struct Message;  // one consumed message (kafka_source.cpp)
   struct Chunk;
+  struct DeadLetter;
 
   void poll_loop();
   void on_rebalance(int err, rd_kafka_topic_partition_list_s* parts);
@@ -78,7 +80,14 @@ class KafkaSource {
   void revoke(rd_kafka_topic_partition_list_s* parts);
   void submit(std::shared_ptr<Chunk> chunk);
   void settle(const std::shared_ptr<Chunk>& chunk, Request& r);
+  // Puts a chunk's messages of partitions still assigned on the retry list.
+  void retry_later(std::shared_ptr<Chunk> chunk) QF_EXCLUDES(mu_);
   void dead_letter(const Message& m, const std::string& code, const std::string& message);
+  void produce_dead_letter(std::unique_ptr<DeadLetter> dl) QF_EXCLUDES(mu_, producer_mu_);
+  void on_dead_letter_report(bool ok, void* opaque) QF_EXCLUDES(mu_);
+  void produce_waiting_dead_letters() QF_EXCLUDES(mu_);
+  void forget_offset(int32_t partition, int64_t offset) QF_REQUIRES(mu_);
+  int64_t in_engine() const QF_EXCLUDES(mu_);  // offsets consumed, not yet settled
   void flow_control() QF_EXCLUDES(mu_);
   void commit_to_kafka(bool sync) QF_EXCLUDES(mu_);
   int64_t settled_of(const Partition& p) const;
@@ -86,17 +95,20 @@ class KafkaSource {
   Engine& engine_;
   Store& store_;
   KafkaSourceOptions options_;
-  rd_kafka_s* consumer_ = nullptr;
-  rd_kafka_s* producer_ = nullptr;  // dead letters
+  rd_kafka_s* consumer_ = nullptr;  // set to null under mu_ by stop()
+  // Dead letters: produced by engine threads too; destroyed by stop() under the writer lock.
+  mutable SharedMutex producer_mu_;
+  rd_kafka_s* producer_ QF_GUARDED_BY(producer_mu_) = nullptr;
   std::thread poller_;
   std::atomic<bool> stop_{false};
-  std::atomic<int64_t> outstanding_{0};
   std::atomic<int64_t> dead_lettered_{0}, consumed_{0}, retried_{0};
 
   mutable Mutex mu_;
   std::map<int32_t, Partition> parts_ QF_GUARDED_BY(mu_);
   // Chunks whose items the engine could not store now (storage down): submitted again later.
   std::vector<std::shared_ptr<Chunk>> retry_ QF_GUARDED_BY(mu_);
+  // Dead letters Kafka did not take yet (produced again by the poll loop).
+  std::vector<std::unique_ptr<DeadLetter>> dead_letters_waiting_ QF_GUARDED_BY(mu_);
   bool all_paused_ QF_GUARDED_BY(mu_) = false;
 };
 

@@ -136,26 +136,26 @@ size_t decode_request(Request& r, size_t max_batch) {
   return stages::ingest(r, stages::IngestLimits{max_batch});
 }
 
-void Engine::learn_quiz(int64_t quiz_id) {
+Status Engine::learn_quiz(int64_t quiz_id) {
   auto snap = catalog_.snapshot();
-  if (snap->find(quiz_id) || snap->is_finalized(quiz_id)) return;
+  if (snap->find(quiz_id) || snap->is_finalized(quiz_id)) return Status();
   {
     MutexLock lock(learn_mu_);
     auto it = unknown_until_ms_.find(quiz_id);
-    if (it != unknown_until_ms_.end() && it->second > now_ms()) return;
+    if (it != unknown_until_ms_.end() && it->second > now_ms()) return Status();
   }
   auto rec = store_->load_quiz(quiz_id);
-  if (!rec.ok()) return;  // its answers get unknown_quiz now; asked again next time
+  if (!rec.ok()) return rec.status();
   if (!*rec) {
     MutexLock lock(learn_mu_);
     if (unknown_until_ms_.size() > 100000) unknown_until_ms_.clear();
     unknown_until_ms_[quiz_id] = now_ms() + 1000;
-    return;
+    return Status();
   }
   const QuizRecord& r = **rec;
   if (r.state == QuizState::finalized) {
     catalog_.set_state(quiz_id, QuizState::finalized);
-    return;
+    return Status();
   }
   catalog_.put(r.def);
   if (r.state == QuizState::closed) catalog_.set_state(quiz_id, QuizState::closed);
@@ -163,6 +163,7 @@ void Engine::learn_quiz(int64_t quiz_id) {
   schedule_finalization(quiz_id, r.state == QuizState::closed
                                      ? 0
                                      : stages::finalize_due_ms(r.def, config_.close_grace_ms));
+  return Status();
 }
 
 void Engine::forget_quizzes(const std::vector<int64_t>& quiz_ids) {

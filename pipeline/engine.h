@@ -94,8 +94,9 @@ class Engine {
   const ConsumerHooks& consumer() const { return consumer_; }
 
   // A quiz this engine does not know (created through another instance) is loaded from
-  // PostgreSQL into the catalog (one query, blocking; a miss is remembered for a second).
-  void learn_quiz(int64_t quiz_id);
+  // PostgreSQL into the catalog (one query, blocking; a miss is remembered for a second). Not
+  // ok: the database could not be asked (the caller tries again later).
+  Status learn_quiz(int64_t quiz_id);
   // Drops quizzes from memory (their partitions went to another instance); they are loaded
   // again from PostgreSQL on their next batch. Call only when none of their batches is in
   // flight.
