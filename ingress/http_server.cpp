@@ -104,7 +104,8 @@ class Handler : public Http::Handler {
   }
 
  private:
-  bool authorized(const Http::Request& req, Http::ResponseWriter& w) {
+  // True when no token is configured or the request carries it.
+  bool token_ok(const Http::Request& req) const {
     const std::string& token = engine_->config().api_token;
     if (token.empty()) return true;
     // Pistache parses Authorization into a typed header (tryGetRaw never finds it).
@@ -112,8 +113,12 @@ class Handler : public Http::Handler {
     const std::string given_value = h ? h->value() : std::string();
     const std::string_view given = given_value;
     constexpr std::string_view kBearer = "Bearer ";
-    const bool ok = given.substr(0, kBearer.size()) == kBearer &&
-                    constant_time_equal(given.substr(kBearer.size()), token);
+    return given.substr(0, kBearer.size()) == kBearer &&
+           constant_time_equal(given.substr(kBearer.size()), token);
+  }
+
+  bool authorized(const Http::Request& req, Http::ResponseWriter& w) {
+    const bool ok = token_ok(req);
     if (!ok) send_error(w, Http::Code::Unauthorized, "unauthorized", "missing or bad bearer token");
     return ok;
   }
@@ -148,7 +153,7 @@ class Handler : public Http::Handler {
           return close_quiz(req, *id, w);
         }
         if (method != Http::Method::Get) return not_allowed(w);
-        if (parts.size() == 3) return get_quiz(*id, w);
+        if (parts.size() == 3) return get_quiz(req, *id, w);
         if (parts.size() == 4 && parts[3] == "rewards") return rewards(*id, w);
         if (parts.size() == 4 && parts[3] == "leaderboard") return leaderboard(req, *id, w);
         if (parts.size() == 5 && parts[3] == "players") {
@@ -239,7 +244,7 @@ class Handler : public Http::Handler {
     auto view = engine_->quiz(d.quiz->quiz_id);
     if (!view.ok() || !*view) return storage_failed(w, "quiz", view.status());
     send_json(w, res == SaveQuizResult::created ? Http::Code::Created : Http::Code::Ok,
-              quiz_body((*view)->def, (*view)->state));
+              quiz_body((*view)->def, (*view)->state, /*with_answers=*/true));
   }
 
   // A read or write whose storage call failed: 503, retry later.
@@ -256,11 +261,12 @@ class Handler : public Http::Handler {
     send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
   }
 
-  void get_quiz(int64_t id, Http::ResponseWriter& w) {
+  // correct_option only to a request carrying the token when one is configured (spec §3).
+  void get_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {
     auto view = engine_->quiz(id);
     if (!view.ok()) return storage_failed(w, "a quiz", view.status());
     if (!*view) return not_found(w);
-    send_json(w, Http::Code::Ok, quiz_body((*view)->def, (*view)->state));
+    send_json(w, Http::Code::Ok, quiz_body((*view)->def, (*view)->state, token_ok(req)));
   }
 
   void close_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {

@@ -120,10 +120,13 @@ std::string answers_body(const Request& r, int& http_status) {
   return done(sb);
 }
 
-std::string quiz_body(const QuizDef& q, QuizState state) {
+std::string quiz_body(const QuizDef& q, QuizState state, bool with_answers) {
   rapidjson::Document d;
   const std::string def = encode_quiz(q);
   d.Parse(def.c_str(), def.size());
+  if (!with_answers && d.HasMember("questions") && d["questions"].IsArray())
+    for (auto& question : d["questions"].GetArray())
+      if (question.IsObject()) question.RemoveMember("correct_option");
   d.AddMember("state", rapidjson::StringRef(to_string(state)), d.GetAllocator());
   rapidjson::StringBuffer sb;
   Writer w(sb);

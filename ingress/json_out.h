@@ -17,7 +17,8 @@ std::string error_body(const std::string& code, const std::string& message,
 // `http_status`: 200, the request error's status, or 503 when an item could not be stored.
 std::string answers_body(const Request& r, int& http_status);
 
-std::string quiz_body(const QuizDef& q, QuizState state);
+// The quiz and its state; without `with_answers` the questions leave out correct_option.
+std::string quiz_body(const QuizDef& q, QuizState state, bool with_answers);
 std::string leaderboard_body(const LeaderboardPage& page);
 std::string player_body(int64_t quiz_id, const StandingEntry& e);
 // POST /v1/quizzes/{id}/close: {"quiz_id":…,"state":"closed"} (finalization follows).

@@ -450,6 +450,14 @@ TEST_F(HttpE2E, ApiTokenGuardsWritesAndIsNeverLogged) {
 
     r = c.request("GET", "/v1/quizzes/" + std::to_string(quiz));
     EXPECT_EQ(r.status, 200) << "reads need no token: " << show(r);
+    // …but the answers (correct_option) are shown only with it (spec §3).
+    EXPECT_EQ(r.body.find("correct_option"), std::string::npos) << show(r);
+    EXPECT_NE(r.body.find("option_count"), std::string::npos) << show(r);
+    r = c.request("GET", "/v1/quizzes/" + std::to_string(quiz), "", wrong);
+    EXPECT_EQ(r.body.find("correct_option"), std::string::npos) << show(r);
+    r = c.request("GET", "/v1/quizzes/" + std::to_string(quiz), "", good);
+    EXPECT_EQ(r.status, 200) << show(r);
+    EXPECT_NE(r.body.find("correct_option"), std::string::npos) << show(r);
 
     std::string why;
     const auto code = guarded.terminate(20s, why);
