@@ -77,7 +77,6 @@ void commit_offsets(rd_kafka_t* rk, const std::vector<PartitionOffset>& offsets,
   rd_kafka_commit(rk, l.get(), sync ? 0 : 1);
 }
 
-
 }  // namespace
 
 KafkaSourceOptions kafka_source_options(const Config& c, const std::string& bootstrap) {
