@@ -311,6 +311,7 @@ void KafkaSource::submit(std::shared_ptr<Chunk> chunk) {
   // letter at once and does not spoil the request of its neighbours.
   auto good = std::make_shared<Chunk>();
   std::set<int64_t> quizzes;
+  std::vector<std::pair<int32_t, int64_t>> seen;  // (partition, quiz) of each good message
   for (Message& m : chunk->messages) {
     const Item item = decode_answer(m.value);
     if (!item.event || item.verdict.status == ItemStatus::rejected) {
@@ -319,17 +320,14 @@ void KafkaSource::submit(std::shared_ptr<Chunk> chunk) {
       continue;
     }
     quizzes.insert(item.event->quiz_id);
+    seen.emplace_back(m.partition, item.event->quiz_id);
     good->messages.push_back(std::move(m));
   }
   if (good->messages.empty()) return;
   {
     MutexLock lock(mu_);
-    for (const Message& m : good->messages) {
-      auto it = parts_.find(m.partition);
-      if (it == parts_.end()) continue;
-      const Item item = decode_answer(m.value);
-      if (item.event) it->second.quizzes.insert(item.event->quiz_id);
-    }
+    for (const auto& [partition, quiz] : seen)
+      if (auto it = parts_.find(partition); it != parts_.end()) it->second.quizzes.insert(quiz);
   }
   // A quiz created through another instance is loaded from PostgreSQL on its first answer;
   // when the database cannot be asked, the chunk waits (its answers are not refused).
