@@ -117,7 +117,7 @@ int serve(const Config& c, const std::string& port_file) {
   if (c.ingress_mode == "kafka") {
     kafka_answers = std::make_unique<ingress::KafkaAnswers>(
         bootstrap, c.topic_answers, static_cast<size_t>(c.http_max_batch),
-        std::max(1000, c.http_header_timeout_ms / 2));
+        std::max(1000, c.http_request_timeout_ms));
     if (Status st = kafka_answers->start(); !st.ok()) {
       spdlog::critical("quizflow serve: the Kafka answers producer could not start: {}",
                        st.to_string());

@@ -82,6 +82,8 @@ const std::vector<Key>& keys() {
       int_key("QUIZFLOW_HTTP_HEADER_TIMEOUT_MS", &Config::http_header_timeout_ms),
       int_key("QUIZFLOW_HTTP_BODY_TIMEOUT_MS", &Config::http_body_timeout_ms),
       int_key("QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS", &Config::http_keepalive_timeout_ms),
+      int_key("QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS", &Config::http_request_timeout_ms),
+      int_key("QUIZFLOW_HTTP_MAX_CONNECTIONS", &Config::http_max_connections),
       int_key("DB_POOL_SIZE", &Config::db_pool_size),
       int_key("DB_MAX_OVERFLOW", &Config::db_max_overflow),
       int_key("DB_WRITERS", &Config::db_writers),
@@ -90,6 +92,7 @@ const std::vector<Key>& keys() {
       int_key("DB_STATEMENT_TIMEOUT_MS", &Config::db_statement_timeout_ms),
       int_key("QUIZFLOW_SLOW_COMMIT_MS", &Config::slow_commit_ms),
       int_key("QUIZFLOW_DRAIN_TIMEOUT_MS", &Config::drain_timeout_ms),
+      int_key("QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS", &Config::health_max_commit_stall_ms),
       int_key("BATCH_MAX_SIZE", &Config::batch_max_size),
       int_key("BATCH_MAX_DELAY_MS", &Config::batch_max_delay_ms),
       int_key("QUIZFLOW_MAX_IN_FLIGHT", &Config::max_in_flight_events),
@@ -179,6 +182,13 @@ void validate_config(const Config& c) {
   range("QUIZFLOW_HTTP_HEADER_TIMEOUT_MS", c.http_header_timeout_ms, 100, 600000);
   range("QUIZFLOW_HTTP_BODY_TIMEOUT_MS", c.http_body_timeout_ms, 100, 600000);
   range("QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS", c.http_keepalive_timeout_ms, 100, 3600000);
+  range("QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS", c.http_request_timeout_ms, 100, 600000);
+  if (c.http_request_timeout_ms >= c.http_header_timeout_ms)
+    throw ConfigError("QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS",
+                      "must be below QUIZFLOW_HTTP_HEADER_TIMEOUT_MS (" +
+                          std::to_string(c.http_header_timeout_ms) +
+                          "): Pistache answers a bare 408 after that");
+  range("QUIZFLOW_HTTP_MAX_CONNECTIONS", c.http_max_connections, 1, 1000000);
   range("DB_POOL_SIZE", c.db_pool_size, 1, 1000);
   range("DB_MAX_OVERFLOW", c.db_max_overflow, 0, 1000);
   range("DB_WRITERS", c.db_writers, 1, 64);
@@ -187,6 +197,7 @@ void validate_config(const Config& c) {
   range("DB_STATEMENT_TIMEOUT_MS", c.db_statement_timeout_ms, 100, 3600000);
   range("QUIZFLOW_SLOW_COMMIT_MS", c.slow_commit_ms, 1, 3600000);
   range("QUIZFLOW_DRAIN_TIMEOUT_MS", c.drain_timeout_ms, 100, 3600000);
+  range("QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS", c.health_max_commit_stall_ms, 100, 3600000);
   if (c.db_writers > c.db_pool_size + c.db_max_overflow)
     throw ConfigError("DB_WRITERS", "must not exceed DB_POOL_SIZE + DB_MAX_OVERFLOW");
   range("BATCH_MAX_SIZE", c.batch_max_size, 1, 1000000);

@@ -33,6 +33,13 @@ struct Config {
   int http_body_timeout_ms = 20000;       // QUIZFLOW_HTTP_BODY_TIMEOUT_MS
   int http_keepalive_timeout_ms = 60000;
   // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
+  // QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS: an answer request whose commit (or, in Kafka mode, Kafka's
+  // acknowledgement) has not come by then gets 503 + Retry-After, outcome unknown, resend safe.
+  // Below the header timeout (Pistache 0.0.5 answers a bare 408 after that).
+  int http_request_timeout_ms = 8000;
+  // QUIZFLOW_HTTP_MAX_CONNECTIONS: open client connections; beyond them a new connection is
+  // closed at once (counted), those already open go on being served.
+  int http_max_connections = 1000;
 
   int db_pool_size = 30;                // DB_POOL_SIZE (connections kept)
   int db_max_overflow = 50;             // DB_MAX_OVERFLOW
@@ -62,6 +69,9 @@ struct Config {
   int kafka_message_timeout_ms = 300000;  // KAFKA_MESSAGE_TIMEOUT_MS: producer delivery timeout
 
   int drain_timeout_ms = 20000;  // QUIZFLOW_DRAIN_TIMEOUT_MS: longest graceful shutdown
+  // QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS: /health answers 503 when a batch transaction has been
+  // running this long and none committed meanwhile (PostgreSQL hung, a lock held).
+  int health_max_commit_stall_ms = 5000;
 
   std::string log_level = "info";    // QUIZFLOW_LOG_LEVEL: trace|debug|info|warn|error
   std::string log_format = "plain";  // QUIZFLOW_LOG_FORMAT: plain|json

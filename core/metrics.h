@@ -85,6 +85,10 @@ struct BatchMetrics {
   std::atomic<int64_t> replay_refreshes{0};   // rebuilt quizzes reloaded between batches
   std::atomic<int64_t> in_doubt_resolved{0};  // COMMITs of unknown outcome resolved by a lookup
   std::atomic<int64_t> last_commit_ms{0};
+  // Commit progress for /health (steady-clock ms): when a transaction last committed, and since
+  // when the database threads have had work without a break (0: idle).
+  std::atomic<int64_t> last_success_at_ms{0};
+  std::atomic<int64_t> busy_since_ms{0};
   LatencyWindow commit;  // commit time per batch
   WriterStepTimes steps;
 };
@@ -106,10 +110,18 @@ inline constexpr std::array<const char*, 5> kStageNames = {"ingest", "validate",
                                                            "notify"};
 enum StageIndex : size_t { kIngest = 0, kValidate, kBatch, kScore, kNotify };
 
+// The HTTP door's own figures, recorded by ingress/ (spec §3 limits).
+struct HttpMetrics {
+  std::atomic<int64_t> timed_out{0};            // answered 503 by QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS
+  std::atomic<int64_t> connections{0};          // client connections open
+  std::atomic<int64_t> connections_refused{0};  // closed at once: QUIZFLOW_HTTP_MAX_CONNECTIONS
+};
+
 struct PipelineMetrics {
   std::array<StageMetrics, kStageNames.size()> stages;
   BatchMetrics batches;
   LifecycleMetrics lifecycle;
+  HttpMetrics http;
   std::atomic<int64_t> http_overloaded{0};   // answered 503 at the door
   std::atomic<int64_t> events_in_flight{0};  // admitted, not yet answered
   std::atomic<int64_t> internal_errors{0};   // exceptions caught in nodes and callbacks

@@ -19,4 +19,7 @@ std::string format_rfc3339_ms(int64_t ms);
 // Current wall-clock time in ms since the epoch.
 int64_t now_ms();
 
+// Monotonic milliseconds (steady clock, arbitrary origin): for durations and deadlines.
+int64_t steady_ms();
+
 }  // namespace quizflow

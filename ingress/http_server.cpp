@@ -2,9 +2,12 @@
 
 #include <pistache/endpoint.h>
 #include <pistache/http.h>
+#include <pistache/peer.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <charconv>
 #include <cstdlib>
@@ -15,12 +18,25 @@
 
 #include "core/log_rate.h"
 #include "core/time_util.h"
+#include "ingress/http_replies.h"
 #include "ingress/json_out.h"
 #include "ingress/kafka_answers.h"
 #include "pipeline/engine.h"
 
 namespace quizflow::ingress {
+
+// The parts of the handler that Pistache's per-thread clones share.
+struct HttpServer::Shared {
+  std::atomic<bool> refusing{false};
+  int max_connections = 0;  // effective limit (QUIZFLOW_HTTP_MAX_CONNECTIONS, the fd limit)
+  std::atomic<int64_t> over_limit{0};  // connections beyond it that may still ask for /health
+  std::unique_ptr<ReplyDeadlines> deadlines;
+  std::unique_ptr<BlockingCalls> calls;
+};
+
 namespace {
+
+using Shared = HttpServer::Shared;
 
 using namespace Pistache;
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
@@ -62,6 +78,66 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+// A response that its completion or its deadline (QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS) sends,
+// whichever comes first: the other finds it claimed. The deadline answers 503 + Retry-After
+// with `code` and `message` (the outcome is unknown; a resend is safe).
+class PendingReply : public Expirable {
+ public:
+  PendingReply(Http::ResponseWriter w, HttpMetrics& metrics, std::string code, std::string message)
+      : writer_(std::move(w)),
+        metrics_(metrics),
+        code_(std::move(code)),
+        message_(std::move(message)) {}
+
+  // Runs `send` with the writer unless the deadline answered first. Does not throw.
+  template <typename Send>
+  void answer(Send&& send) noexcept {
+    if (claimed_.exchange(true, std::memory_order_acq_rel)) return;
+    try {
+      send(writer_);
+    } catch (const std::exception& e) {
+      static LogRate rate;
+      if (int64_t more = 0; rate.allow(more))
+        spdlog::error("http: answering a request failed: {} ({} more held back)", e.what(), more);
+    } catch (...) {
+      spdlog::error("http: answering a request failed: unknown exception");
+    }
+  }
+
+  void expire() noexcept override {
+    answer([this](Http::ResponseWriter& w) {
+      metrics_.timed_out.fetch_add(1, std::memory_order_relaxed);
+      retry_after(w);
+      send_error(w, Http::Code::Service_Unavailable, code_, message_);
+    });
+  }
+
+ private:
+  Http::ResponseWriter writer_;
+  HttpMetrics& metrics_;
+  const std::string code_, message_;
+  std::atomic<bool> claimed_{false};
+};
+
+// Kept in a client connection's data: counts it in `n` for as long as Pistache holds the
+// connection, whichever way it ends.
+class Counted {
+ public:
+  explicit Counted(std::atomic<int64_t>& n) : n_(n) { n_.fetch_add(1, std::memory_order_relaxed); }
+  ~Counted() { n_.fetch_sub(1, std::memory_order_relaxed); }
+  Counted(const Counted&) = delete;
+  Counted& operator=(const Counted&) = delete;
+
+ private:
+  std::atomic<int64_t>& n_;
+};
+
+constexpr const char* kConnectionKey = "quizflow.connection";
+constexpr const char* kOverLimitKey = "quizflow.over_limit";
+// Connections beyond QUIZFLOW_HTTP_MAX_CONNECTIONS that are kept open for GET /health only
+// (every other request on them is answered 503); beyond these, new ones are closed at once.
+constexpr int64_t kHealthOnlyConnections = 32;
+
 std::vector<std::string_view> split_path(std::string_view p) {
   std::vector<std::string_view> out;
   size_t i = 0;
@@ -82,12 +158,51 @@ std::optional<int64_t> parse_id(std::string_view s) {
   return v;
 }
 
+// A read or write whose storage call failed: 503, retry later.
+void storage_failed(Http::ResponseWriter& w, const char* what, const Status& st) {
+  static LogRate rate;
+  if (int64_t more = 0; rate.allow(more))
+    spdlog::error("http: {} failed in storage: {} ({} more held back)", what, st.to_string(), more);
+  retry_after(w);
+  send_error(w, Http::Code::Service_Unavailable, kStorageUnavailable,
+             "storage is unavailable; retry");
+}
+
+void not_found(Http::ResponseWriter& w) {
+  send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
+}
+
 class Handler : public Http::Handler {
  public:
   HTTP_PROTOTYPE(Handler)
 
-  Handler(Engine& engine, KafkaAnswers* kafka, std::shared_ptr<std::atomic<bool>> refusing)
-      : engine_(&engine), kafka_(kafka), refusing_(std::move(refusing)) {}
+  Handler(Engine& engine, KafkaAnswers* kafka, std::shared_ptr<Shared> shared)
+      : engine_(&engine), kafka_(kafka), shared_(std::move(shared)) {}
+
+  // Beyond the connection limit a new connection may only ask for /health (a few of them),
+  // further ones are closed at once; all are counted, and the connections open go on being
+  // served. Replaces Pistache's own onConnection (private: it cannot be called), which only
+  // installs the request parser.
+  void onConnection(const std::shared_ptr<Tcp::Peer>& peer) override {
+    peer->putData(ParserData, std::make_shared<Http::RequestParser>(getMaxRequestSize()));
+    HttpMetrics& m = engine_->http_metrics();
+    if (m.connections.load(std::memory_order_relaxed) < shared_->max_connections) {
+      peer->putData(kConnectionKey, std::make_shared<Counted>(m.connections));
+      return;
+    }
+    m.connections_refused.fetch_add(1, std::memory_order_relaxed);
+    static LogRate rate;
+    if (int64_t more = 0; rate.allow(more))
+      spdlog::warn(
+          "http: {} connections open (QUIZFLOW_HTTP_MAX_CONNECTIONS); new ones are refused ({} "
+          "more held back)",
+          shared_->max_connections, more);
+    if (shared_->over_limit.load(std::memory_order_relaxed) < kHealthOnlyConnections) {
+      peer->putData(kOverLimitKey, std::make_shared<Counted>(shared_->over_limit));
+      return;
+    }
+    ::shutdown(peer->fd(), SHUT_RDWR);  // the reactor sees the end and lets it go
+  }
 
   void onRequest(const Http::Request& req, Http::ResponseWriter w) override {
     try {
@@ -101,6 +216,32 @@ class Handler : public Http::Handler {
   void onTimeout(const Http::Request&, Http::ResponseWriter w) override {
     send_error(w, Http::Code::Request_Timeout, "timeout",
                "no complete request or no answer in time; retrying is safe");
+  }
+
+  // A reply bounded by QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS (its deadline armed).
+  std::shared_ptr<PendingReply> pending(Http::ResponseWriter w, const char* code,
+                                        const char* message) {
+    auto reply =
+        std::make_shared<PendingReply>(std::move(w), engine_->http_metrics(), code, message);
+    shared_->deadlines->watch(reply);
+    return reply;
+  }
+
+  // Runs `call(writer)` on the storage-call threads: a hung database holds those, never
+  // Pistache's threads (/health, answers). Everything `call` needs from the request must be
+  // captured by value: the request does not outlive onRequest.
+  template <typename Call>
+  void offload(Http::ResponseWriter w, Call call) {
+    auto reply = pending(std::move(w), kStorageUnavailable,
+                         "storage did not answer in time; retry (a write retried is idempotent)");
+    const bool queued =
+        shared_->calls->post([reply, call = std::move(call)]() mutable { reply->answer(call); });
+    if (!queued)
+      reply->answer([](Http::ResponseWriter& rw) {
+        retry_after(rw);
+        send_error(rw, Http::Code::Service_Unavailable, "overloaded",
+                   "too many requests wait for storage; retry later");
+      });
   }
 
  private:
@@ -127,6 +268,12 @@ class Handler : public Http::Handler {
     const auto parts = split_path(req.resource());
     const auto method = req.method();
     if (parts.size() == 1 && parts[0] == "health" && method == Http::Method::Get) return health(w);
+    if (auto peer = w.peer(); peer && peer->tryGetData(kOverLimitKey)) {
+      retry_after(w);
+      return send_error(w, Http::Code::Service_Unavailable, "too_many_connections",
+                        "the server has QUIZFLOW_HTTP_MAX_CONNECTIONS connections open; retry "
+                        "later on a new connection");
+    }
     if (parts.size() == 2 && parts[0] == "monitoring" && parts[1] == "stats" &&
         method == Http::Method::Get)
       return send_json(w, Http::Code::Ok, stats_json(engine_->stats()));
@@ -143,24 +290,25 @@ class Handler : public Http::Handler {
       if (parts[1] == "quizzes") {
         if (parts.size() == 2) {
           if (method != Http::Method::Post) return not_allowed(w);
-          return post_quiz(req, w);
+          return post_quiz(req, std::move(w));
         }
         const auto id = parse_id(parts[2]);
         if (!id)
           return send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
         if (parts.size() == 4 && parts[3] == "close") {
           if (method != Http::Method::Post) return not_allowed(w);
-          return close_quiz(req, *id, w);
+          return close_quiz(req, *id, std::move(w));
         }
         if (method != Http::Method::Get) return not_allowed(w);
-        if (parts.size() == 3) return get_quiz(req, *id, w);
-        if (parts.size() == 4 && parts[3] == "rewards") return rewards(*id, w);
-        if (parts.size() == 4 && parts[3] == "leaderboard") return leaderboard(req, *id, w);
+        if (parts.size() == 3) return get_quiz(req, *id, std::move(w));
+        if (parts.size() == 4 && parts[3] == "rewards") return rewards(*id, std::move(w));
+        if (parts.size() == 4 && parts[3] == "leaderboard")
+          return leaderboard(req, *id, std::move(w));
         if (parts.size() == 5 && parts[3] == "players") {
           const auto uid = parse_id(parts[4]);
           if (!uid)
             return send_error(w, Http::Code::Not_Found, "not_found", "no such player", "user_id");
-          return player(*id, *uid, w);
+          return player(*id, *uid, std::move(w));
         }
       }
     }
@@ -188,40 +336,39 @@ class Handler : public Http::Handler {
 
   void post_answers(const Http::Request& req, Http::ResponseWriter w) {
     if (!authorized(req, w) || !body_fits(req, w)) return;
-    if (refusing_->load(std::memory_order_acquire)) {
+    if (shared_->refusing.load(std::memory_order_acquire)) {
       retry_after(w);
       return send_error(w, Http::Code::Service_Unavailable, "shutting_down",
                         "the engine is shutting down; retry");
     }
-    auto writer = std::make_shared<Http::ResponseWriter>(std::move(w));
+    auto reply = pending(std::move(w), "outcome_unknown",
+                         "not committed in time; the answers may still be: resending them is "
+                         "safe (an answer stored is answered duplicate, never counted twice)");
     // The completion runs on an engine thread and must not throw (docs/error-policy.md).
-    auto done = [writer](Request& r) noexcept {
-      try {
+    auto done = [reply](Request& r) noexcept {
+      reply->answer([&r](Http::ResponseWriter& rw) {
         int status = 200;
         std::string body = answers_body(r, status);
-        if (status == 503) retry_after(*writer);
-        send_json(*writer, static_cast<Http::Code>(status), body);
-      } catch (const std::exception& e) {
-        static LogRate rate;
-        if (int64_t more = 0; rate.allow(more))
-          spdlog::error("http: answering a request failed: {} ({} more held back)", e.what(), more);
-      } catch (...) {
-        spdlog::error("http: answering a request failed: unknown exception");
-      }
+        if (status == 503) retry_after(rw);
+        send_json(rw, static_cast<Http::Code>(status), body);
+      });
     };
     const SubmitResult res =
         kafka_ ? kafka_->submit(req.body(), done) : engine_->submit(req.body(), done);
     if (res == SubmitResult::admitted) return;
-    retry_after(*writer);
-    if (res == SubmitResult::overloaded)
-      send_error(*writer, Http::Code::Service_Unavailable, "overloaded",
-                 "the pipeline is full; retry later");
-    else
-      send_error(*writer, Http::Code::Service_Unavailable, "shutting_down",
-                 "the engine is not accepting answers; retry");
+    reply->answer([res](Http::ResponseWriter& rw) {
+      retry_after(rw);
+      if (res == SubmitResult::overloaded)
+        send_error(rw, Http::Code::Service_Unavailable, "overloaded",
+                   "the pipeline is full; retry later");
+      else
+        send_error(rw, Http::Code::Service_Unavailable, "shutting_down",
+                   "the engine is not accepting answers; retry");
+    });
   }
 
-  void post_quiz(const Http::Request& req, Http::ResponseWriter& w) {
+  // The storage-backed endpoints: checked here, their storage calls offloaded (offload()).
+  void post_quiz(const Http::Request& req, Http::ResponseWriter w) {
     if (!authorized(req, w) || !body_fits(req, w)) return;
     auto d = decode_quiz(req.body());
     if (!d.quiz) {
@@ -230,70 +377,65 @@ class Handler : public Http::Handler {
           d.code == "malformed_json" ? Http::Code::Bad_Request : Http::Code::Unprocessable_Entity,
           d.code, d.message, d.field);
     }
-    const auto saved = engine_->create_quiz(*d.quiz);
-    if (!saved.ok()) {
-      spdlog::error("storing quiz {} failed: {}", d.quiz->quiz_id, saved.status().to_string());
-      retry_after(w);
-      return send_error(w, Http::Code::Service_Unavailable, kStorageUnavailable,
-                        "the quiz could not be stored; retry");
-    }
-    const SaveQuizResult res = *saved;
-    if (res == SaveQuizResult::conflict)
-      return send_error(w, Http::Code::Conflict, "conflict",
-                        "a different quiz with this quiz_id exists", "quiz_id");
-    auto view = engine_->quiz(d.quiz->quiz_id);
-    if (!view.ok() || !*view) return storage_failed(w, "quiz", view.status());
-    send_json(w, res == SaveQuizResult::created ? Http::Code::Created : Http::Code::Ok,
-              quiz_body((*view)->def, (*view)->state, /*with_answers=*/true));
-  }
-
-  // A read or write whose storage call failed: 503, retry later.
-  void storage_failed(Http::ResponseWriter& w, const char* what, const Status& st) {
-    static LogRate rate;
-    if (int64_t more = 0; rate.allow(more))
-      spdlog::error("http: reading {} failed: {} ({} more held back)", what, st.to_string(), more);
-    retry_after(w);
-    send_error(w, Http::Code::Service_Unavailable, kStorageUnavailable,
-               "storage is unavailable; retry");
-  }
-
-  void not_found(Http::ResponseWriter& w) {
-    send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
+    offload(std::move(w), [engine = engine_, quiz = std::move(*d.quiz)](Http::ResponseWriter& rw) {
+      const auto saved = engine->create_quiz(quiz);
+      if (!saved.ok()) {
+        spdlog::error("storing quiz {} failed: {}", quiz.quiz_id, saved.status().to_string());
+        retry_after(rw);
+        return send_error(rw, Http::Code::Service_Unavailable, kStorageUnavailable,
+                          "the quiz could not be stored; retry");
+      }
+      const SaveQuizResult res = *saved;
+      if (res == SaveQuizResult::conflict)
+        return send_error(rw, Http::Code::Conflict, "conflict",
+                          "a different quiz with this quiz_id exists", "quiz_id");
+      auto view = engine->quiz(quiz.quiz_id);
+      if (!view.ok() || !*view) return storage_failed(rw, "quiz", view.status());
+      send_json(rw, res == SaveQuizResult::created ? Http::Code::Created : Http::Code::Ok,
+                quiz_body((*view)->def, (*view)->state, /*with_answers=*/true));
+    });
   }
 
   // correct_option only to a request carrying the token when one is configured (spec §3).
-  void get_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {
-    auto view = engine_->quiz(id);
-    if (!view.ok()) return storage_failed(w, "a quiz", view.status());
-    if (!*view) return not_found(w);
-    send_json(w, Http::Code::Ok, quiz_body((*view)->def, (*view)->state, token_ok(req)));
+  void get_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter w) {
+    offload(std::move(w),
+            [engine = engine_, id, with_answers = token_ok(req)](Http::ResponseWriter& rw) {
+              auto view = engine->quiz(id);
+              if (!view.ok()) return storage_failed(rw, "a quiz", view.status());
+              if (!*view) return not_found(rw);
+              send_json(rw, Http::Code::Ok, quiz_body((*view)->def, (*view)->state, with_answers));
+            });
   }
 
-  void close_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {
+  void close_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter w) {
     if (!authorized(req, w)) return;
-    auto res = engine_->close_quiz(id);
-    if (!res.ok()) return storage_failed(w, "a close request", res.status());
-    switch (*res) {
-      case CloseResult::unknown:
-        return not_found(w);
-      case CloseResult::finalized:
-        return send_error(w, Http::Code::Conflict, "quiz_finalized", "the quiz is finalized",
-                          "quiz_id");
-      case CloseResult::closed:
-      case CloseResult::already_closed:
-        break;
-    }
-    send_json(w, Http::Code::Accepted, close_body(id));
+    offload(std::move(w), [engine = engine_, id](Http::ResponseWriter& rw) {
+      auto res = engine->close_quiz(id);
+      if (!res.ok()) return storage_failed(rw, "a close request", res.status());
+      switch (*res) {
+        case CloseResult::unknown:
+          return not_found(rw);
+        case CloseResult::finalized:
+          return send_error(rw, Http::Code::Conflict, "quiz_finalized", "the quiz is finalized",
+                            "quiz_id");
+        case CloseResult::closed:
+        case CloseResult::already_closed:
+          break;
+      }
+      send_json(rw, Http::Code::Accepted, close_body(id));
+    });
   }
 
-  void rewards(int64_t id, Http::ResponseWriter& w) {
-    auto r = engine_->rewards(id);
-    if (!r.ok()) return storage_failed(w, "rewards", r.status());
-    if (!*r) return not_found(w);
-    send_json(w, Http::Code::Ok, rewards_body(id, **r));
+  void rewards(int64_t id, Http::ResponseWriter w) {
+    offload(std::move(w), [engine = engine_, id](Http::ResponseWriter& rw) {
+      auto r = engine->rewards(id);
+      if (!r.ok()) return storage_failed(rw, "rewards", r.status());
+      if (!*r) return not_found(rw);
+      send_json(rw, Http::Code::Ok, rewards_body(id, **r));
+    });
   }
 
-  void leaderboard(const Http::Request& req, int64_t id, Http::ResponseWriter& w) {
+  void leaderboard(const Http::Request& req, int64_t id, Http::ResponseWriter w) {
     int64_t limit = 100, offset = 0;
     for (auto [name, out, lo, hi] : {std::tuple{"limit", &limit, int64_t{1}, int64_t{1000}},
                                      std::tuple{"offset", &offset, int64_t{0}, int64_t{1} << 40}}) {
@@ -309,30 +451,67 @@ class Handler : public Http::Handler {
                           name);
       *out = x;
     }
-    auto page = engine_->leaderboard(id, static_cast<size_t>(offset), static_cast<size_t>(limit));
-    if (!page.ok()) return storage_failed(w, "a leaderboard", page.status());
-    if (!*page) return not_found(w);
-    send_json(w, Http::Code::Ok, leaderboard_body(**page));
+    offload(std::move(w), [engine = engine_, id, offset, limit](Http::ResponseWriter& rw) {
+      auto page = engine->leaderboard(id, static_cast<size_t>(offset), static_cast<size_t>(limit));
+      if (!page.ok()) return storage_failed(rw, "a leaderboard", page.status());
+      if (!*page) return not_found(rw);
+      send_json(rw, Http::Code::Ok, leaderboard_body(**page));
+    });
   }
 
-  void player(int64_t id, int64_t uid, Http::ResponseWriter& w) {
-    auto p = engine_->player(id, uid);
-    if (!p.ok()) return storage_failed(w, "a player's standing", p.status());
-    if (!*p) return not_found(w);
-    if (!**p)
-      return send_error(w, Http::Code::Not_Found, "not_found", "the player has no standing",
-                        "user_id");
-    send_json(w, Http::Code::Ok, player_body(id, ***p));
+  void player(int64_t id, int64_t uid, Http::ResponseWriter w) {
+    offload(std::move(w), [engine = engine_, id, uid](Http::ResponseWriter& rw) {
+      auto p = engine->player(id, uid);
+      if (!p.ok()) return storage_failed(rw, "a player's standing", p.status());
+      if (!*p) return not_found(rw);
+      if (!**p)
+        return send_error(rw, Http::Code::Not_Found, "not_found", "the player has no standing",
+                          "user_id");
+      send_json(rw, Http::Code::Ok, player_body(id, ***p));
+    });
   }
 
   Engine* engine_;
   KafkaAnswers* kafka_;  // Kafka mode: answers are produced there instead
-  std::shared_ptr<std::atomic<bool>> refusing_;
+  std::shared_ptr<Shared> shared_;
 };
 
 }  // namespace
 
-HttpServer::HttpServer(Engine& engine, KafkaAnswers* kafka) : engine_(engine), kafka_(kafka) {}
+namespace {
+
+// Threads and queue bound of the storage calls of admin and read requests.
+constexpr int kStorageCallThreads = 4;
+constexpr size_t kStorageCallsQueued = 1024;
+// File descriptors kept for everything but client connections (database, Kafka, files).
+constexpr int64_t kReservedFds = 256;
+
+// Raises the soft limit on open files to the hard one and returns the connection limit that
+// fits under it: at the limit, accept() fails and Pistache 0.0.5's listener spins.
+int connection_limit(int configured) {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return configured;
+  if (r.rlim_cur != RLIM_INFINITY && (r.rlim_max == RLIM_INFINITY || r.rlim_cur < r.rlim_max)) {
+    rlimit raised = r;
+    raised.rlim_cur =
+        r.rlim_max == RLIM_INFINITY ? std::max<rlim_t>(r.rlim_cur, 1 << 20) : r.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) r = raised;
+  }
+  if (r.rlim_cur == RLIM_INFINITY) return configured;
+  const int64_t fits = static_cast<int64_t>(r.rlim_cur) - kReservedFds;
+  if (fits >= configured) return configured;
+  const int limit = static_cast<int>(std::max<int64_t>(1, fits));
+  spdlog::warn(
+      "http: QUIZFLOW_HTTP_MAX_CONNECTIONS={} does not fit the open-file limit ({}); serving at "
+      "most {} connections (raise `ulimit -n`)",
+      configured, static_cast<int64_t>(r.rlim_cur), limit);
+  return limit;
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Engine& engine, KafkaAnswers* kafka)
+    : engine_(engine), kafka_(kafka), shared_(std::make_shared<Shared>()) {}
 HttpServer::~HttpServer() { shutdown(); }
 
 void HttpServer::start() {
@@ -340,6 +519,10 @@ void HttpServer::start() {
   std::string host;
   uint16_t port = 0;
   split_host_port(c.http_addr, "QUIZFLOW_HTTP_ADDR", host, port);
+  shared_->max_connections = connection_limit(c.http_max_connections);
+  shared_->deadlines =
+      std::make_unique<ReplyDeadlines>(std::chrono::milliseconds(c.http_request_timeout_ms));
+  shared_->calls = std::make_unique<BlockingCalls>(kStorageCallThreads, kStorageCallsQueued);
   Address addr(host, Port(port));
   endpoint_ = std::make_unique<Http::Endpoint>(addr);
   auto opts = Http::Endpoint::options()
@@ -351,21 +534,25 @@ void HttpServer::start() {
                   .bodyTimeout(std::chrono::milliseconds(c.http_body_timeout_ms))
                   .keepaliveTimeout(std::chrono::milliseconds(c.http_keepalive_timeout_ms));
   endpoint_->init(opts);
-  endpoint_->setHandler(Http::make_handler<Handler>(engine_, kafka_, refusing_));
+  endpoint_->setHandler(Http::make_handler<Handler>(engine_, kafka_, shared_));
   endpoint_->serveThreaded();
-  spdlog::info("http: listening on {}:{} with {} threads", host, this->port(), c.http_threads);
+  spdlog::info("http: listening on {}:{} with {} threads, at most {} connections", host,
+               this->port(), c.http_threads, shared_->max_connections);
 }
 
 uint16_t HttpServer::port() const {
   return endpoint_ ? static_cast<uint16_t>(endpoint_->getPort()) : 0;
 }
 
-void HttpServer::refuse_new_work() { refusing_->store(true, std::memory_order_release); }
+void HttpServer::refuse_new_work() { shared_->refusing.store(true, std::memory_order_release); }
 
 void HttpServer::shutdown() {
-  if (!endpoint_) return;
-  endpoint_->shutdown();
-  endpoint_.reset();
+  if (endpoint_) {
+    endpoint_->shutdown();
+    endpoint_.reset();
+  }
+  if (shared_->calls) shared_->calls->stop();
+  if (shared_->deadlines) shared_->deadlines->stop();
 }
 
 }  // namespace quizflow::ingress

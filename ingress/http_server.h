@@ -35,13 +35,16 @@ class HttpServer {
   // New answers get 503 from now on (used while draining).
   void refuse_new_work();
 
-  // Closes the listener and the connections. Call after the engine has drained.
+  struct Shared;  // what the handler's per-thread clones share (http_server.cpp)
+
+  // Closes the listener and the connections, then stops the storage-call threads (a call still
+  // blocked on storage holds this until it returns). Call after the engine has drained.
   void shutdown();
 
  private:
   Engine& engine_;
   KafkaAnswers* kafka_;
-  std::shared_ptr<std::atomic<bool>> refusing_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<Shared> shared_;
   std::unique_ptr<Pistache::Http::Endpoint> endpoint_;
 };
 

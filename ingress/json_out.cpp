@@ -205,6 +205,8 @@ std::string health_body(const HealthReport& h) {
   str(w, h.database_ok ? std::string("ok") : h.database_error);
   w.Key("kafka");
   str(w, h.kafka_ok ? std::string("ok") : h.kafka_error);
+  w.Key("commits");
+  str(w, h.commits_ok ? std::string("ok") : h.commits_error);
   w.EndObject();
   w.EndObject();
   return done(sb);

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/time_util.h"
+
 namespace quizflow {
 
 Result<std::unique_ptr<CommitPool>> CommitPool::open(Store& store, int threads,
@@ -12,11 +14,11 @@ Result<std::unique_ptr<CommitPool>> CommitPool::open(Store& store, int threads,
     if (!w.ok()) return w.status();
     writers.push_back(std::move(w).value());
   }
-  return std::unique_ptr<CommitPool>(new CommitPool(std::move(writers)));
+  return std::unique_ptr<CommitPool>(new CommitPool(std::move(writers), metrics));
 }
 
-CommitPool::CommitPool(std::vector<std::unique_ptr<BatchWriter>> writers)
-    : writers_(std::move(writers)) {
+CommitPool::CommitPool(std::vector<std::unique_ptr<BatchWriter>> writers, BatchMetrics& metrics)
+    : metrics_(metrics), writers_(std::move(writers)) {
   for (auto& w : writers_) threads_.emplace_back([this, &w] { run(*w); });
 }
 
@@ -54,6 +56,8 @@ void CommitPool::run(BatchWriter& writer) {
       if (jobs_.empty()) return;  // stopping and nothing left
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      if (active_++ == 0 && metrics_.busy_since_ms.load(std::memory_order_relaxed) == 0)
+        metrics_.busy_since_ms.store(steady_ms(), std::memory_order_relaxed);
     }
     try {
       job(writer);
@@ -62,6 +66,8 @@ void CommitPool::run(BatchWriter& writer) {
     } catch (...) {
       spdlog::error("commit job threw an unknown exception (a bug)");
     }
+    MutexLock lock(mu_);
+    if (--active_ == 0 && jobs_.empty()) metrics_.busy_since_ms.store(0, std::memory_order_relaxed);
   }
 }
 

@@ -37,8 +37,11 @@ class CommitPool {
   size_t queued() const QF_EXCLUDES(mu_);
 
  private:
-  explicit CommitPool(std::vector<std::unique_ptr<BatchWriter>> writers);
+  CommitPool(std::vector<std::unique_ptr<BatchWriter>> writers, BatchMetrics& metrics);
   void run(BatchWriter& writer) QF_EXCLUDES(mu_);
+
+  BatchMetrics& metrics_;  // busy_since_ms: since when jobs have been running without a break
+  int active_ QF_GUARDED_BY(mu_) = 0;
 
   mutable Mutex mu_;
   CondVar cv_;

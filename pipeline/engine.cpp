@@ -304,12 +304,42 @@ Engine::QuizCounts Engine::quiz_counts() const {
   return c;
 }
 
+namespace {
+
+// A health check still waiting after this long reports its server as not answering.
+constexpr int64_t kCheckAnswerMs = 2000;
+
+// Whether a check begun at `since` (0: none running) has gone unanswered too long; then `ok` is
+// cleared and `error` says so.
+void unanswered_check(int64_t since, int64_t now, const char* server, bool& ok,
+                      std::string& error) {
+  if (since == 0 || now - since < kCheckAnswerMs) return;
+  ok = false;
+  error = std::string(server) + " has not answered for " + std::to_string(now - since) + " ms";
+}
+
+}  // namespace
+
 HealthReport Engine::health() const {
   MutexLock lock(health_mu_);
   HealthReport h = health_;
   h.running = running();
   h.degraded = metrics_.degraded.load(std::memory_order_relaxed);
-  h.healthy = h.running && !h.degraded && h.database_ok && h.kafka_ok;
+  const int64_t now = steady_ms();
+  unanswered_check(db_check_since_ms_.load(), now, "PostgreSQL", h.database_ok, h.database_error);
+  unanswered_check(kafka_check_since_ms_.load(), now, "Kafka", h.kafka_ok, h.kafka_error);
+  // Work has waited for the database threads without a break, and nothing committed meanwhile.
+  const BatchMetrics& bm = metrics_.batches;
+  const int64_t busy = bm.busy_since_ms.load(std::memory_order_relaxed);
+  const int64_t stalled =
+      busy == 0 ? 0 : now - std::max(busy, bm.last_success_at_ms.load(std::memory_order_relaxed));
+  if (stalled >= config_.health_max_commit_stall_ms) {
+    h.commits_ok = false;
+    h.commits_error = "no transaction committed for " + std::to_string(stalled) +
+                      " ms while work waits (QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS " +
+                      std::to_string(config_.health_max_commit_stall_ms) + ")";
+  }
+  h.healthy = h.running && !h.degraded && h.database_ok && h.kafka_ok && h.commits_ok;
   return h;
 }
 
@@ -386,15 +416,26 @@ void Engine::sync_states() {
 void Engine::monitor_loop() {
   using Clock = std::chrono::steady_clock;
   bool was_ok = true;
-  auto next_check = Clock::now(), next_sync = Clock::now();
+  auto next_check = Clock::now(), next_sync = Clock::now(), failing_since = Clock::now();
   for (;;) {
     if (Clock::now() >= next_check) {
+      db_check_since_ms_.store(steady_ms());
       const Status db = store_->ping();
+      db_check_since_ms_.store(0);
+      kafka_check_since_ms_.store(steady_ms());
       const Status kafka = sink_->health();
+      kafka_check_since_ms_.store(0);
       const bool ok = db.ok() && kafka.ok();
-      if (was_ok && !ok)
+      if (was_ok && !ok) {
+        failing_since = Clock::now();
         spdlog::warn("health check failing: database={} kafka={}", db.to_string(),
                      kafka.to_string());
+      } else if (!was_ok && ok) {
+        spdlog::info(
+            "health check passing again after {} ms",
+            std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - failing_since)
+                .count());
+      }
       was_ok = ok;
       MutexLock lock(health_mu_);
       health_.database_ok = db.ok();
@@ -412,12 +453,16 @@ void Engine::monitor_loop() {
       db_ok = health_.database_ok;
     }
     try {
+      // Database calls too: one that does not return shows in health() like a hung ping.
+      db_check_since_ms_.store(steady_ms());
       if (db_ok) refresh_rebuilt();  // a Kafka outage does not hold it back
       if (db_ok && Clock::now() >= next_sync) {
         sync_states();
         next_sync = Clock::now() + std::chrono::seconds(1);
       }
+      db_check_since_ms_.store(0);
     } catch (const std::exception& e) {
+      db_check_since_ms_.store(0);
       static LogRate rate;
       if (int64_t more = 0; rate.allow(more))
         spdlog::error("checking for rebuilt standings failed: {} ({} similar lines held back)",

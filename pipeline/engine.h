@@ -66,6 +66,10 @@ struct HealthReport {
   std::string database_error;
   bool kafka_ok = false;
   std::string kafka_error;
+  // Commits made progress: false when the database threads have had work for longer than
+  // QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS and nothing committed meanwhile.
+  bool commits_ok = true;
+  std::string commits_error;
 };
 
 class Engine {
@@ -132,6 +136,7 @@ class Engine {
   HealthReport health() const QF_EXCLUDES(health_mu_);  // cached by a monitor thread; no I/O
   StatsReport stats() const;                            // every figure of spec §6
   const PipelineMetrics& metrics() const { return metrics_; }
+  HttpMetrics& http_metrics() { return metrics_.http; }  // recorded by the HTTP ingress
   SinkStats sink_stats() const;
   PoolStats pool_stats() const;
   int64_t pending_events() const;  // buffered in the batch stage or committing
@@ -176,6 +181,12 @@ class Engine {
   Mutex life_mu_;                 // serializes start() and stop()
   mutable SharedMutex graph_mu_;  // readers of graph_'s figures vs stop() resetting it
   std::atomic<int64_t> started_ms_{0};
+
+  // When the monitor's running PostgreSQL call (the ping, the rebuilt-standings and state
+  // checks) / Kafka check began (steady ms; 0: none running): a call that does not return (a
+  // hung server) is reported by health() without waiting for it.
+  std::atomic<int64_t> db_check_since_ms_{0};
+  std::atomic<int64_t> kafka_check_since_ms_{0};
 
   mutable Mutex health_mu_;
   CondVar health_cv_;

@@ -31,11 +31,6 @@ int64_t since_us(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t).count();
 }
 
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
-      .count();
-}
-
 // A request whose accepted candidates (indexes into items) go on to the batch stage.
 struct Validated {
   RequestPtr request;
@@ -649,6 +644,7 @@ struct Graph::Impl {
     const int64_t quiz = job->finalize->quiz_id;
     auto& lm = deps.metrics.lifecycle;
     const bool ok = job->finalized.ok();
+    if (ok) deps.metrics.batches.last_success_at_ms.store(steady_ms(), std::memory_order_relaxed);
     auto chunk = std::make_shared<NotifyChunk>();
     guarded(
         kScore,
@@ -708,6 +704,7 @@ struct Graph::Impl {
     }
     const Committed& c = *job.result;
     bm.committed.fetch_add(1, std::memory_order_relaxed);
+    bm.last_success_at_ms.store(steady_ms(), std::memory_order_relaxed);
     int64_t fresh = 0;
     for (bool b : c.inserted) fresh += b ? 1 : 0;
     bm.rows.fetch_add(fresh, std::memory_order_relaxed);  // new rows in the event log

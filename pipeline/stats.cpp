@@ -186,6 +186,14 @@ StatsReport collect_stats(const Engine& engine) {
   b.counter("http.overloaded", "quizflow_http_overloaded_total",
             "Answer requests refused with 503 because the pipeline was full.",
             static_cast<double>(m.http_overloaded.load()));
+  b.counter("http.timed_out", "quizflow_http_timed_out_total",
+            "Requests answered 503 by QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS (outcome unknown).",
+            static_cast<double>(m.http.timed_out.load()));
+  b.gauge("http.connections", "quizflow_http_connections", "Client connections open.",
+          static_cast<double>(m.http.connections.load()));
+  b.counter("http.connections_refused", "quizflow_http_connections_refused_total",
+            "Connections closed at once: QUIZFLOW_HTTP_MAX_CONNECTIONS were open.",
+            static_cast<double>(m.http.connections_refused.load()));
   b.gauge("http.events_in_flight", "quizflow_events_in_flight",
           "Answers admitted and not yet answered.", static_cast<double>(m.events_in_flight.load()));
   b.gauge("http.max_in_flight", "quizflow_events_in_flight_limit",
