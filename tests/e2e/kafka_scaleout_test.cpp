@@ -289,7 +289,8 @@ TEST(KafkaScaleOut, HttpInKafkaModeAnswersOnlyOnceKafkaAcknowledged) {
                                           {"QUIZFLOW_CONSUME_ANSWERS", "true"},
                                           {"KAFKA_GROUP_ID", "mode-" + random_hex(8)},
                                           {"KAFKA_SESSION_TIMEOUT_MS", "6000"},
-                                          {"QUIZFLOW_HTTP_HEADER_TIMEOUT_MS", "4000"}});
+                                          {"QUIZFLOW_HTTP_HEADER_TIMEOUT_MS", "4000"},
+                                          {"QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS", "2000"}});
   ServerProcess s(bin, dir, "kafka-mode", env);
   ASSERT_EQ(s.start(), "");
   HttpClient c("127.0.0.1", s.port(), std::chrono::seconds(20));

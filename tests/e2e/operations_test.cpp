@@ -152,7 +152,8 @@ const std::vector<std::pair<std::string, JT>>& stats_schema() {
     v.emplace_back("batches.commit_ms.sum", JT::number);
     v.emplace_back("batches.commit_ms.count", JT::integer);
     v.emplace_back("batches.largest_pending", JT::array);
-    for (const char* f : {"overloaded", "events_in_flight", "max_in_flight"})
+    for (const char* f : {"overloaded", "events_in_flight", "max_in_flight", "timed_out",
+                          "connections", "connections_refused"})
       v.emplace_back(std::string("http.") + f, JT::integer);
     return v;
   }();
@@ -666,6 +667,8 @@ TEST_F(Operations, MetricsPassPromtoolAndAgreeWithStats) {
         {"quizflow_http_overloaded_total", "http.overloaded"},
         {"quizflow_events_in_flight", "http.events_in_flight"},
         {"quizflow_events_in_flight_limit", "http.max_in_flight"},
+        {"quizflow_http_timed_out_total", "http.timed_out"},
+        {"quizflow_http_connections_refused_total", "http.connections_refused"},
     };
     for (const auto& s : kStages) {
       const std::string l = "{stage=\"" + s + "\"}";
