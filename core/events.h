@@ -30,6 +30,9 @@ const char* to_string(ItemStatus s);
 // request is answered 503 (+ Retry-After) and a resend is safe (event ids make it idempotent).
 inline constexpr const char* kStorageUnavailable = "storage_unavailable";
 inline constexpr const char* kInternalError = "internal_error";
+// The database refused the answer's data (a constraint or data error) while the rest of its
+// batch was stored: a rejection of the answer itself (a resend is refused again).
+inline constexpr const char* kStorageRejected = "storage_rejected";
 
 struct Verdict {
   ItemStatus status = ItemStatus::pending;

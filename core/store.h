@@ -168,6 +168,14 @@ class BatchWriter {
   // `derive` may run more than once (once per attempt); only the last call's rows are stored.
   virtual Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) = 0;
 
+  // After commit() failed `invalid` (the database refused some row's data: a data exception or
+  // a constraint, SQLSTATE class 22 or 23): the indexes of the events the event log refuses on
+  // their own, found by bisection inside one transaction that is rolled back (nothing is
+  // stored), with the database's reason in `why`. Empty: no event is refused alone (the data
+  // error is elsewhere). Never throws.
+  virtual Result<std::vector<size_t>> refused_events(std::span<const AnswerEvent* const> events,
+                                                     std::string& why) = 0;
+
   // Finalizes a quiz in one transaction: locks the quiz row (so that two engines, or a close
   // racing the timer, finalize once), reads its stored standings, calls `fn`, and stores the
   // final standings, the rewards (unique per (quiz, user): granted at most once whatever

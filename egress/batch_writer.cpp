@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <pqxx/pqxx>
@@ -228,6 +229,13 @@ constexpr int kAttempts = 3;          // transaction attempts
 constexpr int kResolveAttempts = 12;  // looks at an in-doubt COMMIT, within 10 s
 
 // Waits before retry `n` (1, 2, …): base, 2 × base, 4 × base, … at most cap (milliseconds).
+// A data exception (class 22) or an integrity constraint violation (class 23): the rows, not
+// the server, are at fault; retrying the same rows fails again.
+bool refuses_data(const pqxx::sql_error& e) {
+  const std::string& s = e.sqlstate();
+  return s.size() == 5 && (s.rfind("22", 0) == 0 || s.rfind("23", 0) == 0);
+}
+
 void backoff(int n, int base_ms, int cap_ms) {
   std::this_thread::sleep_for(
       std::chrono::milliseconds(std::min(cap_ms, base_ms << std::min(n - 1, 10))));
@@ -319,6 +327,9 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
         continue;
       }
       if (lease) lease->discard();  // never reuse a session whose state is unclear
+      if (const auto* se = dynamic_cast<const pqxx::sql_error*>(&e); se && refuses_data(*se))
+        return Status::invalid("the database refused the batch's data (SQLSTATE " + se->sqlstate() +
+                               "): " + one_line(e.what()));
       return Status::internal(one_line(e.what()));
     }
     if (lost_commit) {
@@ -338,6 +349,60 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
 // old session still runs it (the connection was lost, not the server's backend), that session is
 // ended first, so the answer is final before anything is retried: never applied twice, never
 // dropped.
+Result<std::vector<size_t>> PgBatchWriter::refused_events(
+    std::span<const AnswerEvent* const> events, std::string& why) try {
+  PgPool::Lease lease = pool_->checkout();
+  PgPool::Conn& conn = lease.conn();
+  if (!conn.same_session()) throw pqxx::broken_connection("the session was re-established");
+  pg_conn* raw = conn.c->raw();
+  if (!conn.prepared) {
+    prepare_session(raw);
+    conn.prepared = true;
+  }
+  std::vector<size_t> refused;
+  // Whether the event log takes events [lo, hi) (stored ones skipped); undone either way.
+  auto takes = [&](size_t lo, size_t hi) {
+    std::vector<const AnswerEvent*> part(events.begin() + static_cast<std::ptrdiff_t>(lo),
+                                         events.begin() + static_cast<std::ptrdiff_t>(hi));
+    const Columns cols = array_rows(part);
+    std::vector<PipelineReply> ignored;
+    try {
+      run_pipeline(raw,
+                   {{nullptr, "SAVEPOINT qf_probe", {}},
+                    statement(batch_sql::kInsertNewEvents, cols),
+                    {nullptr, "ROLLBACK TO SAVEPOINT qf_probe", {}}},
+                   ignored);
+      return true;
+    } catch (const pqxx::sql_error& e) {
+      if (!refuses_data(e)) throw;
+      if (why.empty()) why = "SQLSTATE " + e.sqlstate() + ": " + one_line(e.what());
+      run_pipeline(raw, {{nullptr, "ROLLBACK TO SAVEPOINT qf_probe", {}}}, ignored);
+      return false;
+    }
+  };
+  // Halves that the log refuses are split until single events remain.
+  std::function<void(size_t, size_t)> bisect = [&](size_t lo, size_t hi) {
+    if (lo >= hi || takes(lo, hi)) return;
+    if (hi - lo == 1) return refused.push_back(lo);
+    const size_t mid = lo + (hi - lo) / 2;
+    bisect(lo, mid);
+    bisect(mid, hi);
+  };
+  try {
+    std::vector<PipelineReply> ignored;
+    run_pipeline(raw, {{nullptr, "BEGIN", {}}}, ignored);
+    bisect(0, events.size());
+    rollback_open(raw);  // nothing of the probes is kept
+  } catch (...) {
+    rollback_open(raw);
+    lease.discard();
+    throw;
+  }
+  return refused;
+} catch (const std::exception& e) {
+  return Status::unavailable("looking for the refused events failed: " + one_line(e.what()));
+}
+
 Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const InFlight& f,
                                              const std::string& why) {
   warn_limited(batch_key, "commit outcome unknown (" + one_line(why) + "); checking");

@@ -5,6 +5,7 @@
 #include <oneapi/tbb/task_arena.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <variant>
@@ -60,6 +61,10 @@ struct CommitJob {
   int64_t events = 0;                      // over all batches
   BatchTxn txn;                            // what the writer stores (events: distinct.events)
   stages::DistinctEvents distinct;
+  // Events the database refused (their slot kRefusedSlot): answered storage_rejected, the rest
+  // of the transaction committed without them.
+  int64_t refused = 0;
+  std::string refused_why;
   Result<Committed> result{Status::internal("the transaction did not run")};
   stages::TxnChanges changes;          // derived inside the transaction, applied by score
   std::vector<Notification> messages;  // caused by the transaction (in its outbox row)
@@ -537,9 +542,38 @@ struct Graph::Impl {
     job.txn.events = job.distinct.events;
     const stages::RankPolicy policy{static_cast<size_t>(deps.config.notify_top_n),
                                     deps.config.notify_coalesce_ms, now_ms()};
-    // A stale quiz (its standings rebuilt by a replay since they were loaded) is reloaded and
-    // the transaction derived and tried again; nothing of the stale attempt was stored.
-    // A replay rebuilds quiz by quiz, so a transaction of n quizzes may meet each rebuilt once.
+    commit_with_reloads(job, writer, policy);
+    // The database refused some row's data: the events it refuses alone are taken out (their
+    // items rejected) and the rest committed without them; nothing is dead-lettered for an
+    // unreachable or failing server, only for data (docs/error-policy.md).
+    if (!job.result.ok() && job.result.status().code() == StatusCode::invalid) {
+      std::string why;
+      auto refused = writer.refused_events(job.txn.events, why);
+      if (refused.ok() && !refused->empty()) {
+        job.refused = static_cast<int64_t>(refused->size());
+        job.refused_why = why;
+        static LogRate rate;
+        if (int64_t more = 0; rate.allow(more))
+          spdlog::warn(
+              "batch {}: the database refused {} of its {} events ({}); committing the others "
+              "({} similar lines held back)",
+              job.txn.batch_key, refused->size(), job.txn.events.size(), why, more);
+        job.distinct = stages::without(in_order, job.distinct, *refused);
+        job.txn.events = job.distinct.events;
+        if (job.txn.events.empty())
+          job.result = Committed{};
+        else
+          commit_with_reloads(job, writer, policy);
+      }
+    }
+    job.commit_us = since_us(t0);
+  }
+
+  // One commit of the job's transaction. A stale quiz (its standings rebuilt by a replay since
+  // they were loaded) is reloaded and the transaction derived and tried again; nothing of the
+  // stale attempt was stored. A replay rebuilds quiz by quiz, so a transaction of n quizzes may
+  // meet each rebuilt once.
+  void commit_with_reloads(CommitJob& job, BatchWriter& writer, const stages::RankPolicy& policy) {
     const int stale_attempts = static_cast<int>(job.txn.quiz_ids.size()) + 2;
     for (int attempt = 1; attempt <= stale_attempts; ++attempt) {
       // A quiz's standings are loaded from PostgreSQL on its first batch after a start.
@@ -552,7 +586,6 @@ struct Graph::Impl {
             deps.standings.ensure_loaded(quiz, [&] { return deps.store.load_counted(quiz); });
         if (!loaded.ok()) {
           job.result = loaded;
-          job.commit_us = since_us(t0);
           return;
         }
         job.txn.versions.push_back(deps.standings.version(quiz));
@@ -570,7 +603,6 @@ struct Graph::Impl {
       for (int64_t quiz : job.txn.quiz_ids) deps.standings.erase(quiz);
       deps.metrics.batches.stale_reloads.fetch_add(1, std::memory_order_relaxed);
     }
-    job.commit_us = since_us(t0);
   }
 
   // Runs on a database thread: one quiz's finalization transaction.
@@ -703,6 +735,9 @@ struct Graph::Impl {
       return;
     }
     const Committed& c = *job.result;
+    const int64_t refused = static_cast<int64_t>(
+        std::count(job.distinct.slot_of.begin(), job.distinct.slot_of.end(), stages::kRefusedSlot));
+    m(kBatch).rejected.fetch_add(refused, std::memory_order_relaxed);
     bm.committed.fetch_add(1, std::memory_order_relaxed);
     bm.last_success_at_ms.store(steady_ms(), std::memory_order_relaxed);
     int64_t fresh = 0;
@@ -710,7 +745,7 @@ struct Graph::Impl {
     bm.rows.fetch_add(fresh, std::memory_order_relaxed);  // new rows in the event log
     bm.last_commit_ms.store(job.commit_us / 1000, std::memory_order_relaxed);
     bm.commit.record_us(job.commit_us);
-    m(kBatch).processed.fetch_add(job.events, std::memory_order_relaxed);
+    m(kBatch).processed.fetch_add(job.events - refused, std::memory_order_relaxed);
   }
 
   // Resolves every event of the transaction (stages/verdict.h); the last item of a request sends
@@ -724,7 +759,8 @@ struct Graph::Impl {
       for (const EventRef& ref : b.events) {
         const int32_t slot = i < job.distinct.slot_of.size() ? job.distinct.slot_of[i] : -1;
         ++i;
-        ref.request->resolve(ref.index, stages::commit_verdict(st, slot, inserted));
+        ref.request->resolve(ref.index,
+                             stages::commit_verdict(st, slot, inserted, job.refused_why));
       }
     }
   }

@@ -23,4 +23,13 @@ struct DistinctEvents {
 
 DistinctEvents dedupe(std::span<const AnswerEvent* const> events);
 
+// `slot_of` of an input event whose data the database refused (and of its repeats).
+inline constexpr int32_t kRefusedSlot = -2;
+
+// `d` (made by dedupe(`events`)) without the distinct events at the indexes `refused` (found
+// refused by the database, BatchWriter::refused_events): they and their repeats get
+// kRefusedSlot, the others keep their events in order with their slots renumbered.
+DistinctEvents without(std::span<const AnswerEvent* const> events, const DistinctEvents& d,
+                       const std::vector<size_t>& refused);
+
 }  // namespace quizflow::stages

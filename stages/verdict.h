@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "core/events.h"
@@ -16,7 +17,11 @@ namespace quizflow::stages {
 //   safe and is never counted twice — it is answered `duplicate` in the rare case the answer
 //   was stored after all, a COMMIT whose outcome could not be resolved);
 // - repeated in the transaction, or stored before: duplicate;
+// - the database refused the event's data (slot kRefusedSlot, stages/dedupe.h): rejected
+//   "storage_rejected" with `refused_why`, whatever became of the transaction (the others of it
+//   were committed without it; a resend is refused again);
 // - otherwise: accepted (a superseded answer is accepted too: it is in the event log).
-Verdict commit_verdict(const Status& txn, int32_t slot, const std::vector<bool>& inserted);
+Verdict commit_verdict(const Status& txn, int32_t slot, const std::vector<bool>& inserted,
+                       const std::string& refused_why = {});
 
 }  // namespace quizflow::stages

@@ -365,3 +365,61 @@ TEST_F(FaultInjectionTest, RequestsArrivingWhileAQuizBatchCommitsAreAnsweredAndS
 
 }  // namespace
 }  // namespace quizflow::testing
+
+namespace quizflow::testing {
+namespace {
+
+// Bad rows inside a bulk batch (issue 13): the real PostgreSQL refuses some rows' data (a CHECK
+// constraint on the event log, as a schema change or a corrupt value would): the writer finds
+// them by bisection, the rest of the batch commits in one transaction, the refused items are
+// rejected `storage_rejected` with the database's reason (a rejection of the answer, not a 503),
+// counted, and a resend of the good ones is a duplicate.
+TEST_F(FaultInjectionTest, RowsTheDatabaseRefusesAreRejectedAndTheRestOfTheBatchCommits) {
+  db.query("ALTER TABLE answer_events ADD CONSTRAINT qf_test_no_666 CHECK (user_id <> 666)");
+  std::vector<SentAnswer> sent;
+  std::vector<SentAnswer> good;
+  for (int k = 0; k < 40; ++k) {
+    const bool bad = k == 3 || k == 17 || k == 39;
+    const int64_t user = bad ? 666 : 100 + k;
+    sent.push_back(answer("br-" + std::to_string(k), user, 1 + k % 3, 2, 5 + k, 1000 + k));
+    if (bad) continue;
+    good.push_back(sent.back());
+    workload.answers.push_back(sent.back());
+  }
+  // The refused event repeated in the same request is refused too, never `duplicate`.
+  sent.push_back(sent[17]);
+  const Answered a = submit_and_wait(*engine, body_of(sent));
+  ASSERT_FALSE(a.error) << a.error->message;
+  ASSERT_EQ(a.items.size(), sent.size());
+  for (size_t i = 0; i < sent.size(); ++i) {
+    const Verdict& v = a.items[i].verdict;
+    if (sent[i].user_id == 666) {
+      EXPECT_EQ(v.status, ItemStatus::rejected) << sent[i].event_id;
+      EXPECT_EQ(v.code, kStorageRejected) << sent[i].event_id;
+      EXPECT_NE(v.message.find("qf_test_no_666"), std::string::npos) << v.message;
+      EXPECT_FALSE(v.server_failure());
+    } else {
+      EXPECT_EQ(v.status, ItemStatus::accepted)
+          << sent[i].event_id << ": " << v.code << " " << v.message;
+    }
+  }
+  EXPECT_EQ(stored(good), static_cast<int64_t>(good.size()));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events WHERE user_id = 666"), 0);
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), static_cast<int64_t>(good.size()));
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM batches"), 1) << "the good rows: one transaction";
+  EXPECT_EQ(figure("stages.batch.rejected"), 4);
+  expect_standings_as_computed();
+
+  // The good ones again: duplicates; the refused ones are refused again.
+  const Answered again = submit_and_wait(*engine, body_of(sent));
+  ASSERT_FALSE(again.error);
+  for (size_t i = 0; i < sent.size(); ++i)
+    EXPECT_EQ(again.items[i].verdict.status,
+              sent[i].user_id == 666 ? ItemStatus::rejected : ItemStatus::duplicate)
+        << sent[i].event_id;
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM answer_events"), static_cast<int64_t>(good.size()));
+  expect_standings_as_computed();
+}
+
+}  // namespace
+}  // namespace quizflow::testing

@@ -71,6 +71,11 @@ class FaultyWriter final : public BatchWriter {
     inner_->set_step_timer([this](const char* step, double) { on_step(step); });
   }
 
+  Result<std::vector<size_t>> refused_events(std::span<const AnswerEvent* const> events,
+                                             std::string& why) override {
+    return inner_->refused_events(events, why);
+  }
+
   Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) override {
     FaultControl& c = *control_;
     c.commits_.fetch_add(1);
