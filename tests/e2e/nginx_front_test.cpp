@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <rapidjson/document.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -49,6 +50,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kToken = "nginx-front-token-7";
 constexpr int kPerClientLimit = 64;   // limit_conn qf_per_client in docker/nginx.conf
+constexpr int kTotalLimit = 256;      // limit_conn qf_total
 constexpr size_t kMaxBody = 1 << 20;  // client_max_body_size 1m = QUIZFLOW_HTTP_MAX_BODY default
 // An answer nginx writes itself must start within this time of the request being sent (they take
 // well under 10 ms; the rest is room for a shared 2-core machine).
@@ -397,17 +399,18 @@ class RawConn {
   }
 
  private:
+  // Polls at least once, also when `deadline` has passed already.
   void pump(const std::string& data, Clock::time_point deadline, size_t want, bool until_sent) {
     size_t sent = 0;
-    while (fd_ >= 0 && error_.empty() && !closed_) {
+    for (bool last = false; !last && fd_ >= 0 && error_.empty() && !closed_;) {
       if (want > 0 && parse_responses(in_).size() >= want) return;
       if (until_sent && (sent == data.size() || write_closed_)) return;
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return;
+      last = left.count() <= 0;
       pollfd p{fd_, POLLIN, 0};
       if (sent < data.size() && !write_closed_) p.events |= POLLOUT;
-      const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 50)));
+      const int r = ::poll(&p, 1, static_cast<int>(std::clamp<int64_t>(left.count(), 0, 50)));
       if (r < 0 && errno != EINTR) {
         error_ = std::string("poll: ") + std::strerror(errno);
         return;
@@ -502,9 +505,12 @@ class NginxFront : public ::testing::Test {
     if ((nginx_bin_ = find_nginx(setup_error_)).empty()) return;
     if ((shipped_ = shipped_conf(setup_error_)).empty()) return;
     if (shipped_.find("limit_conn qf_per_client " + std::to_string(kPerClientLimit) + ";") ==
-        std::string::npos) {
-      setup_error_ = "docker/nginx.conf no longer limits a client to " +
-                     std::to_string(kPerClientLimit) + " connections: update kPerClientLimit";
+            std::string::npos ||
+        shipped_.find("limit_conn qf_total " + std::to_string(kTotalLimit) + ";") ==
+            std::string::npos) {
+      setup_error_ = "docker/nginx.conf no longer has the connection limits of this test (" +
+                     std::to_string(kPerClientLimit) + " per client, " +
+                     std::to_string(kTotalLimit) + " in all): update kPerClientLimit/kTotalLimit";
       return;
     }
     try {
@@ -891,38 +897,66 @@ TEST_F(NginxFront, StalledBodyIsCutOffAtTheBodyTimeout) {
   expect_engine_fine("after a stalled body");
 }
 
-// Requests in progress beyond limit_conn from one address get 503 overloaded with Retry-After;
-// other addresses are served meanwhile, and the address is served again once its requests end.
-TEST_F(NginxFront, ConnectionsBeyondThePerClientLimitGet503) {
-  constexpr int kExtra = 6;
+// Opens `n` connections from `source`, each sending the header of a POST and 10 of its 200 body
+// bytes: requests in progress that wait for the rest of their bodies (until client_body_timeout).
+void hold_requests(uint16_t port, const std::string& source, int n,
+                   std::vector<std::unique_ptr<RawConn>>& conns) {
   const std::string head =
       raw_request("POST", "/v1/answers", content_length(200), std::string(10, ' '));
-  std::vector<std::unique_ptr<RawConn>> conns;
-  const auto t0 = Clock::now();
-  for (int i = 0; i < kPerClientLimit + kExtra; ++i) {
-    conns.push_back(std::make_unique<RawConn>(port(), "127.0.0.3"));
-    ASSERT_EQ(conns.back()->error(), "") << "connection " << i;
+  for (int i = 0; i < n; ++i) {
+    conns.push_back(std::make_unique<RawConn>(port, source));
+    ASSERT_EQ(conns.back()->error(), "") << source << ", connection " << i;
     conns.back()->send(head, 1s);
   }
-  // Every connection has sent its header; exactly kExtra of them are refused at once, whichever
-  // nginx read last.
-  int refused = 0;
-  const auto deadline = Clock::now() + 3s;
-  while (Clock::now() < deadline && refused < kExtra) {
-    refused = 0;
+}
+
+// How many of `conns` have an answer, reading until at least `want` have one or `limit` passed.
+int count_answered(std::vector<std::unique_ptr<RawConn>>& conns, int want,
+                   std::chrono::milliseconds limit) {
+  const auto deadline = Clock::now() + limit;
+  for (;;) {
+    int answered = 0;
     for (auto& c : conns) {
-      c->read_for(5ms, 1);
-      if (!c->responses().empty()) ++refused;
+      c->read_for(0ms, 1);
+      answered += c->responses().empty() ? 0 : 1;
     }
+    if (answered >= want || Clock::now() > deadline) return answered;
+    std::this_thread::sleep_for(20ms);
   }
-  const int64_t refuse_ms = ms_since(t0);
-  EXPECT_EQ(refused, kExtra);
-  for (auto& c : conns) {
+}
+
+// Every answer any of `conns` got is 503 overloaded with Retry-After.
+void expect_all_overloaded(const std::vector<std::unique_ptr<RawConn>>& conns) {
+  for (const auto& c : conns) {
     for (const auto& r : c->responses()) {
       EXPECT_TRUE(is_json_error(r, 503, "overloaded"));
       EXPECT_EQ(r.header("retry-after"), "1") << r.show();
     }
   }
+}
+
+// GET /health from `source` answers 200 within `limit` (polled).
+bool served_again(uint16_t port, const std::string& source, std::chrono::milliseconds limit) {
+  return poll_until(limit, [&] {
+    RawConn again(port, source);
+    again.exchange(raw_request("GET", "/health"), 2s, 1);
+    return again.responses().size() == 1 && again.responses()[0].status == 200;
+  });
+}
+
+// Requests in progress beyond limit_conn from one address get 503 overloaded with Retry-After;
+// other addresses are served meanwhile, and the address is served again once its requests end.
+TEST_F(NginxFront, ConnectionsBeyondThePerClientLimitGet503) {
+  constexpr int kExtra = 6;
+  std::vector<std::unique_ptr<RawConn>> conns;
+  const auto t0 = Clock::now();
+  hold_requests(port(), "127.0.0.3", kPerClientLimit + kExtra, conns);
+  // Every connection has sent its header; exactly kExtra of them are refused at once, whichever
+  // nginx read last.
+  const int refused = count_answered(conns, kExtra, 3s);
+  const int64_t refuse_ms = ms_since(t0);
+  EXPECT_EQ(refused, kExtra);
+  expect_all_overloaded(conns);
   // Others are served meanwhile: another address, raw and through the usual client.
   {
     RawConn other(port(), "127.0.0.2");
@@ -934,20 +968,87 @@ TEST_F(NginxFront, ConnectionsBeyondThePerClientLimitGet503) {
   expect_good_answer_from("127.0.0.2", "from another address while 127.0.0.3 is at its limit");
   expect_good_answer("from 127.0.0.1 while 127.0.0.3 is at its limit");
   // Still no answer for the held ones (they wait for their bodies).
-  int answered = 0;
-  for (auto& c : conns) answered += c->responses().empty() ? 0 : 1;
-  EXPECT_EQ(answered, kExtra);
+  EXPECT_EQ(count_answered(conns, 0, 0ms), kExtra);
   std::printf("  %-44s → %d of %d got 503 overloaded within %lld ms\n",
               "70 requests from one address", refused, kPerClientLimit + kExtra,
               static_cast<long long>(refuse_ms));
   conns.clear();
-  const bool served = poll_until(5s, [&] {
-    RawConn again(port(), "127.0.0.3");
-    again.exchange(raw_request("GET", "/health"), 2s, 1);
-    return again.responses().size() == 1 && again.responses()[0].status == 200;
-  });
-  EXPECT_TRUE(served) << "127.0.0.3 not served again after its connections closed";
-  expect_engine_fine("after the connection limit");
+  EXPECT_TRUE(served_again(port(), "127.0.0.3", 5s))
+      << "127.0.0.3 not served again after its connections closed";
+  expect_engine_fine("after the per-client connection limit");
+}
+
+// Beyond 256 requests in progress in all (from several addresses, each under its own limit)
+// everyone gets 503 overloaded, until they end.
+TEST_F(NginxFront, ConnectionsBeyondTheTotalLimitGet503) {
+  constexpr int kAddresses = 5, kEach = 60;  // 300 in all, each address under its 64
+  constexpr int kOver = kAddresses * kEach - kTotalLimit;
+  std::vector<std::unique_ptr<RawConn>> conns;
+  const auto t0 = Clock::now();
+  for (int a = 0; a < kAddresses; ++a)
+    hold_requests(port(), "127.0.0." + std::to_string(10 + a), kEach, conns);
+  const int refused = count_answered(conns, kOver, 3s);
+  const int64_t refuse_ms = ms_since(t0);
+  // A connection of an earlier test still closing may hold one of the 256 for a moment.
+  EXPECT_GE(refused, kOver);
+  EXPECT_LE(refused, kOver + 4);
+  expect_all_overloaded(conns);
+  {
+    RawConn other(port(), "127.0.0.1");
+    ASSERT_EQ(other.error(), "");
+    other.exchange(raw_request("GET", "/health"), 5s, 1);
+    ASSERT_EQ(other.responses().size(), 1u) << other.received();
+    EXPECT_TRUE(is_json_error(other.responses()[0], 503, "overloaded"))
+        << "a new address while the total is reached";
+  }
+  std::printf("  %-44s → %d of %d got 503 overloaded within %lld ms\n",
+              "300 requests from 5 addresses", refused, kAddresses * kEach,
+              static_cast<long long>(refuse_ms));
+  conns.clear();
+  EXPECT_TRUE(served_again(port(), "127.0.0.1", 5s))
+      << "not served again after the held requests closed";
+  expect_engine_fine("after the total connection limit");
+}
+
+// At its file-descriptor limit (1,100 idle connections) Pistache spun and accepted nobody new.
+// Through nginx the idle connections stay in nginx, which serves others meanwhile and closes them
+// at client_header_timeout (2 s in this copy).
+TEST_F(NginxFront, ElevenHundredIdleConnectionsDoNotStopService) {
+  constexpr int kIdle = 1100;
+  rlimit nofile{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &nofile), 0);
+  if (nofile.rlim_cur < kIdle + 200) {
+    nofile.rlim_cur = std::min<rlim_t>(nofile.rlim_max, kIdle + 1000);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &nofile), 0) << std::strerror(errno);
+  }
+  ASSERT_GE(nofile.rlim_cur, static_cast<rlim_t>(kIdle + 200))
+      << "the test needs " << kIdle + 200 << " file descriptors (ulimit -n)";
+  const auto t0 = Clock::now();
+  std::vector<std::unique_ptr<RawConn>> idle;
+  for (int i = 0; i < kIdle; ++i) {
+    idle.push_back(std::make_unique<RawConn>(port()));
+    ASSERT_EQ(idle.back()->error(), "") << "connection " << i;
+  }
+  const int64_t opened_ms = ms_since(t0);
+  expect_good_answer("beside 1,100 idle connections");
+  expect_good_answer_from("127.0.0.2", "beside 1,100 idle connections, another address");
+  const auto deadline = Clock::now() + 10s;
+  size_t open = idle.size();
+  while (open > 0 && Clock::now() < deadline) {
+    open = 0;
+    for (auto& c : idle) {
+      if (!c->closed()) c->read_for(0ms);
+      open += c->closed() ? 0 : 1;
+    }
+    if (open > 0) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(open, 0u) << "idle connections nginx kept open past its header timeout";
+  for (auto& c : idle) EXPECT_EQ(c->received(), "") << "an idle connection got an answer";
+  std::printf("  %-44s → opened in %lld ms, served beside them, all closed after %lld ms\n",
+              "1,100 idle connections", static_cast<long long>(opened_ms),
+              static_cast<long long>(ms_since(t0)));
+  idle.clear();
+  expect_engine_fine("after 1,100 idle connections");
 }
 
 // ---------------------------------------------------------------------------------------------
