@@ -582,7 +582,25 @@ class NginxFront : public ::testing::Test {
       std::fprintf(stderr, "engine and nginx logs kept in %s\n", dir_.c_str());
   }
 
-  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
+  void SetUp() override {
+    ASSERT_TRUE(setup_error_.empty()) << setup_error_;
+    ASSERT_EQ(engine_gone(), "");
+  }
+
+  // Empty while the engine runs; otherwise how it ended and the lines of its log that say why.
+  // Nothing in this file signals the engine before TearDownTestSuite: a "signal 15 received"
+  // here came from outside the test.
+  static std::string engine_gone() {
+    const ExitInfo end = server_->wait_exit(std::chrono::milliseconds(0));
+    if (!end.ended) return {};
+    std::istringstream log(server_->log());
+    std::string line, why;
+    while (std::getline(log, line))
+      if (line.find("signal") != std::string::npos || line.find(" error ") != std::string::npos ||
+          line.find(" critical ") != std::string::npos || line.find("stopped") != std::string::npos)
+        why += line + "\n";
+    return "the engine is gone (" + end.describe() + "):\n" + why;
+  }
 
   void TearDown() override {
     if (!HasFailure()) return;
@@ -642,8 +660,7 @@ class NginxFront : public ::testing::Test {
   // still running.
   void expect_engine_fine(const std::string& when) {
     ASSERT_TRUE(nginx_->running()) << when << ": nginx is gone\n" << nginx_->error_log();
-    ASSERT_FALSE(server_->wait_exit(std::chrono::milliseconds(0)).ended)
-        << when << ": the engine is gone";
+    ASSERT_EQ(engine_gone(), "") << when;
     try {
       HttpClient c = client();
       const HttpResponse r = c.request("GET", "/health");
