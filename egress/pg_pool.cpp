@@ -57,7 +57,9 @@ std::unique_ptr<PgPool::Conn> PgPool::open() {
   auto conn = std::make_unique<Conn>();
   conn->c = std::make_unique<PgConnection>(with_network_timeouts(options_.url));
   pqxx::nontransaction tx(*conn->c);
-  tx.exec("SET statement_timeout = " + std::to_string(options_.statement_timeout_ms));
+  // SQL text is never built from values: they go as parameters (or COPY rows).
+  tx.exec_params("SELECT set_config('statement_timeout', $1, false)",
+                 std::to_string(options_.statement_timeout_ms));
   tx.exec("SET synchronous_commit = on");
   conn->session = conn->c->connects();
   return conn;
