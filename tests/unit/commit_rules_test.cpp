@@ -316,6 +316,28 @@ TEST(CommitVerdict, NewEventIsAcceptedAndStoredOrRepeatedOneIsDuplicate) {
   EXPECT_EQ(commit_verdict(Status(), 2, inserted).status, ItemStatus::duplicate);   // no flag
 }
 
+TEST(Without, RefusedEventsAndTheirRepeatsGetTheRefusedSlotOthersAreRenumbered) {
+  const std::vector<AnswerEvent> in{ev("a"), ev("b"), ev("a"), ev("c"), ev("b"), ev("d")};
+  const auto p = pointers_to(in);
+  const DistinctEvents d = dedupe(p);              // a b c d, slots 0 1 -1 2 -1 3
+  const DistinctEvents w = without(p, d, {1, 3});  // b and d refused
+  ASSERT_EQ(w.events.size(), 2u);
+  EXPECT_EQ(w.events[0], &in[0]);
+  EXPECT_EQ(w.events[1], &in[3]);
+  EXPECT_EQ(w.slot_of, (std::vector<int32_t>{0, kRefusedSlot, -1, 1, kRefusedSlot, kRefusedSlot}));
+  EXPECT_EQ(without(p, d, {}).slot_of, d.slot_of);
+}
+
+TEST(CommitVerdict, RefusedEventIsRejectedStorageRejectedWhateverTheTransaction) {
+  for (const Status& st : {Status(), Status::invalid("refused")}) {
+    const Verdict v = commit_verdict(st, kRefusedSlot, {true}, "check constraint x");
+    EXPECT_EQ(v.status, ItemStatus::rejected);
+    EXPECT_EQ(v.code, kStorageRejected);
+    EXPECT_NE(v.message.find("check constraint x"), std::string::npos);
+    EXPECT_FALSE(v.server_failure()) << "the answer is at fault: not a 503";
+  }
+}
+
 // ---- notifications ----
 
 TEST(AnswerResult, CarriesTheEventAndADeterministicId) {
