@@ -143,6 +143,13 @@ struct BatchTxn {
   std::vector<PartitionOffset> offsets = {};
 };
 
+// An event the database refused: its index among the transaction's events, and the reason
+// (SQLSTATE and the server's primary message, without the failing row's contents).
+struct RefusedEvent {
+  size_t index = 0;
+  std::string reason;
+};
+
 // What a committed transaction did.
 struct Committed {
   std::vector<bool> inserted;  // per event: true = new in the event log, false = stored before
@@ -169,12 +176,11 @@ class BatchWriter {
   virtual Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) = 0;
 
   // After commit() failed `invalid` (the database refused some row's data: a data exception or
-  // a constraint, SQLSTATE class 22 or 23): the indexes of the events the event log refuses on
-  // their own, found by bisection inside one transaction that is rolled back (nothing is
-  // stored), with the database's reason in `why`. Empty: no event is refused alone (the data
-  // error is elsewhere). Never throws.
-  virtual Result<std::vector<size_t>> refused_events(std::span<const AnswerEvent* const> events,
-                                                     std::string& why) = 0;
+  // a constraint, SQLSTATE class 22 or 23): the events the event log refuses on their own,
+  // found by bisection inside one transaction that is rolled back (nothing is stored). Empty:
+  // no event is refused alone (the data error is elsewhere). Never throws.
+  virtual Result<std::vector<RefusedEvent>> refused_events(
+      std::span<const AnswerEvent* const> events) = 0;
 
   // Finalizes a quiz in one transaction: locks the quiz row (so that two engines, or a close
   // racing the timer, finalize once), reads its stored standings, calls `fn`, and stores the

@@ -228,7 +228,19 @@ namespace {
 constexpr int kAttempts = 3;          // transaction attempts
 constexpr int kResolveAttempts = 12;  // looks at an in-doubt COMMIT, within 10 s
 
-// Waits before retry `n` (1, 2, …): base, 2 × base, 4 × base, … at most cap (milliseconds).
+// The server's primary message of an error ("ERROR:  <message>"), without its DETAIL (which
+// quotes the whole failing row) or CONTEXT lines: what a client may be told.
+std::string primary_message(const std::string& what) {
+  size_t from = what.find("ERROR:");
+  from = from == std::string::npos ? 0 : from + 6;
+  while (from < what.size() && what[from] == ' ') ++from;
+  size_t to = what.size();
+  for (const char* next : {"\n", "DETAIL:", "HINT:", "CONTEXT:"})
+    to = std::min(to, what.find(next, from));
+  while (to > from && (what[to - 1] == ' ' || what[to - 1] == '\t')) --to;
+  return what.substr(from, to - from);
+}
+
 // A data exception (class 22) or an integrity constraint violation (class 23): the rows, not
 // the server, are at fault; retrying the same rows fails again.
 bool refuses_data(const pqxx::sql_error& e) {
@@ -236,6 +248,7 @@ bool refuses_data(const pqxx::sql_error& e) {
   return s.size() == 5 && (s.rfind("22", 0) == 0 || s.rfind("23", 0) == 0);
 }
 
+// Waits before retry `n` (1, 2, …): base, 2 × base, 4 × base, … at most cap (milliseconds).
 void backoff(int n, int base_ms, int cap_ms) {
   std::this_thread::sleep_for(
       std::chrono::milliseconds(std::min(cap_ms, base_ms << std::min(n - 1, 10))));
@@ -345,12 +358,11 @@ Result<Committed> PgBatchWriter::commit(const BatchTxn& txn, const DeriveFn& der
   return last;
 }
 
-// COMMIT was sent and its answer lost. The transaction's id says what became of it; while the
-// old session still runs it (the connection was lost, not the server's backend), that session is
-// ended first, so the answer is final before anything is retried: never applied twice, never
-// dropped.
-Result<std::vector<size_t>> PgBatchWriter::refused_events(
-    std::span<const AnswerEvent* const> events, std::string& why) try {
+// At most this many probes per search: a batch whose every row is refused costs 2n - 1 of them.
+constexpr int kMaxProbes = 512;
+
+Result<std::vector<RefusedEvent>> PgBatchWriter::refused_events(
+    std::span<const AnswerEvent* const> events) try {
   PgPool::Lease lease = pool_->checkout();
   PgPool::Conn& conn = lease.conn();
   if (!conn.same_session()) throw pqxx::broken_connection("the session was re-established");
@@ -359,31 +371,40 @@ Result<std::vector<size_t>> PgBatchWriter::refused_events(
     prepare_session(raw);
     conn.prepared = true;
   }
-  std::vector<size_t> refused;
-  // Whether the event log takes events [lo, hi) (stored ones skipped); undone either way.
+  std::vector<RefusedEvent> refused;
+  int probes = 0;
+  std::string reason;  // of the last probe refused
+  // Whether the event log takes events [lo, hi) (stored ones skipped); undone either way, and
+  // the savepoint released so that probes never nest.
   auto takes = [&](size_t lo, size_t hi) {
+    ++probes;
     std::vector<const AnswerEvent*> part(events.begin() + static_cast<std::ptrdiff_t>(lo),
                                          events.begin() + static_cast<std::ptrdiff_t>(hi));
+    sort_by_key(part);  // the writers' lock order
     const Columns cols = array_rows(part);
     std::vector<PipelineReply> ignored;
     try {
       run_pipeline(raw,
                    {{nullptr, "SAVEPOINT qf_probe", {}},
                     statement(batch_sql::kInsertNewEvents, cols),
-                    {nullptr, "ROLLBACK TO SAVEPOINT qf_probe", {}}},
+                    {nullptr, "ROLLBACK TO SAVEPOINT qf_probe", {}},
+                    {nullptr, "RELEASE SAVEPOINT qf_probe", {}}},
                    ignored);
       return true;
     } catch (const pqxx::sql_error& e) {
       if (!refuses_data(e)) throw;
-      if (why.empty()) why = "SQLSTATE " + e.sqlstate() + ": " + one_line(e.what());
-      run_pipeline(raw, {{nullptr, "ROLLBACK TO SAVEPOINT qf_probe", {}}}, ignored);
+      reason = "SQLSTATE " + e.sqlstate() + ": " + primary_message(e.what());
+      run_pipeline(raw,
+                   {{nullptr, "ROLLBACK TO SAVEPOINT qf_probe", {}},
+                    {nullptr, "RELEASE SAVEPOINT qf_probe", {}}},
+                   ignored);
       return false;
     }
   };
-  // Halves that the log refuses are split until single events remain.
+  // Halves that the log refuses are split until single events remain (within the budget).
   std::function<void(size_t, size_t)> bisect = [&](size_t lo, size_t hi) {
-    if (lo >= hi || takes(lo, hi)) return;
-    if (hi - lo == 1) return refused.push_back(lo);
+    if (lo >= hi || probes >= kMaxProbes || takes(lo, hi)) return;
+    if (hi - lo == 1) return refused.push_back(RefusedEvent{lo, reason});
     const size_t mid = lo + (hi - lo) / 2;
     bisect(lo, mid);
     bisect(mid, hi);
@@ -398,11 +419,18 @@ Result<std::vector<size_t>> PgBatchWriter::refused_events(
     lease.discard();
     throw;
   }
+  if (probes >= kMaxProbes)
+    spdlog::warn("looking for refused events: stopped after {} probes with {} found", probes,
+                 refused.size());
   return refused;
 } catch (const std::exception& e) {
   return Status::unavailable("looking for the refused events failed: " + one_line(e.what()));
 }
 
+// COMMIT was sent and its answer lost. The transaction's id says what became of it; while the
+// old session still runs it (the connection was lost, not the server's backend), that session is
+// ended first, so the answer is final before anything is retried: never applied twice, never
+// dropped.
 Result<bool> PgBatchWriter::resolve_in_doubt(const std::string& batch_key, const InFlight& f,
                                              const std::string& why) {
   warn_limited(batch_key, "commit outcome unknown (" + one_line(why) + "); checking");

@@ -33,8 +33,9 @@ class PgBatchWriter final : public BatchWriter {
   // values; when the count of new rows differs from what the engine expected (stored rows
   // differ from memory) it is counted in `state_mismatches` and logged.
   Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) override;
-  Result<std::vector<size_t>> refused_events(std::span<const AnswerEvent* const> events,
-                                             std::string& why) override;
+  // See BatchWriter::refused_events: at most 512 probes (a round trip each).
+  Result<std::vector<RefusedEvent>> refused_events(
+      std::span<const AnswerEvent* const> events) override;
 
   // See BatchWriter::finalize: up to 3 attempts (backoff 100 ms, 200 ms) on a lost connection
   // or a pool timeout; a failed statement is not retried (`internal`).

@@ -72,16 +72,27 @@ bool BlockingCalls::post(std::function<void()> call) {
   return true;
 }
 
-void BlockingCalls::stop() {
+bool BlockingCalls::stop(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  bool idle = true;
   {
     MutexLock lock(mu_);
     stopping_ = true;
     queue_.clear();
     cv_.notify_all();
+    while (running_ > 0 && idle_cv_.wait_until(mu_, deadline)) {
+    }
+    idle = running_ == 0;
   }
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
+  for (auto& t : threads_) {
+    if (!t.joinable()) continue;
+    if (idle)
+      t.join();
+    else
+      t.detach();
+  }
   threads_.clear();
+  return idle;
 }
 
 void BlockingCalls::run() {
@@ -93,6 +104,7 @@ void BlockingCalls::run() {
       if (stopping_) return;
       call = std::move(queue_.front());
       queue_.pop_front();
+      ++running_;
     }
     try {
       call();
@@ -103,6 +115,8 @@ void BlockingCalls::run() {
     } catch (...) {
       spdlog::error("http: a storage call threw an unknown exception");
     }
+    MutexLock lock(mu_);
+    if (--running_ == 0) idle_cv_.notify_all();
   }
 }
 

@@ -65,9 +65,11 @@ class BlockingCalls {
   // Queues `call`; false (not queued) when the queue is full or the pool stopped. `call` must
   // not throw (exceptions are caught and logged).
   bool post(std::function<void()> call) QF_EXCLUDES(mu_);
-  // Runs nothing more: queued calls are dropped (their replies expire), threads joined.
-  // Idempotent. A call blocked on storage holds stop() until it returns.
-  void stop() QF_EXCLUDES(mu_);
+  // Runs nothing more: queued calls are dropped (their replies expire) and the threads joined
+  // once their running calls return, waiting at most `limit`. False when a call is still
+  // running then (storage hung): the threads are detached and still use this object, which
+  // must then never be destroyed. Idempotent.
+  bool stop(std::chrono::milliseconds limit = std::chrono::hours(24)) QF_EXCLUDES(mu_);
 
  private:
   void run() QF_EXCLUDES(mu_);
@@ -75,8 +77,10 @@ class BlockingCalls {
   const size_t max_queued_;
   Mutex mu_;
   CondVar cv_;
+  CondVar idle_cv_;
   std::deque<std::function<void()>> queue_ QF_GUARDED_BY(mu_);
   bool stopping_ QF_GUARDED_BY(mu_) = false;
+  int running_ QF_GUARDED_BY(mu_) = 0;  // calls being run
   std::vector<std::thread> threads_;
 };
 

@@ -89,10 +89,20 @@ class PendingReply : public Expirable {
         code_(std::move(code)),
         message_(std::move(message)) {}
 
-  // Runs `send` with the writer unless the deadline answered first. Does not throw.
+  // Runs `send` with the writer unless the deadline answered first (or the client left). Does
+  // not throw.
   template <typename Send>
   void answer(Send&& send) noexcept {
     if (claimed_.exchange(true, std::memory_order_acq_rel)) return;
+    // Held through the send: Pistache 0.0.5 locks the peer's weak pointer twice while sending
+    // and would dereference a null one if the connection went away in between.
+    std::shared_ptr<Tcp::Peer> peer;
+    try {
+      peer = writer_.peer();
+    } catch (const std::exception&) {
+      return;  // the client left: nobody to answer
+    }
+    if (!peer) return;
     try {
       send(writer_);
     } catch (const std::exception& e) {
@@ -103,6 +113,8 @@ class PendingReply : public Expirable {
       spdlog::error("http: answering a request failed: unknown exception");
     }
   }
+
+  bool claimed() const { return claimed_.load(std::memory_order_acquire); }
 
   void expire() noexcept override {
     answer([this](Http::ResponseWriter& w) {
@@ -158,8 +170,29 @@ std::optional<int64_t> parse_id(std::string_view s) {
   return v;
 }
 
+// A response made away from Pistache's writer (by a storage call), sent afterwards.
+struct Out {
+  Http::Code code = Http::Code::Internal_Server_Error;
+  std::string body;
+  bool retry = false;  // Retry-After: 1
+};
+void retry_after(Out& o) { o.retry = true; }
+void send_json(Out& o, Http::Code code, const std::string& body) {
+  o.code = code;
+  o.body = body;
+}
+void send_error(Out& o, Http::Code code, const std::string& err_code, const std::string& message,
+                const std::string& field = {}) {
+  send_json(o, code, error_body(err_code, message, field));
+}
+void send(Http::ResponseWriter& w, const Out& o) {
+  if (o.retry) retry_after(w);
+  send_json(w, o.code, o.body);
+}
+
 // A read or write whose storage call failed: 503, retry later.
-void storage_failed(Http::ResponseWriter& w, const char* what, const Status& st) {
+template <typename W>
+void storage_failed(W& w, const char* what, const Status& st) {
   static LogRate rate;
   if (int64_t more = 0; rate.allow(more))
     spdlog::error("http: {} failed in storage: {} ({} more held back)", what, st.to_string(), more);
@@ -168,7 +201,8 @@ void storage_failed(Http::ResponseWriter& w, const char* what, const Status& st)
              "storage is unavailable; retry");
 }
 
-void not_found(Http::ResponseWriter& w) {
+template <typename W>
+void not_found(W& w) {
   send_error(w, Http::Code::Not_Found, "not_found", "no such quiz", "quiz_id");
 }
 
@@ -221,8 +255,9 @@ class Handler : public Http::Handler {
   // A reply bounded by QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS (its deadline armed).
   std::shared_ptr<PendingReply> pending(Http::ResponseWriter w, const char* code,
                                         const char* message) {
-    auto reply =
-        std::make_shared<PendingReply>(std::move(w), engine_->http_metrics(), code, message);
+    // Not make_shared: the deadline thread's weak pointer must not keep the writer's memory.
+    auto reply = std::shared_ptr<PendingReply>(
+        new PendingReply(std::move(w), engine_->http_metrics(), code, message));
     shared_->deadlines->watch(reply);
     return reply;
   }
@@ -234,8 +269,14 @@ class Handler : public Http::Handler {
   void offload(Http::ResponseWriter w, Call call) {
     auto reply = pending(std::move(w), kStorageUnavailable,
                          "storage did not answer in time; retry (a write retried is idempotent)");
-    const bool queued =
-        shared_->calls->post([reply, call = std::move(call)]() mutable { reply->answer(call); });
+    // The storage call runs unclaimed, so the deadline can still answer while it blocks; a call
+    // whose deadline passed while it waited is not started.
+    const bool queued = shared_->calls->post([reply, call = std::move(call)]() mutable {
+      if (reply->claimed()) return;
+      Out out;
+      call(out);
+      reply->answer([&out](Http::ResponseWriter& rw) { send(rw, out); });
+    });
     if (!queued)
       reply->answer([](Http::ResponseWriter& rw) {
         retry_after(rw);
@@ -377,7 +418,7 @@ class Handler : public Http::Handler {
           d.code == "malformed_json" ? Http::Code::Bad_Request : Http::Code::Unprocessable_Entity,
           d.code, d.message, d.field);
     }
-    offload(std::move(w), [engine = engine_, quiz = std::move(*d.quiz)](Http::ResponseWriter& rw) {
+    offload(std::move(w), [engine = engine_, quiz = std::move(*d.quiz)](Out& rw) {
       const auto saved = engine->create_quiz(quiz);
       if (!saved.ok()) {
         spdlog::error("storing quiz {} failed: {}", quiz.quiz_id, saved.status().to_string());
@@ -398,18 +439,17 @@ class Handler : public Http::Handler {
 
   // correct_option only to a request carrying the token when one is configured (spec §3).
   void get_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter w) {
-    offload(std::move(w),
-            [engine = engine_, id, with_answers = token_ok(req)](Http::ResponseWriter& rw) {
-              auto view = engine->quiz(id);
-              if (!view.ok()) return storage_failed(rw, "a quiz", view.status());
-              if (!*view) return not_found(rw);
-              send_json(rw, Http::Code::Ok, quiz_body((*view)->def, (*view)->state, with_answers));
-            });
+    offload(std::move(w), [engine = engine_, id, with_answers = token_ok(req)](Out& rw) {
+      auto view = engine->quiz(id);
+      if (!view.ok()) return storage_failed(rw, "a quiz", view.status());
+      if (!*view) return not_found(rw);
+      send_json(rw, Http::Code::Ok, quiz_body((*view)->def, (*view)->state, with_answers));
+    });
   }
 
   void close_quiz(const Http::Request& req, int64_t id, Http::ResponseWriter w) {
     if (!authorized(req, w)) return;
-    offload(std::move(w), [engine = engine_, id](Http::ResponseWriter& rw) {
+    offload(std::move(w), [engine = engine_, id](Out& rw) {
       auto res = engine->close_quiz(id);
       if (!res.ok()) return storage_failed(rw, "a close request", res.status());
       switch (*res) {
@@ -427,7 +467,7 @@ class Handler : public Http::Handler {
   }
 
   void rewards(int64_t id, Http::ResponseWriter w) {
-    offload(std::move(w), [engine = engine_, id](Http::ResponseWriter& rw) {
+    offload(std::move(w), [engine = engine_, id](Out& rw) {
       auto r = engine->rewards(id);
       if (!r.ok()) return storage_failed(rw, "rewards", r.status());
       if (!*r) return not_found(rw);
@@ -451,7 +491,7 @@ class Handler : public Http::Handler {
                           name);
       *out = x;
     }
-    offload(std::move(w), [engine = engine_, id, offset, limit](Http::ResponseWriter& rw) {
+    offload(std::move(w), [engine = engine_, id, offset, limit](Out& rw) {
       auto page = engine->leaderboard(id, static_cast<size_t>(offset), static_cast<size_t>(limit));
       if (!page.ok()) return storage_failed(rw, "a leaderboard", page.status());
       if (!*page) return not_found(rw);
@@ -460,7 +500,7 @@ class Handler : public Http::Handler {
   }
 
   void player(int64_t id, int64_t uid, Http::ResponseWriter w) {
-    offload(std::move(w), [engine = engine_, id, uid](Http::ResponseWriter& rw) {
+    offload(std::move(w), [engine = engine_, id, uid](Out& rw) {
       auto p = engine->player(id, uid);
       if (!p.ok()) return storage_failed(rw, "a player's standing", p.status());
       if (!*p) return not_found(rw);
@@ -546,13 +586,18 @@ uint16_t HttpServer::port() const {
 
 void HttpServer::refuse_new_work() { shared_->refusing.store(true, std::memory_order_release); }
 
+// The transports stay alive (endpoint_ is reset last) while the deadline and storage-call
+// threads may still send through writers that point at them.
 void HttpServer::shutdown() {
-  if (endpoint_) {
-    endpoint_->shutdown();
-    endpoint_.reset();
-  }
-  if (shared_->calls) shared_->calls->stop();
+  if (endpoint_) endpoint_->shutdown();
   if (shared_->deadlines) shared_->deadlines->stop();
+  if (shared_->calls && !shared_->calls->stop(std::chrono::seconds(2))) {
+    spdlog::warn("http: a storage call still blocks after 2 s (storage hung); left running");
+    // Its threads still use the pool and the transports: neither may be destroyed.
+    (void)shared_->calls.release();
+    (void)endpoint_.release();
+  }
+  endpoint_.reset();
 }
 
 }  // namespace quizflow::ingress

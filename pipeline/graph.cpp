@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <random>
 #include <variant>
 
@@ -64,7 +65,7 @@ struct CommitJob {
   // Events the database refused (their slot kRefusedSlot): answered storage_rejected, the rest
   // of the transaction committed without them.
   int64_t refused = 0;
-  std::string refused_why;
+  std::map<std::pair<int64_t, std::string>, std::string> refused_why;  // by (quiz_id, event_id)
   Result<Committed> result{Status::internal("the transaction did not run")};
   stages::TxnChanges changes;          // derived inside the transaction, applied by score
   std::vector<Notification> messages;  // caused by the transaction (in its outbox row)
@@ -547,21 +548,34 @@ struct Graph::Impl {
     // items rejected) and the rest committed without them; nothing is dead-lettered for an
     // unreachable or failing server, only for data (docs/error-policy.md).
     if (!job.result.ok() && job.result.status().code() == StatusCode::invalid) {
-      std::string why;
-      auto refused = writer.refused_events(job.txn.events, why);
-      if (refused.ok() && !refused->empty()) {
+      static LogRate rate;
+      int64_t more = 0;
+      auto refused = writer.refused_events(job.txn.events);
+      if (!refused.ok() || refused->empty()) {
+        if (rate.allow(more))
+          spdlog::error(
+              "batch {}: the database refused its data ({}) but no event alone: {} ({} similar "
+              "lines held back)",
+              job.txn.batch_key, job.result.status().message(),
+              refused.ok() ? "the fault is in derived rows" : refused.status().to_string(), more);
+      } else {
+        std::vector<size_t> slots;
+        for (const RefusedEvent& r : *refused) {
+          const AnswerEvent& e = *job.txn.events[r.index];
+          job.refused_why.emplace(std::pair{e.quiz_id, e.event_id}, r.reason);
+          slots.push_back(r.index);
+        }
         job.refused = static_cast<int64_t>(refused->size());
-        job.refused_why = why;
-        static LogRate rate;
-        if (int64_t more = 0; rate.allow(more))
+        if (rate.allow(more))
           spdlog::warn(
               "batch {}: the database refused {} of its {} events ({}); committing the others "
               "({} similar lines held back)",
-              job.txn.batch_key, refused->size(), job.txn.events.size(), why, more);
-        job.distinct = stages::without(in_order, job.distinct, *refused);
+              job.txn.batch_key, refused->size(), job.txn.events.size(), refused->front().reason,
+              more);
+        job.distinct = stages::without(in_order, job.distinct, slots);
         job.txn.events = job.distinct.events;
         if (job.txn.events.empty())
-          job.result = Committed{};
+          job.result = Committed{};  // nothing left to store
         else
           commit_with_reloads(job, writer, policy);
       }
@@ -738,6 +752,7 @@ struct Graph::Impl {
     const int64_t refused = static_cast<int64_t>(
         std::count(job.distinct.slot_of.begin(), job.distinct.slot_of.end(), stages::kRefusedSlot));
     m(kBatch).rejected.fetch_add(refused, std::memory_order_relaxed);
+    if (job.txn.events.empty()) return;  // every event refused: no transaction committed
     bm.committed.fetch_add(1, std::memory_order_relaxed);
     bm.last_success_at_ms.store(steady_ms(), std::memory_order_relaxed);
     int64_t fresh = 0;
@@ -759,8 +774,13 @@ struct Graph::Impl {
       for (const EventRef& ref : b.events) {
         const int32_t slot = i < job.distinct.slot_of.size() ? job.distinct.slot_of[i] : -1;
         ++i;
+        const std::string* why = nullptr;
+        if (slot == stages::kRefusedSlot) {
+          auto it = job.refused_why.find(std::pair{ref.event().quiz_id, ref.event().event_id});
+          if (it != job.refused_why.end()) why = &it->second;
+        }
         ref.request->resolve(ref.index,
-                             stages::commit_verdict(st, slot, inserted, job.refused_why));
+                             stages::commit_verdict(st, slot, inserted, why ? *why : ""));
       }
     }
   }

@@ -397,6 +397,8 @@ TEST_F(FaultInjectionTest, RowsTheDatabaseRefusesAreRejectedAndTheRestOfTheBatch
       EXPECT_EQ(v.status, ItemStatus::rejected) << sent[i].event_id;
       EXPECT_EQ(v.code, kStorageRejected) << sent[i].event_id;
       EXPECT_NE(v.message.find("qf_test_no_666"), std::string::npos) << v.message;
+      // The server's primary message only: its DETAIL quotes the failing row.
+      EXPECT_EQ(v.message.find("Failing row"), std::string::npos) << v.message;
       EXPECT_FALSE(v.server_failure());
     } else {
       EXPECT_EQ(v.status, ItemStatus::accepted)

@@ -71,9 +71,9 @@ class FaultyWriter final : public BatchWriter {
     inner_->set_step_timer([this](const char* step, double) { on_step(step); });
   }
 
-  Result<std::vector<size_t>> refused_events(std::span<const AnswerEvent* const> events,
-                                             std::string& why) override {
-    return inner_->refused_events(events, why);
+  Result<std::vector<RefusedEvent>> refused_events(
+      std::span<const AnswerEvent* const> events) override {
+    return inner_->refused_events(events);
   }
 
   Result<Committed> commit(const BatchTxn& txn, const DeriveFn& derive) override {
