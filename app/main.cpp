@@ -111,13 +111,13 @@ int serve(const Config& c, const std::string& port_file) {
     }
   }
   // QUIZFLOW_INGRESS_MODE=kafka: answers are produced to quiz.answers and answered once Kafka
-  // acknowledged them; Kafka gets three quarters of the request deadline, so an answer it did not
-  // acknowledge is answered storage_unavailable before the deadline's outcome_unknown.
+  // acknowledged them; Kafka gets the request deadline less a quarter of it (at least 500 ms
+  // less), so an answer it did not acknowledge is storage_unavailable before outcome_unknown.
   std::unique_ptr<ingress::KafkaAnswers> kafka_answers;
   if (c.ingress_mode == "kafka") {
     kafka_answers = std::make_unique<ingress::KafkaAnswers>(
         bootstrap, c.topic_answers, static_cast<size_t>(c.http_max_batch),
-        std::max(1000, c.http_request_timeout_ms * 3 / 4));
+        std::max(250, c.http_request_timeout_ms - std::max(500, c.http_request_timeout_ms / 4)));
     if (Status st = kafka_answers->start(); !st.ok()) {
       spdlog::critical("quizflow serve: the Kafka answers producer could not start: {}",
                        st.to_string());

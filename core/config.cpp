@@ -183,11 +183,16 @@ void validate_config(const Config& c) {
   range("QUIZFLOW_HTTP_BODY_TIMEOUT_MS", c.http_body_timeout_ms, 100, 600000);
   range("QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS", c.http_keepalive_timeout_ms, 100, 3600000);
   range("QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS", c.http_request_timeout_ms, 100, 600000);
-  if (c.http_request_timeout_ms >= c.http_header_timeout_ms)
+  // Pistache 0.0.5 answers a bare 408 to a request unanswered after the header or the body
+  // timeout, whichever is shorter (checked every 500 ms): the deadline comes a second earlier.
+  if (c.http_request_timeout_ms + 1000 > std::min(c.http_header_timeout_ms, c.http_body_timeout_ms))
     throw ConfigError("QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS",
-                      "must be below QUIZFLOW_HTTP_HEADER_TIMEOUT_MS (" +
+                      "must be at least 1000 below QUIZFLOW_HTTP_HEADER_TIMEOUT_MS (" +
                           std::to_string(c.http_header_timeout_ms) +
-                          "): Pistache answers a bare 408 after that");
+                          ") and QUIZFLOW_HTTP_BODY_TIMEOUT_MS (" +
+                          std::to_string(c.http_body_timeout_ms) + "), got " +
+                          std::to_string(c.http_request_timeout_ms) +
+                          ": lower it or raise those (Pistache answers a bare 408 after them)");
   range("QUIZFLOW_HTTP_MAX_CONNECTIONS", c.http_max_connections, 1, 1000000);
   range("DB_POOL_SIZE", c.db_pool_size, 1, 1000);
   range("DB_MAX_OVERFLOW", c.db_max_overflow, 0, 1000);

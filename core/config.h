@@ -35,10 +35,12 @@ struct Config {
   // QUIZFLOW_HTTP_KEEPALIVE_TIMEOUT_MS
   // QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS: an answer request whose commit (or, in Kafka mode, Kafka's
   // acknowledgement) has not come by then gets 503 + Retry-After, outcome unknown, resend safe.
-  // Below the header timeout (Pistache 0.0.5 answers a bare 408 after that).
+  // At least 1 s below the header and body timeouts (Pistache 0.0.5 answers a bare 408 after
+  // the shorter of them).
   int http_request_timeout_ms = 8000;
-  // QUIZFLOW_HTTP_MAX_CONNECTIONS: open client connections; beyond them a new connection is
-  // closed at once (counted), those already open go on being served.
+  // QUIZFLOW_HTTP_MAX_CONNECTIONS: open client connections; beyond them up to 32 more may ask
+  // for /health only, further ones are closed at once (all counted); those already open go on
+  // being served.
   int http_max_connections = 1000;
 
   int db_pool_size = 30;                // DB_POOL_SIZE (connections kept)
@@ -71,7 +73,7 @@ struct Config {
   int drain_timeout_ms = 20000;  // QUIZFLOW_DRAIN_TIMEOUT_MS: longest graceful shutdown
   // QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS: /health answers 503 when a batch transaction has been
   // running this long and none committed meanwhile (PostgreSQL hung, a lock held).
-  int health_max_commit_stall_ms = 5000;
+  int health_max_commit_stall_ms = 10000;
 
   std::string log_level = "info";    // QUIZFLOW_LOG_LEVEL: trace|debug|info|warn|error
   std::string log_format = "plain";  // QUIZFLOW_LOG_FORMAT: plain|json

@@ -306,14 +306,17 @@ Engine::QuizCounts Engine::quiz_counts() const {
 
 namespace {
 
-// A health check still waiting after this long reports its server as not answering.
-constexpr int64_t kCheckAnswerMs = 2000;
+// A ping still waiting after this long reports its server as not answering (a pool checkout
+// alone may wait DB_CHECKOUT_TIMEOUT_MS, 5 s by default); the monitor's other queries (a
+// rebuilt quiz's reload can take seconds) after the longer one.
+constexpr int64_t kPingAnswerMs = 6000;
+constexpr int64_t kQueryAnswerMs = 30000;
 
 // Whether a check begun at `since` (0: none running) has gone unanswered too long; then `ok` is
 // cleared and `error` says so.
-void unanswered_check(int64_t since, int64_t now, const char* server, bool& ok,
+void unanswered_check(int64_t since, int64_t limit, int64_t now, const char* server, bool& ok,
                       std::string& error) {
-  if (since == 0 || now - since < kCheckAnswerMs) return;
+  if (since == 0 || now - since < limit) return;
   ok = false;
   error = std::string(server) + " has not answered for " + std::to_string(now - since) + " ms";
 }
@@ -326,8 +329,12 @@ HealthReport Engine::health() const {
   h.running = running();
   h.degraded = metrics_.degraded.load(std::memory_order_relaxed);
   const int64_t now = steady_ms();
-  unanswered_check(db_check_since_ms_.load(), now, "PostgreSQL", h.database_ok, h.database_error);
-  unanswered_check(kafka_check_since_ms_.load(), now, "Kafka", h.kafka_ok, h.kafka_error);
+  unanswered_check(db_check_since_ms_.load(), kPingAnswerMs, now, "PostgreSQL", h.database_ok,
+                   h.database_error);
+  unanswered_check(db_query_since_ms_.load(), kQueryAnswerMs, now, "PostgreSQL", h.database_ok,
+                   h.database_error);
+  unanswered_check(kafka_check_since_ms_.load(), kPingAnswerMs, now, "Kafka", h.kafka_ok,
+                   h.kafka_error);
   // Work has waited for the database threads without a break, and nothing committed meanwhile.
   const BatchMetrics& bm = metrics_.batches;
   const int64_t busy = bm.busy_since_ms.load(std::memory_order_relaxed);
@@ -454,15 +461,15 @@ void Engine::monitor_loop() {
     }
     try {
       // Database calls too: one that does not return shows in health() like a hung ping.
-      db_check_since_ms_.store(steady_ms());
+      db_query_since_ms_.store(steady_ms());
       if (db_ok) refresh_rebuilt();  // a Kafka outage does not hold it back
       if (db_ok && Clock::now() >= next_sync) {
         sync_states();
         next_sync = Clock::now() + std::chrono::seconds(1);
       }
-      db_check_since_ms_.store(0);
+      db_query_since_ms_.store(0);
     } catch (const std::exception& e) {
-      db_check_since_ms_.store(0);
+      db_query_since_ms_.store(0);
       static LogRate rate;
       if (int64_t more = 0; rate.allow(more))
         spdlog::error("checking for rebuilt standings failed: {} ({} similar lines held back)",

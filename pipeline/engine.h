@@ -185,7 +185,8 @@ class Engine {
   // When the monitor's running PostgreSQL call (the ping, the rebuilt-standings and state
   // checks) / Kafka check began (steady ms; 0: none running): a call that does not return (a
   // hung server) is reported by health() without waiting for it.
-  std::atomic<int64_t> db_check_since_ms_{0};
+  std::atomic<int64_t> db_check_since_ms_{0};  // the ping
+  std::atomic<int64_t> db_query_since_ms_{0};  // the rebuilt-standings and state checks
   std::atomic<int64_t> kafka_check_since_ms_{0};
 
   mutable Mutex health_mu_;
