@@ -1147,19 +1147,51 @@ TEST(Faults, KafkaFaultsUnderLoadLoseNothingAcknowledgedAndDeliverEveryNotificat
   const bool drained = qf_e2e::poll_until(
       60s, [&] { return scalar(db.url(), "SELECT count(*) FROM outbox", setup.dir) == 0; });
   EXPECT_TRUE(drained) << "the outbox still holds rows 60 s after the faults";
-  std::set<std::string> seen;
-  for (const auto& m :
-       quizflow::testing::read_topic(kafka.bootstrap(), "quiz.notifications",
-                                     static_cast<int64_t>(c.counted_notification_ids.size())))
-    seen.insert(quizflow::testing::json_string_field(m.value, "notification_id"));
-  int64_t missing = 0;
-  for (const auto& id : c.counted_notification_ids) missing += seen.count(id) ? 0 : 1;
-  EXPECT_EQ(missing, 0) << "of " << c.counted_notification_ids.size()
-                        << " answer_result notifications of counted answers";
+  const auto count_missing = [&](const std::vector<quizflow::testing::KafkaMessage>& msgs) {
+    std::set<std::string> seen;
+    for (const auto& m : msgs)
+      seen.insert(quizflow::testing::json_string_field(m.value, "notification_id"));
+    std::vector<std::string> out;
+    for (const auto& id : c.counted_notification_ids)
+      if (!seen.count(id)) out.push_back(id);
+    return out;
+  };
+  // Everything on the topic now (the outbox is empty: every notification was acknowledged), read
+  // up to each partition's end rather than until it goes quiet, so a slow fetch cannot cut it
+  // short.
+  const auto msgs = quizflow::testing::read_topic_to_end(kafka.bootstrap(), "quiz.notifications");
+  const std::vector<std::string> missing = count_missing(msgs);
+  EXPECT_TRUE(missing.empty()) << missing.size() << " of " << c.counted_notification_ids.size()
+                               << " answer_result notifications of counted answers are not on "
+                               << "quiz.notifications (" << msgs.size() << " messages read)";
+  for (size_t k = 0; k < missing.size() && k < 5; ++k) {
+    // What the topic and the database hold for the missing one's player and question.
+    const std::vector<std::string> f = split(missing[k], ':');  // answer_result:quiz:user:event
+    if (f.size() != 4) continue;
+    std::printf("missing %s\n  notifications of user %s on the topic:\n", missing[k].c_str(),
+                f[2].c_str());
+    for (const auto& m : msgs)
+      if (m.key == f[2] && m.value.find(f[1]) != std::string::npos)
+        std::printf("    p%d@%lld %s\n", m.partition, static_cast<long long>(m.offset),
+                    m.value.c_str());
+    const std::string key_sql = cat("quiz_id = ", f[1], " AND user_id = ", f[2],
+                                    " AND question_id = (SELECT question_id FROM answer_events "
+                                    "WHERE quiz_id = ",
+                                    f[1], " AND event_id = '", f[3], "')");
+    std::printf("  answer_events of that question:\n%s  counted_answers:\n%s",
+                qf_e2e::psql(db.url(),
+                             "SELECT event_id, option_id, elapsed_ms, answered_at FROM "
+                             "answer_events WHERE " +
+                                 key_sql + " ORDER BY answered_at, event_id",
+                             setup.dir)
+                    .out.c_str(),
+                qf_e2e::psql(db.url(), "SELECT * FROM counted_answers WHERE " + key_sql, setup.dir)
+                    .out.c_str());
+  }
   print_fault_line("kafka", 1, load, c, seconds_since(t0),
                    cat("recovery_ms=", recovery_ms,
                        " notifications_expected=", c.counted_notification_ids.size(),
-                       " notifications_missing=", missing, " phases={", phases, "}"));
+                       " notifications_missing=", missing.size(), " phases={", phases, "}"));
   const auto problems = load.problems();
   EXPECT_TRUE(problems.empty()) << problems.size()
                                 << " unexpected verdicts, first: " << problems.front();

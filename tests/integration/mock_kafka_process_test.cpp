@@ -141,6 +141,8 @@ TEST(MockKafkaProcess, TakesMessagesAndFailsDeliveriesWhileItsBrokersAreDown) {
   }
   read = read_topic(kafka.bootstrap(), kTopic, 101);
   EXPECT_EQ(read.size(), 101u);
+  EXPECT_EQ(read_topic_to_end(kafka.bootstrap(), kTopic).size(), 101u)
+      << "read_topic_to_end reads every partition to its high watermark";
   const auto second = by_key(read);
   const auto after = second.find("after");
   ASSERT_NE(after, second.end()) << "the message produced after brokers_up() is missing";
