@@ -6,7 +6,9 @@
 //   - kill -9 of the engine at a random moment, N rounds (5; 20 with QUIZFLOW_TEST_LONG=1);
 //   - a PostgreSQL hang: a private server (never the shared one of scripts/test) with its
 //     postmaster and every backend stopped (SIGSTOP) for 12 s, then continued;
-//   - a PostgreSQL restart (pg_ctl restart -m fast, then -m immediate) of a private server;
+//   - PostgreSQL restarts of a private server under load: pg_ctl restart -m fast, restart
+//     -m immediate (crash recovery), and an outage (stop -m immediate, 3 s, start), in turn
+//     (3 rounds; 9 with QUIZFLOW_TEST_LONG=1);
 //   - Kafka faults on a mock cluster in a child process (qf-mock-kafka) with HTTP in Kafka mode
 //     and the answers consumed from quiz.answers: produce, fetch and offset-commit request
 //     errors, dropped connections, every broker down.
@@ -348,7 +350,8 @@ class Bot {
   std::vector<Rec> recs_;  // guarded by recs_mu_ (read by the test's thread during the load)
 };
 
-// The port the bots talk to (0: no server), shared with the thread that restarts the server.
+// What the bots' threads share with the test's thread: the server's port (0: none) and the stop
+// flag.
 struct Target {
   std::atomic<uint16_t> port{0};
   std::atomic<bool> stop{false};
@@ -433,8 +436,6 @@ class Load {
     join();
     return waiting() == 0;
   }
-
-  void set_port(uint16_t port) { target_.port.store(port); }
 
   // Requests waiting to be sent again (only while no thread runs).
   size_t waiting() const {
