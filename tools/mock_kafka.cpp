@@ -6,6 +6,16 @@
 //   2. then reads commands from stdin, one per line, and answers each:
 //        down   every broker (ids 1..N) is set down  -> "ok down"
 //        up     every broker is set up again          -> "ok up"
+//        drop   every broker down and at once up again: every client connection is closed,
+//               clients reconnect                     -> "ok drop"
+//        errors API COUNT ERR
+//               the next COUNT requests of Kafka API key API (0 Produce, 1 Fetch,
+//               8 OffsetCommit, 12 Heartbeat …) fail with error code ERR (an
+//               rd_kafka_resp_err_t value; -195, RD_KAFKA_RESP_ERR__TRANSPORT, makes the
+//               broker drop the connection instead)  -> "ok errors API COUNT ERR"
+//        clear API
+//               forgets the errors still pushed for API key API -> "ok clear API"
+//        rtt MS every broker answers MS ms late (0: no delay) -> "ok rtt MS"
 //        quit   exits                                 -> "ok quit"
 //      a command that fails or is unknown is answered "error <command>: <reason>".
 // EOF on stdin, SIGTERM or SIGINT destroy the cluster, then its host handle, and exit 0.
@@ -34,7 +44,8 @@ constexpr const char* kUsage =
     "usage: qf-mock-kafka [--brokers N (default 1)] [--partitions P (default 3)] "
     "[--topic NAME]...\n"
     "  topics default to: quiz.answers quiz.notifications quiz.answers.dlq\n"
-    "  prints \"bootstrap=<address>\", then reads commands from stdin: down, up, quit\n";
+    "  prints \"bootstrap=<address>\", then reads commands from stdin: down, up, drop,\n"
+    "  errors API COUNT ERR, clear API, rtt MS, quit\n";
 
 struct Options {
   int brokers = 1;
@@ -99,13 +110,64 @@ std::string set_brokers(rd_kafka_mock_cluster_t* mcluster, int brokers, bool up)
   return "";
 }
 
+// Splits `line` at blanks.
+std::vector<std::string> words(std::string_view line) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    const size_t start = i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+    if (i > start) out.emplace_back(line.substr(start, i - start));
+  }
+  return out;
+}
+
+// Parses an integer from `lo` to `hi` into `out`; false when `text` is not one.
+bool parse_int(const std::string& text, long lo, long hi, long& out) {
+  long value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < lo || value > hi)
+    return false;
+  out = value;
+  return true;
+}
+
+// The fault commands (errors, clear, rtt); returns "" or what failed.
+std::string fault_command(rd_kafka_mock_cluster_t* mcluster, const std::vector<std::string>& w) {
+  long api = 0, count = 0, code = 0, ms = 0;
+  if (w[0] == "errors") {
+    if (w.size() != 4 || !parse_int(w[1], 0, 1000, api) || !parse_int(w[2], 1, 100000, count) ||
+        !parse_int(w[3], -1000, 1000, code))
+      return "usage: errors API(0-1000) COUNT(1-100000) ERR";
+    const std::vector<rd_kafka_resp_err_t> errs(static_cast<size_t>(count),
+                                                static_cast<rd_kafka_resp_err_t>(code));
+    rd_kafka_mock_push_request_errors_array(mcluster, static_cast<int16_t>(api), errs.size(),
+                                            errs.data());
+    return "";
+  }
+  if (w[0] == "clear") {
+    if (w.size() != 2 || !parse_int(w[1], 0, 1000, api)) return "usage: clear API(0-1000)";
+    rd_kafka_mock_clear_request_errors(mcluster, static_cast<int16_t>(api));
+    return "";
+  }
+  if (w.size() != 2 || !parse_int(w[1], 0, 600000, ms)) return "usage: rtt MS(0-600000)";
+  const rd_kafka_resp_err_t err = rd_kafka_mock_broker_set_rtt(mcluster, -1, static_cast<int>(ms));
+  return err == RD_KAFKA_RESP_ERR_NO_ERROR ? "" : rd_kafka_err2str(err);
+}
+
 // Runs one command line; false when the process should end ("quit" or stdout gone).
 bool run_command(rd_kafka_mock_cluster_t* mcluster, int brokers, std::string_view line) {
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
     line.remove_suffix(1);
   while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
   if (line.empty()) return true;
-  const std::string cmd(line);
+  const std::vector<std::string> w = words(line);
+  std::string cmd;
+  for (const std::string& word : w) {
+    if (!cmd.empty()) cmd += ' ';
+    cmd += word;
+  }
   if (cmd == "quit") {
     say("ok quit");
     return false;
@@ -113,8 +175,13 @@ bool run_command(rd_kafka_mock_cluster_t* mcluster, int brokers, std::string_vie
   std::string failure;
   if (cmd == "down" || cmd == "up") {
     failure = set_brokers(mcluster, brokers, cmd == "up");
+  } else if (cmd == "drop") {
+    failure = set_brokers(mcluster, brokers, false);
+    if (failure.empty()) failure = set_brokers(mcluster, brokers, true);
+  } else if (w[0] == "errors" || w[0] == "clear" || w[0] == "rtt") {
+    failure = fault_command(mcluster, w);
   } else {
-    failure = "unknown command (expected down, up or quit)";
+    failure = "unknown command (expected down, up, drop, errors, clear, rtt or quit)";
   }
   return say(failure.empty() ? "ok " + cmd : "error " + cmd + ": " + failure);
 }

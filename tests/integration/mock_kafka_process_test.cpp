@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -140,11 +141,51 @@ TEST(MockKafkaProcess, TakesMessagesAndFailsDeliveriesWhileItsBrokersAreDown) {
   }
   read = read_topic(kafka.bootstrap(), kTopic, 101);
   EXPECT_EQ(read.size(), 101u);
+  EXPECT_EQ(read_topic_to_end(kafka.bootstrap(), kTopic).size(), 101u)
+      << "read_topic_to_end reads every partition to its high watermark";
   const auto second = by_key(read);
   const auto after = second.find("after");
   ASSERT_NE(after, second.end()) << "the message produced after brokers_up() is missing";
   EXPECT_EQ(after->second, "back up");
   EXPECT_EQ(second.count("lost"), 0u) << "a message whose delivery failed is in the topic";
+}
+
+// The fault commands: a pushed request error fails exactly the next produce request, dropped
+// connections are reconnected, a round-trip delay delays, and a bad command is an error.
+TEST(MockKafkaProcess, InjectsRequestErrorsDroppedConnectionsAndDelays) {
+  MockKafkaProcess kafka;
+  Producer p(kafka.bootstrap(), {{"retries", "0"}});
+  p.produce("warm", "up");
+  ASSERT_TRUE(p.flush(30000));
+  ASSERT_EQ(p.delivered, 1);
+
+  kafka.push_request_errors(MockKafkaProcess::kApiProduce, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  p.produce("refused", "by the injected error");
+  ASSERT_TRUE(p.flush(30000));
+  EXPECT_EQ(p.failed, 1);
+  EXPECT_EQ(p.last_error, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) << rd_kafka_err2str(p.last_error);
+  p.produce("next", "goes through");
+  ASSERT_TRUE(p.flush(30000));
+  EXPECT_EQ(p.delivered, 2);
+
+  kafka.push_request_errors(MockKafkaProcess::kApiProduce, 5, 7);  // REQUEST_TIMED_OUT
+  kafka.clear_request_errors(MockKafkaProcess::kApiProduce);
+  kafka.drop_connections();
+  p.produce("after", "a dropped connection");
+  ASSERT_TRUE(p.flush(30000));
+  EXPECT_EQ(p.delivered, 3);
+  EXPECT_EQ(p.failed, 1) << "a cleared error still failed a request";
+
+  kafka.set_rtt(400);
+  const auto t0 = std::chrono::steady_clock::now();
+  p.produce("slow", "answered 400 ms late");
+  ASSERT_TRUE(p.flush(30000));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(300));
+  kafka.set_rtt(0);
+  EXPECT_EQ(p.delivered, 4);
+
+  EXPECT_THROW(kafka.push_request_errors(5000, 1, 1), std::runtime_error);
+  kafka.brokers_up();  // still answering after a refused command
 }
 
 TEST(MockKafkaProcess, DestructorEndsTheChildProcess) {

@@ -106,14 +106,11 @@ void produce_all(const std::string& bootstrap, const std::string& topic,
                              " messages not acknowledged");
 }
 
-std::vector<KafkaMessage> read_topic(const std::string& bootstrap, const std::string& topic,
-                                     int64_t expect_at_least, int idle_timeout_ms,
-                                     int total_timeout_ms) {
-  const auto start = Clock::now();
-  const auto deadline = start + std::chrono::milliseconds(total_timeout_ms);
+namespace {
 
-  // rd_kafka_assign needs a consumer group handle, hence a group id; it is never joined
-  // (no subscribe) and nothing is committed.
+// A consumer that is never joined to its group (rd_kafka_assign needs a group handle, hence a
+// group id) and commits nothing.
+rd_kafka_t* new_reader(const std::string& bootstrap) {
   std::random_device rd;
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   set(conf, "bootstrap.servers", bootstrap);
@@ -128,20 +125,46 @@ std::vector<KafkaMessage> read_topic(const std::string& bootstrap, const std::st
     throw std::runtime_error(std::string("read_topic: rd_kafka_new: ") + err);
   }
   rd_kafka_poll_set_consumer(rk);
+  return rk;
+}
 
+// Assigns partitions 0 … partitions-1 of `topic` at their beginning.
+void assign_all(rd_kafka_t* rk, const std::string& topic, int partitions) {
+  rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p)
+    rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+  const rd_kafka_resp_err_t aerr = rd_kafka_assign(rk, assignment);
+  rd_kafka_topic_partition_list_destroy(assignment);
+  if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+    throw std::runtime_error(std::string("read_topic: rd_kafka_assign: ") + rd_kafka_err2str(aerr));
+}
+
+KafkaMessage message_of(const rd_kafka_message_t* m) {
+  KafkaMessage msg;
+  if (m->key) msg.key.assign(static_cast<const char*>(m->key), m->key_len);
+  if (m->payload) msg.value.assign(static_cast<const char*>(m->payload), m->len);
+  msg.partition = m->partition;
+  msg.offset = m->offset;
+  return msg;
+}
+
+void close_reader(rd_kafka_t* rk) {
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+}
+
+}  // namespace
+
+std::vector<KafkaMessage> read_topic(const std::string& bootstrap, const std::string& topic,
+                                     int64_t expect_at_least, int idle_timeout_ms,
+                                     int total_timeout_ms) {
+  const auto start = Clock::now();
+  const auto deadline = start + std::chrono::milliseconds(total_timeout_ms);
+  rd_kafka_t* rk = new_reader(bootstrap);
   std::vector<KafkaMessage> out;
   try {
-    const int partitions = partition_count(rk, topic, deadline);
-    rd_kafka_topic_partition_list_t* assignment = rd_kafka_topic_partition_list_new(partitions);
-    for (int p = 0; p < partitions; ++p)
-      rd_kafka_topic_partition_list_add(assignment, topic.c_str(), p)->offset =
-          RD_KAFKA_OFFSET_BEGINNING;
-    const rd_kafka_resp_err_t aerr = rd_kafka_assign(rk, assignment);
-    rd_kafka_topic_partition_list_destroy(assignment);
-    if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR)
-      throw std::runtime_error(std::string("read_topic: rd_kafka_assign: ") +
-                               rd_kafka_err2str(aerr));
-
+    assign_all(rk, topic, partition_count(rk, topic, deadline));
     auto last_message = start;  // the idle timeout counts from here
     for (;;) {
       const auto now = Clock::now();
@@ -152,23 +175,75 @@ std::vector<KafkaMessage> read_topic(const std::string& bootstrap, const std::st
       rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, std::min(100, ms_left(deadline)));
       if (!m) continue;
       if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        KafkaMessage msg;
-        if (m->key) msg.key.assign(static_cast<const char*>(m->key), m->key_len);
-        if (m->payload) msg.value.assign(static_cast<const char*>(m->payload), m->len);
-        msg.partition = m->partition;
-        msg.offset = m->offset;
-        out.push_back(std::move(msg));
+        out.push_back(message_of(m));
         last_message = Clock::now();
       }
       rd_kafka_message_destroy(m);
     }
   } catch (...) {
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
+    close_reader(rk);
     throw;
   }
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
+  close_reader(rk);
+  return out;
+}
+
+std::vector<KafkaMessage> read_topic_to_end(const std::string& bootstrap, const std::string& topic,
+                                            int timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  rd_kafka_t* rk = new_reader(bootstrap);
+  std::vector<KafkaMessage> out;
+  // next[p]: the offset to read next; high[p]: where partition p ended when the read began.
+  std::vector<int64_t> next, high;
+  try {
+    const int partitions = partition_count(rk, topic, deadline);
+    next.assign(static_cast<size_t>(partitions), 0);
+    high.assign(next.size(), 0);
+    for (int p = 0; p < partitions; ++p) {
+      int64_t lo = 0, hi = 0;
+      const rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+          rk, topic.c_str(), p, &lo, &hi, std::max(100, std::min(10000, ms_left(deadline))));
+      if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        throw std::runtime_error("read_topic_to_end: watermarks of " + topic + "[" +
+                                 std::to_string(p) + "]: " + rd_kafka_err2str(e));
+      next[static_cast<size_t>(p)] = lo;
+      high[static_cast<size_t>(p)] = hi;
+    }
+    assign_all(rk, topic, partitions);
+    const auto done = [&] {
+      for (size_t p = 0; p < next.size(); ++p)
+        if (next[p] < high[p]) return false;
+      return true;
+    };
+    while (!done()) {
+      if (ms_left(deadline) == 0) {
+        std::string where;
+        for (size_t p = 0; p < next.size(); ++p)
+          where += " [" + std::to_string(p) + "] " + std::to_string(next[p]) + "/" +
+                   std::to_string(high[p]);
+        throw std::runtime_error("read_topic_to_end: " + topic +
+                                 " not read to its end in time:" + where);
+      }
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, std::min(100, ms_left(deadline)));
+      if (!m) continue;
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->partition >= 0 && m->partition < partitions) {
+        out.push_back(message_of(m));
+        auto& n = next[static_cast<size_t>(m->partition)];
+        n = std::max(n, m->offset + 1);
+      }
+      rd_kafka_message_destroy(m);
+    }
+  } catch (...) {
+    close_reader(rk);
+    throw;
+  }
+  close_reader(rk);
+  // Messages appended after the marks were taken are left out: the read is of "what was there".
+  out.erase(std::remove_if(out.begin(), out.end(),
+                           [&](const KafkaMessage& m) {
+                             return m.offset >= high[static_cast<size_t>(m.partition)];
+                           }),
+            out.end());
   return out;
 }
 

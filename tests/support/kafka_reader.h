@@ -25,6 +25,14 @@ std::vector<KafkaMessage> read_topic(const std::string& bootstrap, const std::st
                                      int64_t expect_at_least, int idle_timeout_ms = 3000,
                                      int total_timeout_ms = 60000);
 
+// Reads every message `topic` holds when it is called: the high watermark of each partition is
+// taken first, then every partition is consumed from its beginning up to that mark (no idle
+// timeout, so a slow fetch cannot cut the read short). Throws std::runtime_error when the
+// consumer cannot be created, the metadata or a watermark cannot be had, or the marks are not
+// reached within `timeout_ms`.
+std::vector<KafkaMessage> read_topic_to_end(const std::string& bootstrap, const std::string& topic,
+                                            int timeout_ms = 60000);
+
 // Produces `messages` (key, value) to `topic` (acks=all, idempotent) and waits until every one
 // is acknowledged. Throws std::runtime_error when one is not within `timeout_ms`.
 void produce_all(const std::string& bootstrap, const std::string& topic,

@@ -149,6 +149,15 @@ MockKafkaProcess::~MockKafkaProcess() { stop(); }
 
 void MockKafkaProcess::brokers_down() { command("down"); }
 void MockKafkaProcess::brokers_up() { command("up"); }
+void MockKafkaProcess::drop_connections() { command("drop"); }
+void MockKafkaProcess::push_request_errors(int api_key, int count, int error) {
+  command("errors " + std::to_string(api_key) + " " + std::to_string(count) + " " +
+          std::to_string(error));
+}
+void MockKafkaProcess::clear_request_errors(int api_key) {
+  command("clear " + std::to_string(api_key));
+}
+void MockKafkaProcess::set_rtt(int ms) { command("rtt " + std::to_string(ms)); }
 
 void MockKafkaProcess::command(const std::string& cmd) {
   if (to_child_ < 0 || !write_all_nosigpipe(to_child_, cmd + "\n"))

@@ -32,6 +32,21 @@ class MockKafkaProcess {
   void brokers_down();
   void brokers_up();
 
+  // Fault injection (same confirmation and errors as brokers_down()):
+  // Closes every client connection (every broker down and at once up again); clients reconnect.
+  void drop_connections();
+  // The next `count` requests of Kafka API key `api_key` (kApiProduce, kApiFetch, …), from any
+  // client, fail with `error` (an rd_kafka_resp_err_t value, e.g. 6 NOT_LEADER_FOR_PARTITION,
+  // 7 REQUEST_TIMED_OUT; kErrTransport makes the broker drop the connection instead).
+  void push_request_errors(int api_key, int count, int error);
+  // Forgets the errors still pushed for `api_key`.
+  void clear_request_errors(int api_key);
+  // Every broker answers `ms` late (0: at once).
+  void set_rtt(int ms);
+
+  static constexpr int kApiProduce = 0, kApiFetch = 1, kApiOffsetCommit = 8, kApiHeartbeat = 12;
+  static constexpr int kErrTransport = -195;  // RD_KAFKA_RESP_ERR__TRANSPORT
+
  private:
   void command(const std::string& cmd);
   // Next line from the child's stdout (without '\n'); throws after `timeout` or at EOF.
