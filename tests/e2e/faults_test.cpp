@@ -74,10 +74,10 @@ constexpr int kBatch = 40;            // answers per new request
 constexpr auto kClientTimeout = 20s;  // > the 12 s hang: the server's answer comes first
 constexpr auto kBackoff = 150ms;      // before sending again after an unknown outcome
 
-// When true, the PostgreSQL hang test also asserts that GET /health says 503 with a commit-stall
-// reason during the hang (health.max_commit_stall_ms, spec §3). Off until that check is merged;
-// the samples are printed either way ("HEALTH during the hang …").
-constexpr bool kAssertCommitStallHealth = false;
+// The PostgreSQL hang test also asserts that GET /health says 503 with a commit-stall reason
+// during the hang (QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS, spec §3); the samples are printed either
+// way ("HEALTH during the hang …").
+constexpr bool kAssertCommitStallHealth = true;
 
 // ---------------------------------------------------------------------------------------------
 // Quizzes and answers
@@ -912,10 +912,11 @@ TEST(Faults, PostgresHangUnderLoadLosesNothingAndRecovers) {
   const auto t0 = Clock::now();
   PrivatePostgres pg(setup.dir);
   ASSERT_TRUE(pg.error().empty()) << pg.error();
-  // QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS: a request whose commit is late gets 503 (once the request
-  // deadline is in; until then Pistache answers 408 after the header timeout).
-  const Env env = qf_e2e::isolated_env(
-      pg.url(), {{"BATCH_MAX_DELAY_MS", "2"}, {"QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS", "5000"}});
+  // QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS: a request whose commit is late gets 503 outcome_unknown,
+  // never Pistache's bare 408; commits stalled for 4 s make /health 503.
+  const Env env = qf_e2e::isolated_env(pg.url(), {{"BATCH_MAX_DELAY_MS", "2"},
+                                                  {"QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS", "5000"},
+                                                  {"QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS", "4000"}});
   ServerProcess s(setup.bin, setup.dir, "pg-hang", env);
   ASSERT_EQ(s.start(), "");
   const Catalog catalog(setup.seed);
@@ -967,6 +968,8 @@ TEST(Faults, PostgresHangUnderLoadLosesNothingAndRecovers) {
                    cat("hang_s=12 recovery_ms=", static_cast<int64_t>(recovery_s * 1000),
                        " during_hang={", during, "}"));
   EXPECT_TRUE(c.clean()) << c.describe();
+  EXPECT_EQ(during.find("408="), std::string::npos)
+      << "Pistache's bare 408 instead of the request deadline's 503: " << during;
   const auto problems = load.problems();
   EXPECT_TRUE(problems.empty()) << problems.size()
                                 << " unexpected verdicts, first: " << problems.front();
