@@ -1059,6 +1059,7 @@ TEST(Faults, KafkaFaultsUnderLoadLoseNothingAcknowledgedAndDeliverEveryNotificat
                                       {"KAFKA_GROUP_ID", "faults-" + qf_e2e::random_hex(8)},
                                       {"KAFKA_SESSION_TIMEOUT_MS", "6000"},
                                       {"QUIZFLOW_HTTP_HEADER_TIMEOUT_MS", "4000"},
+                                      {"QUIZFLOW_HTTP_REQUEST_TIMEOUT_MS", "2500"},
                                       {"OUTBOX_RELAY_AFTER_MS", "1000"},
                                       {"BATCH_MAX_DELAY_MS", "2"}});
   ServerProcess s(setup.bin, setup.dir, "kafka-faults", env);
