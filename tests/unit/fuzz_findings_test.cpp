@@ -69,5 +69,29 @@ TEST(FuzzFindings, AnswerTimeOutOfYears1To9999UtcIsSchemaError) {
   }
 }
 
+std::string quiz_titled(const std::string& title_json) {
+  return "{\"quiz_id\":5,\"title\":\"" + title_json +
+         "\",\"opens_at\":\"2026-01-01T00:00:00Z\",\"closes_at\":\"2026-01-02T00:00:00Z\","
+         "\"questions\":[{\"question_id\":1,\"option_count\":2,\"correct_option\":0}]}";
+}
+
+// RapidJSON 1.1.0 decodes a lone low surrogate escape into bytes that are not UTF-8: such a
+// title was accepted, then refused by PostgreSQL (invalid byte sequence: a 503 for a bad
+// request), and an unknown field named so was echoed in the error body as invalid UTF-8.
+TEST(FuzzFindings, QuizWithLoneLowSurrogateEscapeIsMalformed) {
+  for (const char* title : {"a\\udc00", "\\uDFFF", "\\ud83d\\ude00\\ude00", "\\\\\\udc00"}) {
+    const QuizDecodeResult r = decode_quiz(quiz_titled(title));
+    EXPECT_FALSE(r.quiz) << title;
+    EXPECT_EQ(r.code, "malformed_json") << title;
+  }
+  const QuizDecodeResult key = decode_quiz("{\"\\udc00\":1}");
+  EXPECT_EQ(key.code, "malformed_json");
+  EXPECT_TRUE(key.field.empty());
+  // A pair, an escaped backslash before "udc00", and other \u escapes stay valid.
+  const QuizDecodeResult pair = decode_quiz(quiz_titled("\\ud83d\\ude00 \\\\udc00 \\u00e9"));
+  ASSERT_TRUE(pair.quiz) << pair.message;
+  EXPECT_EQ(pair.quiz->title, "\xF0\x9F\x98\x80 \\udc00 \xC3\xA9");
+}
+
 }  // namespace
 }  // namespace quizflow
