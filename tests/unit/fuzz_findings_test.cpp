@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/quiz.h"
+#include "core/request.h"
 #include "core/time_util.h"
 #include "stages/ingest.h"
 #include "unit/test_util.h"
@@ -91,6 +92,30 @@ TEST(FuzzFindings, QuizWithLoneLowSurrogateEscapeIsMalformed) {
   const QuizDecodeResult pair = decode_quiz(quiz_titled("\\ud83d\\ude00 \\\\udc00 \\u00e9"));
   ASSERT_TRUE(pair.quiz) << pair.message;
   EXPECT_EQ(pair.quiz->title, "\xF0\x9F\x98\x80 \\udc00 \xC3\xA9");
+}
+
+// The same in answers: an unknown field so named was echoed as invalid UTF-8 in the item's error
+// (the HTTP response, a dead letter); now the input is malformed, as in later RapidJSON versions.
+TEST(FuzzFindings, AnswerWithLoneLowSurrogateEscapeIsMalformed) {
+  const std::string lone = "{\"\\udc00\":1}";
+  const Item it = stages::decode_answer_json(lone);
+  EXPECT_FALSE(it.event);
+  EXPECT_EQ(it.verdict.code, "malformed_json");
+  EXPECT_TRUE(it.verdict.field.empty());
+
+  const std::string bodies[] = {lone, test::cat("{\"answers\":[", lone, "]}"),
+                                "{\"answers\":[],\"\\udc00\":1}"};
+  for (const std::string& body : bodies) {
+    Request r(body, nullptr);
+    EXPECT_EQ(stages::ingest(r, stages::IngestLimits{}), 0u) << body;
+    ASSERT_TRUE(r.error) << body;
+    EXPECT_EQ(r.error->code, "malformed_json") << body;
+    EXPECT_TRUE(r.items.empty()) << body;
+  }
+  // A surrogate pair in an unknown field's name is echoed as UTF-8.
+  const Item pair = stages::decode_answer_json("{\"\\ud83d\\ude00\":1}");
+  EXPECT_EQ(pair.verdict.code, "schema");
+  EXPECT_EQ(pair.verdict.field, "\xF0\x9F\x98\x80");
 }
 
 }  // namespace
