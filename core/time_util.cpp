@@ -102,7 +102,14 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
   const int64_t days =
       days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
   const int64_t secs = days * 86400 + hour * 3600 + minute * 60 + second - offset_min * 60;
-  return secs * 1000 + millis;
+  // The instant too must fall in years 0001-9999 UTC: an offset can carry a date at either end
+  // out of them, and neither this parser (format_rfc3339_ms's text) nor PostgreSQL (year 0)
+  // could read it back.
+  constexpr int64_t kMinMs = -62135596800000;  // 0001-01-01T00:00:00.000Z
+  constexpr int64_t kMaxMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
+  const int64_t ms = secs * 1000 + millis;
+  if (ms < kMinMs || ms > kMaxMs) return std::nullopt;
+  return ms;
 }
 
 std::string format_rfc3339_ms(int64_t ms) {
