@@ -9,6 +9,7 @@
 #include <charconv>
 #include <set>
 
+#include "core/json_input.h"
 #include "core/time_util.h"
 
 namespace quizflow {
@@ -206,44 +207,15 @@ bool decode_into(const rapidjson::Value& d, QuizDef& q, Err& err) {
   return true;
 }
 
-// The offset of a \uDC00-\uDFFF escape that does not complete a surrogate pair, or npos.
-// RapidJSON 1.1.0 (Debian 12) decodes one into three bytes that are not UTF-8 (Tencent/rapidjson
-// #1738; later versions reject it): a title holding them is refused by PostgreSQL. A backslash
-// outside a string fails the parse anyway.
-size_t lone_low_surrogate(std::string_view s) {
-  size_t pair_end = std::string_view::npos;  // where a low surrogate completes a pair
-  for (size_t i = s.find('\\'); i != std::string_view::npos; i = s.find('\\', i)) {
-    unsigned cp = 0;
-    bool u_escape = false;
-    if (i + 6 <= s.size() && s[i + 1] == 'u') {
-      const char* hex = s.data() + i + 2;
-      u_escape = std::from_chars(hex, hex + 4, cp, 16).ptr == hex + 4;
-    }
-    if (!u_escape) {  // another escape (\\ included), or a malformed \u one
-      i += 2;
-      continue;
-    }
-    if (cp >= 0xDC00 && cp <= 0xDFFF && i != pair_end) return i;
-    pair_end = cp >= 0xD800 && cp <= 0xDBFF ? i + 6 : std::string_view::npos;
-    i += 6;
-  }
-  return std::string_view::npos;
-}
-
 }  // namespace
 
 QuizDecodeResult decode_quiz(std::string_view json) {
   QuizDecodeResult r;
   rapidjson::Document d;
   // Iterative parsing: deep nesting cannot exhaust the stack. Trailing content is an error.
-  if (json.find('\0') != std::string_view::npos) {  // RapidJSON would stop reading there
+  if (auto bad = misread_json(json, "input")) {
     r.code = "malformed_json";
-    r.message = "raw NUL byte in the input";
-    return r;
-  }
-  if (lone_low_surrogate(json) != std::string_view::npos) {
-    r.code = "malformed_json";
-    r.message = rapidjson::GetParseError_En(rapidjson::kParseErrorStringUnicodeSurrogateInvalid);
+    r.message = bad->message;
     return r;
   }
   d.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(json.data(),

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "core/json_input.h"
 #include "core/time_util.h"
 
 namespace quizflow::stages {
@@ -161,49 +162,12 @@ Item decode_value(const rapidjson::Value& v) {
 constexpr unsigned kParseFlags =
     rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
 
-// RapidJSON reads a raw NUL byte as the end of input: anything after it would be ignored.
-bool has_raw_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
-
-// The offset of a \uDC00-\uDFFF escape that does not complete a surrogate pair, or npos.
-// RapidJSON 1.1.0 (Debian 12) decodes one into three bytes that are not UTF-8 (Tencent/rapidjson
-// #1738; later versions reject it), which error texts echoing a field name would carry. The same
-// check as decode_quiz's (core/quiz.cpp). A backslash outside a string fails the parse anyway.
-size_t lone_low_surrogate(std::string_view s) {
-  size_t pair_end = std::string_view::npos;  // where a low surrogate completes a pair
-  for (size_t i = s.find('\\'); i != std::string_view::npos; i = s.find('\\', i)) {
-    unsigned cp = 0;
-    bool u_escape = false;
-    if (i + 6 <= s.size() && s[i + 1] == 'u') {
-      const char* hex = s.data() + i + 2;
-      u_escape = std::from_chars(hex, hex + 4, cp, 16).ptr == hex + 4;
-    }
-    if (!u_escape) {  // another escape (\\ included), or a malformed \u one
-      i += 2;
-      continue;
-    }
-    if (cp >= 0xDC00 && cp <= 0xDFFF && i != pair_end) return i;
-    pair_end = cp >= 0xD800 && cp <= 0xDBFF ? i + 6 : std::string_view::npos;
-    i += 6;
-  }
-  return std::string_view::npos;
-}
-
-// RapidJSON's own text for it.
-const char* lone_surrogate_message() {
-  return rapidjson::GetParseError_En(rapidjson::kParseErrorStringUnicodeSurrogateInvalid);
-}
-
 }  // namespace
 
 Item decode_answer_json(std::string_view json) {
-  if (has_raw_nul(json)) {
+  if (auto bad = misread_json(json, "input")) {
     Item item;
-    item.verdict = Verdict::reject("malformed_json", "raw NUL byte in the input");
-    return item;
-  }
-  if (lone_low_surrogate(json) != std::string_view::npos) {
-    Item item;
-    item.verdict = Verdict::reject("malformed_json", lone_surrogate_message());
+    item.verdict = Verdict::reject("malformed_json", bad->message);
     return item;
   }
   rapidjson::Document d;
@@ -218,14 +182,9 @@ Item decode_answer_json(std::string_view json) {
 }
 
 size_t ingest(Request& r, const IngestLimits& limits) {
-  if (has_raw_nul(r.body)) {
-    r.error = RequestError{400, "malformed_json", "raw NUL byte in the body", ""};
-    return 0;
-  }
-  if (const size_t at = lone_low_surrogate(r.body); at != std::string_view::npos) {
-    r.error = RequestError{
-        400, "malformed_json",
-        std::string(lone_surrogate_message()) + " at offset " + std::to_string(at), ""};
+  if (auto bad = misread_json(r.body, "body")) {
+    r.error = RequestError{400, "malformed_json",
+                           bad->message + " at offset " + std::to_string(bad->offset), ""};
     return 0;
   }
   rapidjson::Document d;
