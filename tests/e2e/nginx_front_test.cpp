@@ -94,7 +94,7 @@ std::string shipped_conf(std::string& error) {
   for (const auto& path : candidates) {
     std::string text = read_file(path.string());
     if (!text.empty()) return text;
-    tried += " " + path.string();
+    tried.append(" ").append(path.string());  // (not " " + string: GCC 12 -O3 -Wrestrict)
   }
   error = "cannot find docker/nginx.conf (set QUIZFLOW_NGINX_CONF); tried:" + tried;
   return {};
