@@ -41,7 +41,7 @@ struct Config {
   // QUIZFLOW_HTTP_MAX_CONNECTIONS: open client connections; beyond them up to 32 more may ask
   // for /health only, further ones are closed at once (all counted); those already open go on
   // being served.
-  int http_max_connections = 1000;
+  int http_max_connections = 4096;
 
   int db_pool_size = 30;                // DB_POOL_SIZE (connections kept)
   int db_max_overflow = 50;             // DB_MAX_OVERFLOW
