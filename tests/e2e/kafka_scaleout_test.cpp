@@ -185,13 +185,25 @@ TEST(KafkaScaleOut, KilledBetweenItsPostgresCommitAndItsKafkaCommitResumesWithou
       const HttpResponse r = c.request("POST", "/v1/quizzes", quizflow::encode_quiz(q));
       ASSERT_EQ(r.status, 201) << show(r);
     }
-    // A third of the messages, all stored, then the kill: nothing reached Kafka's offsets.
+    // A third of the messages, in two steps so that batches after the first step's ones store
+    // its settled offsets (a batch stores those settled before it, not its own), then the kill:
+    // nothing reached Kafka's offsets.
+    const size_t sixth = messages.size() / 6;
     produce_all(kafka.bootstrap(), "quiz.answers",
-                std::vector<std::pair<std::string, std::string>>(
-                    messages.begin(), messages.begin() + messages.size() / 3));
+                std::vector<std::pair<std::string, std::string>>(messages.begin(),
+                                                                 messages.begin() + sixth));
     ASSERT_TRUE(poll_until(std::chrono::seconds(60), [&] {
       return scalar(db.url(), "SELECT count(*) FROM answer_events", dir) >=
-             static_cast<int64_t>(w.distinct_valid / 4);
+             static_cast<int64_t>(w.distinct_valid / 8);
+    })) << tail(first.log());
+    produce_all(kafka.bootstrap(), "quiz.answers",
+                std::vector<std::pair<std::string, std::string>>(
+                    messages.begin() + sixth, messages.begin() + messages.size() / 3));
+    ASSERT_TRUE(poll_until(std::chrono::seconds(60), [&] {
+      return scalar(db.url(), "SELECT count(*) FROM answer_events", dir) >=
+                 static_cast<int64_t>(w.distinct_valid / 4) &&
+             scalar(db.url(), "SELECT coalesce(max(next_offset), 0) FROM consumer_offsets", dir) >
+                 0;
     })) << tail(first.log());
     first.kill_now();
   }
