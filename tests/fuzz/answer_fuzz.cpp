@@ -16,20 +16,17 @@
 #include "core/time_util.h"
 #include "fuzz_check.h"
 #include "pipeline/engine.h"
+#include "tools/api_json.h"
 
 namespace quizflow::fuzz {
 namespace {
 
 constexpr size_t kMaxBatch = 1000;  // the engine's default http_max_batch
 
-// The canonical JSON of a decoded answer (event_id needs no escaping: its characters are safe).
+// The canonical JSON of a decoded answer (the API's encoder, tools/api_json.h).
 std::string encode_answer(const AnswerEvent& e) {
-  return "{\"event_id\":\"" + e.event_id + "\",\"quiz_id\":" + std::to_string(e.quiz_id) +
-         ",\"user_id\":" + std::to_string(e.user_id) +
-         ",\"question_id\":" + std::to_string(e.question_id) +
-         ",\"option_id\":" + std::to_string(e.option_id) + ",\"answered_at\":\"" +
-         format_rfc3339_ms(e.answered_at_ms) + "\",\"elapsed_ms\":" + std::to_string(e.elapsed_ms) +
-         "}";
+  return tools::answer_json({e.event_id, e.quiz_id, e.user_id, e.question_id, e.option_id,
+                             format_rfc3339_ms(e.answered_at_ms), e.elapsed_ms});
 }
 
 void check_item(const Item& it) {

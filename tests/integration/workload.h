@@ -12,6 +12,7 @@
 
 #include "core/quiz.h"
 #include "core/time_util.h"
+#include "tools/api_json.h"
 
 namespace quizflow::testing {
 
@@ -36,12 +37,8 @@ struct Workload {
 };
 
 inline std::string answer_json(const SentAnswer& a) {
-  return "{\"event_id\":\"" + a.event_id + "\",\"quiz_id\":" + std::to_string(a.quiz_id) +
-         ",\"user_id\":" + std::to_string(a.user_id) +
-         ",\"question_id\":" + std::to_string(a.question_id) +
-         ",\"option_id\":" + std::to_string(a.option_id) + ",\"answered_at\":\"" +
-         format_rfc3339_ms(a.answered_at_ms) + "\",\"elapsed_ms\":" + std::to_string(a.elapsed_ms) +
-         "}";
+  return tools::answer_json({a.event_id, a.quiz_id, a.user_id, a.question_id, a.option_id,
+                             format_rfc3339_ms(a.answered_at_ms), a.elapsed_ms});
 }
 
 // `valid_events` distinct valid events (with supersedes and answered_at ties), `resends`
