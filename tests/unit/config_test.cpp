@@ -1,6 +1,7 @@
 // Configuration (spec §7): defaults, JSON file, environment winning, bad values naming the key,
 // and secrets never shown (spec §6: logs never contain a password or token).
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -10,6 +11,9 @@ extern char** environ;
 #include <fstream>
 #include <map>
 #include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -353,6 +357,137 @@ TEST(Describe, HidesTheTokenAndShowsTheRest) {
   EXPECT_NE(out.find("777"), std::string::npos) << out;
   EXPECT_NE(out.find("db:5432/quizflow"), std::string::npos) << out;
   EXPECT_NE(out.find("QUIZFLOW_API_TOKEN"), std::string::npos) << out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// docs/configuration.md against the Config (issue 14): the table's keys are exactly the Config's,
+// each default is what check-config shows for an empty configuration, each file key is read from
+// a file, each range's bounds are accepted and one past them refused naming the key, and each
+// listed choice is accepted and another value refused.
+// ---------------------------------------------------------------------------------------------
+
+struct DocRow {
+  std::string env, file_key, default_value, allowed;
+};
+
+std::string strip_ticks(std::string s) {
+  if (s.size() >= 2 && s.front() == '`' && s.back() == '`') s = s.substr(1, s.size() - 2);
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(' ');
+  const auto e = s.find_last_not_of(' ');
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+// The rows of the table under "## Keys".
+std::vector<DocRow> documented_keys() {
+  std::ifstream in(std::string(QF_SOURCE_DIR) + "/docs/configuration.md");
+  std::vector<DocRow> rows;
+  std::string line;
+  bool in_keys = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("## ", 0) == 0) in_keys = line == "## Keys";
+    if (!in_keys || line.rfind("| `", 0) != 0) continue;
+    std::vector<std::string> cells;
+    std::stringstream ss(line.substr(1));
+    std::string cell;
+    while (std::getline(ss, cell, '|')) cells.push_back(trim(cell));
+    if (!cells.empty() && cells.back().empty()) cells.pop_back();
+    EXPECT_EQ(cells.size(), 5u) << "a row of five cells (no '|' inside one): " << line;
+    if (cells.size() < 4) continue;
+    rows.push_back({strip_ticks(cells[0]), strip_ticks(cells[1]),
+                    cells[2] == "empty" ? "" : strip_ticks(cells[2]), cells[3]});
+  }
+  return rows;
+}
+
+std::map<std::string, std::string> described_defaults() {
+  rapidjson::Document d;
+  const std::string json = describe_config(Config{});
+  d.Parse(json.c_str());
+  std::map<std::string, std::string> out;
+  for (auto m = d.MemberBegin(); m != d.MemberEnd(); ++m)
+    out[m->name.GetString()] = m->value.GetString();
+  return out;
+}
+
+TEST_F(ConfigTest, TheConfigurationPageListsExactlyTheConfigsKeysAndDefaults) {
+  const auto rows = documented_keys();
+  const auto defaults = described_defaults();
+  ASSERT_GT(defaults.size(), 30u);
+  std::set<std::string> documented;
+  for (const DocRow& r : rows) {
+    EXPECT_TRUE(documented.insert(r.env).second) << r.env << " documented twice";
+    const auto it = defaults.find(r.env);
+    if (it == defaults.end()) {
+      ADD_FAILURE() << r.env << " is documented but is not a Config key";
+      continue;
+    }
+    EXPECT_EQ(r.default_value, it->second) << "default of " << r.env;
+    std::string lower = r.env;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    EXPECT_EQ(r.file_key, lower) << "file key of " << r.env;
+    // The file key is read from a file, with the documented default accepted.
+    EXPECT_EQ(load_error(file("{\"" + r.file_key + "\":\"" + r.default_value + "\"}")),
+              std::nullopt)
+        << r.file_key;
+  }
+  for (const auto& [key, value] : defaults)
+    EXPECT_TRUE(documented.count(key))
+        << key << " (default '" << value << "') is missing from docs/configuration.md";
+}
+
+TEST_F(ConfigTest, TheConfigurationPagesRangesAndChoicesAreWhatTheCodeAccepts) {
+  const auto rows = documented_keys();
+  const std::regex range("^(\\d+)\xE2\x80\x93(\\d+)");  // "lo–hi" (an en dash)
+  const std::regex choices("^`[^`]+`(, `[^`]+`)+$");
+  int ranges = 0, lists = 0;
+  for (const DocRow& r : rows) {
+    // The error for the key when its file value is `json`, or nullopt when it loads (or an
+    // other key is the one refused: ranges that depend on each other).
+    auto refused = [&](const std::string& json) -> std::optional<std::string> {
+      try {
+        load_config(file("{\"" + r.file_key + "\":" + json + "}"));
+      } catch (const ConfigError& e) {
+        if (e.key == r.env) return std::string(e.what());
+      }
+      return std::nullopt;
+    };
+    std::smatch m;
+    if (std::regex_search(r.allowed, m, range)) {
+      ++ranges;
+      const int64_t lo = std::stoll(m[1]), hi = std::stoll(m[2]);
+      // "1–249 characters": a length; otherwise a number.
+      const bool length = m.suffix().str().rfind(" characters", 0) == 0;
+      auto value = [&](int64_t n) {
+        return length ? "\"" + std::string(static_cast<size_t>(n), 'a') + "\"" : std::to_string(n);
+      };
+      EXPECT_TRUE(refused(value(lo - 1))) << r.env << " accepts " << lo - 1;
+      EXPECT_TRUE(refused(value(hi + 1))) << r.env << " accepts " << hi + 1;
+      for (const int64_t ok : {lo, hi}) {
+        const auto error = refused(value(ok));
+        // A bound may still be refused by a rule tying two keys together (the request deadline
+        // below the header timeout), never by its own range.
+        EXPECT_TRUE(!error || (error->find("between") == std::string::npos &&
+                               error->find("characters") == std::string::npos))
+            << r.env << " refuses its documented bound " << ok << ": " << *error;
+      }
+    } else if (std::regex_match(r.allowed, choices)) {
+      ++lists;
+      const std::regex tick("`([^`]+)`");
+      for (auto it = std::sregex_iterator(r.allowed.begin(), r.allowed.end(), tick);
+           it != std::sregex_iterator(); ++it)
+        EXPECT_EQ(refused("\"" + (*it)[1].str() + "\""), std::nullopt)
+            << r.env << " refuses its documented value " << (*it)[1];
+      EXPECT_TRUE(refused("\"not-a-listed-value\"")) << r.env << " accepts any value";
+    }
+  }
+  // The page states ranges and choices the test can read (a format change must not make it
+  // check nothing).
+  EXPECT_GT(ranges, 25);
+  EXPECT_GE(lists, 4);
 }
 
 TEST_F(ConfigTest, ErrorsNeverEchoSecrets) {
