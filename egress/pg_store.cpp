@@ -147,6 +147,11 @@ Status PgStore::migrate() try {
       applied_at timestamptz NOT NULL DEFAULT now()))SQL");
     const auto r = tx.exec("SELECT coalesce(max(version), 0) FROM schema_migrations");
     const int current = r[0][0].as<int>();
+    if (const int known = migrations().back().version; current > known)
+      spdlog::warn(
+          "the database schema is at version {}, newer than this quizflow knows ({}): a rollback? "
+          "running on it (docs/operations.md, rolling back)",
+          current, known);
     for (const auto& m : migrations()) {
       if (m.version <= current) continue;
       spdlog::info("applying migration {}: {}", m.version, m.name);

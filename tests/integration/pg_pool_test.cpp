@@ -1,5 +1,6 @@
 // The PostgreSQL pool against the real server: pool-with-overflow semantics, checkout timeout,
-// broken connections replaced, statement timeout.
+// broken connections replaced, statement timeout; the store's migrations (applied once, in
+// order; an older quizflow runs on a newer schema after a rollback).
 #include "egress/pg_pool.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "egress/migrations.h"
 #include "egress/pg_conn.h"
 #include "egress/pg_store.h"
 #include "support/test_db.h"
@@ -140,6 +142,36 @@ TEST(PgPool, StatementTimeoutCancelsASlowStatement) {
   auto lease = pool.checkout();
   pqxx::nontransaction tx(*lease.conn().c);
   EXPECT_THROW(tx.exec("SELECT pg_sleep(2)"), pqxx::sql_error);
+}
+
+TEST(Migrations, AppliedOnceInOrderAndANewerSchemaIsLeftAsItIs) {
+  TestDatabase db;
+  egress::PgStore store(PoolOptions{db.url(), 2, 0, 2000, 30000});
+  const int latest = egress::migrations().back().version;
+  auto pending = store.pending_migrations();
+  ASSERT_TRUE(pending.ok()) << pending.status().to_string();
+  EXPECT_EQ(pending.value(), static_cast<int>(egress::migrations().size()));
+  ASSERT_TRUE(store.migrate().ok());
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM schema_migrations"),
+            static_cast<int64_t>(egress::migrations().size()));
+  EXPECT_EQ(db.scalar("SELECT max(version) FROM schema_migrations"), latest);
+  ASSERT_TRUE(store.migrate().ok());  // again: nothing to apply
+  EXPECT_EQ(db.scalar("SELECT count(*) FROM schema_migrations"),
+            static_cast<int64_t>(egress::migrations().size()));
+  pending = store.pending_migrations();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending.value(), 0);
+
+  // A schema a newer quizflow migrated (a rollback of the binary): this one starts on it,
+  // applies nothing and does not touch the newer version's record (it logs a warning).
+  db.query("INSERT INTO schema_migrations (version, name) VALUES (" + std::to_string(latest + 1) +
+           ", 'from a newer quizflow')");
+  const Status again = store.migrate();
+  EXPECT_TRUE(again.ok()) << again.to_string();
+  EXPECT_EQ(db.scalar("SELECT max(version) FROM schema_migrations"), latest + 1);
+  pending = store.pending_migrations();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending.value(), 0);
 }
 
 TEST(PgPool, NetworkTimeoutsAreAddedUnlessTheUrlSetsThem) {
