@@ -144,6 +144,7 @@ int serve(const Config& c, const std::string& port_file) {
     _exit(1);
   }).detach();
   http.refuse_new_work();  // new answers get 503 + Retry-After from now on
+  engine.begin_drain();    // and /health 503 "draining"
   // Every admitted request is answered before stop() returns; bounded by the drain timeout.
   std::thread watchdog([ms = c.drain_timeout_ms, done = &drained_flag()] {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);

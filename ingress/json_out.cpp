@@ -199,6 +199,7 @@ std::string health_body(const HealthReport& h) {
   w.StartObject();
   w.Key("engine");
   w.String(!h.running   ? "not running"
+           : h.draining ? "draining: finishing admitted answers, refusing new ones"
            : h.degraded ? "degraded: in-memory state may differ from PostgreSQL; restart"
                         : "ok");
   w.Key("database");

@@ -64,6 +64,7 @@ Status Engine::start() {
     health_.database_ok = true;
     stop_monitor_ = false;
   }
+  draining_.store(false, std::memory_order_release);
   running_.store(true, std::memory_order_release);
   gate_.open();
   monitor_ = std::thread([this] { monitor_loop(); });
@@ -73,6 +74,7 @@ Status Engine::start() {
 void Engine::stop() {
   MutexLock lock(life_mu_);
   if (!running_.load()) return;
+  begin_drain();
   // From here submit() refuses; callers already inside have handed their request over.
   gate_.close();
   const auto t0 = std::chrono::steady_clock::now();
@@ -327,6 +329,7 @@ HealthReport Engine::health() const {
   MutexLock lock(health_mu_);
   HealthReport h = health_;
   h.running = running();
+  h.draining = draining_.load(std::memory_order_acquire);
   h.degraded = metrics_.degraded.load(std::memory_order_relaxed);
   const int64_t now = steady_ms();
   unanswered_check(db_check_since_ms_.load(), kPingAnswerMs, now, "PostgreSQL", h.database_ok,
@@ -346,7 +349,8 @@ HealthReport Engine::health() const {
                       " ms while work waits (QUIZFLOW_HEALTH_MAX_COMMIT_STALL_MS " +
                       std::to_string(config_.health_max_commit_stall_ms) + ")";
   }
-  h.healthy = h.running && !h.degraded && h.database_ok && h.kafka_ok && h.commits_ok;
+  h.healthy =
+      h.running && !h.draining && !h.degraded && h.database_ok && h.kafka_ok && h.commits_ok;
   return h;
 }
 

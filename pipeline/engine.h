@@ -61,6 +61,7 @@ struct LeaderboardPage {
 struct HealthReport {
   bool healthy = false;
   bool running = false;
+  bool draining = false;  // stopping: admitted answers are being finished, new ones refused
   bool degraded = false;  // in-memory state may differ from PostgreSQL's (restart to reload)
   bool database_ok = false;
   std::string database_error;
@@ -87,6 +88,11 @@ class Engine {
   // Stops admitting, drains every buffered batch (each waiting request gets its answer),
   // flushes notifications. Idempotent; safe to call while other threads submit.
   void stop() QF_EXCLUDES(life_mu_);
+
+  // From now on /health reports the engine draining (503: a load balancer takes the instance
+  // out while it finishes what it admitted). Called on SIGTERM before the sources stop, and by
+  // stop(); start() clears it.
+  void begin_drain() { draining_.store(true, std::memory_order_release); }
 
   // Admits a POST /v1/answers body; `done` runs exactly once, on some engine thread, when
   // every item has its verdict (or the request failed as a whole). Never blocks on I/O.
@@ -178,6 +184,7 @@ class Engine {
   std::unique_ptr<Graph> graph_;
   AdmissionGate gate_;
   std::atomic<bool> running_{false};
+  std::atomic<bool> draining_{false};
   Mutex life_mu_;                 // serializes start() and stop()
   mutable SharedMutex graph_mu_;  // readers of graph_'s figures vs stop() resetting it
   std::atomic<int64_t> started_ms_{0};

@@ -16,6 +16,7 @@
 #include "core/time_util.h"
 #include "egress/pg_store.h"
 #include "support/test_db.h"
+#include "unit/test_util.h"
 
 namespace quizflow::testing {
 namespace {
@@ -153,6 +154,33 @@ TEST(EngineStop, SubmitRacingStopAnswersEveryAdmittedRequestOnceAndLosesNothing)
   std::printf("%lld admitted, %lld overloaded, %lld stopped over %d rounds\n",
               static_cast<long long>(total_admitted), static_cast<long long>(total_overloaded),
               static_cast<long long>(total_stopped), kRounds);
+}
+
+// /health during a drain (spec §3: 503 while the engine is draining): begin_drain() (SIGTERM)
+// makes it unhealthy at once, before anything has stopped, so that a load balancer takes the
+// instance out while it finishes; a new start() clears it.
+TEST(EngineStop, HealthReportsTheDrainFromItsFirstMoment) {
+  TestDatabase db;
+  const Config c = test_config(db.url());
+  auto engine =
+      std::make_unique<Engine>(c, std::make_unique<egress::PgStore>(egress::pool_options(c)),
+                               std::make_unique<CountingSink>());
+  ASSERT_TRUE(engine->start().ok());
+  ASSERT_TRUE(quizflow::test::wait_until([&] { return engine->health().healthy; },
+                                         std::chrono::seconds(10)));
+  EXPECT_FALSE(engine->health().draining);
+  engine->begin_drain();
+  const HealthReport h = engine->health();
+  EXPECT_FALSE(h.healthy);
+  EXPECT_TRUE(h.draining);
+  EXPECT_TRUE(h.running);  // still finishing: answers already admitted are committed and answered
+  engine->stop();
+  EXPECT_FALSE(engine->health().healthy);
+  ASSERT_TRUE(engine->start().ok());
+  EXPECT_FALSE(engine->health().draining);
+  EXPECT_TRUE(quizflow::test::wait_until([&] { return engine->health().healthy; },
+                                         std::chrono::seconds(10)));
+  engine->stop();
 }
 
 }  // namespace
