@@ -196,6 +196,11 @@ TEST(DeployFiles, GrafanaIsProvisionedWithPrometheusAndTheDashboard) {
       names_uid(t, "a query of '" + title + "'");
       ASSERT_TRUE(t.HasMember("expr") && t["expr"].IsString()) << title;
       const std::string expr = t["expr"].GetString();
+      std::smatch job;
+      if (std::regex_search(expr, job, std::regex(R"re(job="([^"]*)")re"))) {
+        EXPECT_EQ(job[1].str(), capture(read("docker/prometheus.yml"), R"(job_name: *(\S+))"))
+            << "'" << title << "' reads another job than docker/prometheus.yml's";
+      }
       for (auto it = std::sregex_iterator(expr.begin(), expr.end(), selector);
            it != std::sregex_iterator(); ++it)
         EXPECT_NE((*it)[2].str().find(R"(instance=~"$instance")"), std::string::npos)
