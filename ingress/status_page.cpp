@@ -29,7 +29,7 @@ constexpr std::string_view kPage = R"html(<!doctype html>
 }
 * { box-sizing: border-box; }
 body {
-  margin: 0; padding: 16px 24px 24px; background: var(--bg); color: var(--fg);
+  margin: 0; padding: 12px 24px 16px; background: var(--bg); color: var(--fg);
   font: 14px/1.35 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
   font-variant-numeric: tabular-nums;
 }
@@ -46,14 +46,14 @@ h1 small { color: var(--muted); font-weight: 400; }
   color: #fff; background: var(--bad); border-color: var(--bad);
 }
 .meta { color: var(--muted); margin-left: auto; }
-.summary { display: flex; gap: 28px; margin: 12px 0 4px; color: var(--muted); }
+.summary { display: flex; gap: 28px; margin: 8px 0 2px; color: var(--muted); }
 .summary b { color: var(--fg); font-size: 18px; font-weight: 600; margin-right: 4px; }
 #banner {
   display: none; margin: 10px 0 0; padding: 8px 12px; border-radius: 6px;
   background: var(--bad-bg); color: var(--bad); border: 1px solid var(--bad); font-weight: 500;
 }
 #banner.show { display: block; }
-.flow { display: flex; align-items: stretch; margin: 14px 0 18px; }
+.flow { display: flex; align-items: stretch; margin: 10px 0 12px; }
 .arrow {
   flex: 0 0 34px; display: flex; flex-direction: column; align-items: center;
   justify-content: center; color: var(--muted); font-size: 11px;
@@ -70,7 +70,7 @@ h1 small { color: var(--muted); font-weight: 400; }
 .rate small, .unit { color: var(--muted); font-size: 12px; font-weight: 400; }
 .spark { width: 100%; height: 26px; display: block; margin: 2px 0 6px; }
 .spark polyline { fill: none; stroke: var(--accent); stroke-width: 1.5; }
-dl { display: grid; grid-template-columns: auto auto; gap: 2px 8px; margin: 0; }
+dl { display: grid; grid-template-columns: auto auto; gap: 1px 8px; margin: 0; font-size: 13px; }
 dt { color: var(--muted); }
 dd { margin: 0; text-align: right; white-space: nowrap; }
 .card.warn { border-color: var(--warn); background: var(--warn-bg); }
@@ -87,7 +87,7 @@ dd { margin: 0; text-align: right; white-space: nowrap; }
 body[data-state="unreachable"] .flow, body[data-state="unreachable"] .panel:not(#health-panel) {
   opacity: .45;
 }
-footer { margin-top: 14px; color: var(--muted); font-size: 12px; }
+footer { margin-top: 10px; color: var(--muted); font-size: 12px; }
 </style>
 </head>
 <body data-state="loading" data-samples="0">
@@ -402,6 +402,7 @@ async function poll() {
     lastError = e && e.name === "AbortError" ? "no answer within 3 s" : String(e && e.message || e);
     if (failingSince === null) failingSince = Date.now();
     document.body.dataset.state = "unreachable";
+    document.getElementById("engine-status").textContent = "unreachable";
     lastHealth = null;
     renderHealth("unreachable", null);
   }
