@@ -21,6 +21,7 @@
 #include "ingress/http_replies.h"
 #include "ingress/json_out.h"
 #include "ingress/kafka_answers.h"
+#include "ingress/status_page.h"
 #include "pipeline/engine.h"
 
 namespace quizflow::ingress {
@@ -56,6 +57,19 @@ class RetryAfter : public Http::Header::Header {
 };
 
 void retry_after(Http::ResponseWriter& w) { w.headers().add<RetryAfter>(1); }
+
+// Typed for the same reason as Retry-After.
+class ContentSecurityPolicy : public Http::Header::Header {
+ public:
+  NAME("Content-Security-Policy")
+  ContentSecurityPolicy() = default;
+  explicit ContentSecurityPolicy(std::string_view policy) : policy_(policy) {}
+  void parse(const std::string& s) override { policy_ = s; }
+  void write(std::ostream& os) const override { os << policy_; }
+
+ private:
+  std::string policy_;
+};
 
 void send_json(Http::ResponseWriter& w, Http::Code code, const std::string& body) {
   w.headers().add<Http::Header::ContentType>(MIME(Application, Json));
@@ -315,6 +329,10 @@ class Handler : public Http::Handler {
                         "the server has QUIZFLOW_HTTP_MAX_CONNECTIONS connections open; retry "
                         "later on a new connection");
     }
+    if (parts.empty() || (parts.size() == 1 && parts[0] == "status")) {
+      if (method != Http::Method::Get) return not_allowed(w);
+      return status_page(w);
+    }
     if (parts.size() == 2 && parts[0] == "monitoring" && parts[1] == "stats" &&
         method == Http::Method::Get)
       return send_json(w, Http::Code::Ok, stats_json(engine_->stats()));
@@ -358,6 +376,16 @@ class Handler : public Http::Handler {
 
   void not_allowed(Http::ResponseWriter& w) {
     send_error(w, Http::Code::Method_Not_Allowed, "method_not_allowed", "method not allowed");
+  }
+
+  // The status page (ingress/status_page.h): static, so any cache must revalidate it (a new
+  // binary may serve a new page).
+  void status_page(Http::ResponseWriter& w) {
+    w.headers().add<Http::Header::ContentType>(
+        Http::Mime::MediaType::fromString(std::string(kStatusPageContentType)));
+    w.headers().add<Http::Header::CacheControl>(Http::CacheDirective::NoCache);
+    w.headers().add<ContentSecurityPolicy>(kStatusPagePolicy);
+    w.send(Http::Code::Ok, std::string(status_page_html()));
   }
 
   bool body_fits(const Http::Request& req, Http::ResponseWriter& w) {
