@@ -322,21 +322,20 @@ class Handler : public Http::Handler {
   void route(const Http::Request& req, Http::ResponseWriter w) {
     const auto parts = split_path(req.resource());
     const auto method = req.method();
-    if (parts.size() == 1 && parts[0] == "health" && method == Http::Method::Get) return health(w);
+    const bool get = method == Http::Method::Get;
+    if (parts.size() == 1 && parts[0] == "health") return get ? health(w) : not_allowed(w);
     if (auto peer = w.peer(); peer && peer->tryGetData(kOverLimitKey)) {
       retry_after(w);
       return send_error(w, Http::Code::Service_Unavailable, "too_many_connections",
                         "the server has QUIZFLOW_HTTP_MAX_CONNECTIONS connections open; retry "
                         "later on a new connection");
     }
-    if (parts.empty() || (parts.size() == 1 && parts[0] == "status")) {
-      if (method != Http::Method::Get) return not_allowed(w);
-      return status_page(w);
-    }
-    if (parts.size() == 2 && parts[0] == "monitoring" && parts[1] == "stats" &&
-        method == Http::Method::Get)
-      return send_json(w, Http::Code::Ok, stats_json(engine_->stats()));
-    if (parts.size() == 1 && parts[0] == "metrics" && method == Http::Method::Get) {
+    if (parts.empty() || (parts.size() == 1 && parts[0] == "status"))
+      return get ? status_page(w) : not_allowed(w);
+    if (parts.size() == 2 && parts[0] == "monitoring" && parts[1] == "stats")
+      return get ? send_json(w, Http::Code::Ok, stats_json(engine_->stats())) : not_allowed(w);
+    if (parts.size() == 1 && parts[0] == "metrics") {
+      if (!get) return not_allowed(w);
       w.headers().add<Http::Header::ContentType>(
           Http::Mime::MediaType::fromString("text/plain; version=0.0.4; charset=utf-8"));
       return void(w.send(Http::Code::Ok, stats_prometheus(engine_->stats())));

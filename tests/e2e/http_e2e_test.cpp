@@ -163,6 +163,25 @@ TEST_F(HttpE2E, QuizCreateIsIdempotentConflictsAndValidates) {
   EXPECT_EQ(error_code(r), "not_found") << show(r);
 }
 
+TEST_F(HttpE2E, UnknownPathsAre404AndKnownPathsWithTheWrongMethod405) {
+  HttpClient c = client();
+  for (const char* path : {"/nope", "/v2/answers", "/monitoring", "/metrics/x", "/health/x"}) {
+    const HttpResponse r = c.request("GET", path);
+    EXPECT_EQ(r.status, 404) << path << " " << show(r);
+    EXPECT_EQ(error_code(r), "not_found") << path << " " << show(r);
+  }
+  const std::pair<const char*, const char*> wrong[] = {
+      {"POST", "/health"},      {"DELETE", "/monitoring/stats"},
+      {"POST", "/metrics"},     {"PUT", "/"},
+      {"GET", "/v1/answers"},   {"DELETE", "/v1/quizzes"},
+      {"POST", "/v1/quizzes/1"}};
+  for (const auto& [method, path] : wrong) {
+    const HttpResponse r = c.request(method, path, "{}");
+    EXPECT_EQ(r.status, 405) << method << " " << path << " " << show(r);
+    EXPECT_EQ(error_code(r), "method_not_allowed") << method << " " << path << " " << show(r);
+  }
+}
+
 TEST_F(HttpE2E, SingleAnswerIsAcceptedWithTheBodyOfSpec3) {
   HttpClient c = client();
   const int64_t quiz = create_quiz(c);
