@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <rapidjson/document.h>
 
+#include <cstdio>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -93,11 +94,11 @@ TEST(DeployFiles, TheDockerfileInstallsOnlyThroughScriptsSetupAndRunsUnprivilege
   ASSERT_FALSE(df.empty()) << "docker/Dockerfile not found";
   for (const char* own : {"apt-get", "apt install", "dpkg -i", "pip install", "npm install"})
     EXPECT_EQ(df.find(own), std::string::npos) << "the Dockerfile installs by itself: " << own;
-  EXPECT_NE(df.find("RUN bash scripts/setup &&"), std::string::npos) << "build stage";
+  EXPECT_NE(df.find("RUN bash scripts/setup --build &&"), std::string::npos) << "build stage";
   EXPECT_NE(df.find("setup --runtime"), std::string::npos) << "runtime stage";
   EXPECT_NE(df.find("setup --nginx"), std::string::npos) << "front stage";
   const std::string setup = read("scripts/setup");
-  for (const char* mode : {"--runtime)", "--nginx)"})
+  for (const char* mode : {"--build)", "--runtime)", "--nginx)"})
     EXPECT_NE(setup.find(mode), std::string::npos) << "scripts/setup has no " << mode;
   EXPECT_TRUE(std::regex_search(df, std::regex(R"(\nUSER quizflow\n)")));
   EXPECT_TRUE(std::regex_search(df, std::regex(R"(HEALTHCHECK[^\n]*\n[^\n]*/health)")));
@@ -215,6 +216,66 @@ TEST(DeployFiles, GrafanaIsProvisionedWithPrometheusAndTheDashboard) {
     instance_var = instance_var || std::string(v["name"].GetString()) == "instance";
   }
   EXPECT_TRUE(instance_var) << "no `instance` variable";
+}
+
+// Standard output of a shell command (empty when it fails).
+std::string output_of(const std::string& command) {
+  std::string out;
+  if (FILE* p = ::popen(command.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    ::pclose(p);
+  }
+  return out;
+}
+
+// The packages of one mode of scripts/setup: the words of its `packages=(…)` in that case arm.
+std::set<std::string> setup_packages(const std::string& mode) {
+  const std::string setup = read("scripts/setup");
+  const auto arm = setup.find("\n  " + mode + ")");
+  std::set<std::string> out;
+  if (arm == std::string::npos) return out;
+  const auto open = setup.find("packages=(", arm);
+  const auto close = setup.find(')', open);
+  std::istringstream words(setup.substr(open + 10, close - open - 10));
+  for (std::string w; words >> w;) out.insert(w);
+  return out;
+}
+
+// The runtime stage installs `setup --runtime` only: it must hold the Debian package of every
+// shared library the built binary links directly (DT_NEEDED), or the image would not start.
+// Those of the base image (the C and C++ runtime) are there already.
+TEST(DeployFiles, TheRuntimePackagesHoldEveryLibraryTheBinaryLinks) {
+  const auto runtime = setup_packages("--runtime");
+  ASSERT_GT(runtime.size(), 5u) << "no --runtime list in scripts/setup";
+  const std::string bin = QF_QUIZFLOW_BIN;
+  const std::string needed = output_of("objdump -p '" + bin + "' | awk '/NEEDED/ {print $2}'");
+  const std::string ldd = output_of("ldd '" + bin + "'");
+  ASSERT_FALSE(needed.empty()) << "objdump -p " << bin << " listed no NEEDED library";
+  const std::set<std::string> base = {"libc6", "libstdc++6", "libgcc-s1"};
+  std::istringstream libs(needed);
+  int checked = 0;
+  for (std::string lib; libs >> lib;) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(
+        ldd, m,
+        std::regex("\n\\s*" + std::regex_replace(lib, std::regex(R"([.+])"), R"(\$&)") +
+                   R"( => (\S+))")))
+        << lib << " not resolved by ldd:\n"
+        << ldd;
+    const std::string path = m[1];
+    // dpkg knows a file under the path it was installed at (/lib or /usr/lib: usrmerge).
+    std::string owner =
+        output_of("dpkg -S '" + path + "' 2>/dev/null || dpkg -S '/usr" + path + "' 2>/dev/null");
+    owner = owner.substr(0, owner.find_first_of(":\n"));
+    ASSERT_FALSE(owner.empty()) << "no Debian package owns " << path;
+    ++checked;
+    EXPECT_TRUE(runtime.count(owner) || base.count(owner))
+        << lib << " (" << path << ") comes from " << owner
+        << ", which scripts/setup --runtime does not install";
+  }
+  EXPECT_GE(checked, 7);
 }
 
 }  // namespace
