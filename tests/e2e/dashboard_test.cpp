@@ -19,6 +19,7 @@
 #include <memory>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -323,6 +324,48 @@ TEST_F(Dashboard, EveryMetricItQueriesIsASeriesOfTheEngine) {
   EXPECT_TRUE(all) << "queried by " << kDashboard << " but not in /metrics:" << join(missing)
                    << "\n/metrics:\n"
                    << body;
+}
+
+// The alerts of docs/operations.md ("What to watch"): the first `…` of each row's last cell.
+std::vector<std::string> runbook_alerts() {
+  std::istringstream in(read_file(source_path("docs/operations.md")));
+  std::vector<std::string> out;
+  bool in_section = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("## ", 0) == 0) in_section = line == "## What to watch";
+    if (!in_section || line.rfind("| ", 0) != 0) continue;
+    const auto last = line.rfind(" | ");
+    const auto open = line.find('`', last);
+    const auto close = open == std::string::npos ? open : line.find('`', open + 1);
+    if (close != std::string::npos && line.find("quizflow_", open) < close)
+      out.push_back(line.substr(open + 1, close - open - 1));
+  }
+  return out;
+}
+
+// Each alert of the runbook is PromQL that a real Prometheus accepts against the engine's
+// series, and every metric it names is exposed.
+TEST_F(Dashboard, TheRunbooksAlertsAreValidQueriesOfExposedMetrics) {
+  const auto alerts = runbook_alerts();
+  ASSERT_GE(alerts.size(), 10u) << "docs/operations.md \"What to watch\" lost its alerts";
+  std::set<std::string> wanted;
+  for (const auto& a : alerts)
+    for (const auto& n : quizflow_names(a)) wanted.insert(n);
+  std::vector<std::string> missing;
+  poll_until(30s, [&] {
+    missing.clear();
+    const std::set<std::string> have = sample_names(metrics());
+    for (const auto& n : wanted)
+      if (!have.count(n)) missing.push_back(n);
+    return missing.empty();
+  });
+  EXPECT_TRUE(missing.empty()) << "named by an alert of docs/operations.md but not in /metrics:"
+                               << join(missing);
+  for (const auto& a : alerts) {
+    std::string raw;
+    const rapidjson::Document d = prometheus_->query(a, raw);
+    EXPECT_EQ(str_at(d, "status"), "success") << a << " -> " << raw;
+  }
 }
 
 TEST_F(Dashboard, TheTrafficMovedTheCountersItShows) {
