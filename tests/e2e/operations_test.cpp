@@ -36,57 +36,18 @@ using namespace qf_e2e;
 // Prerequisites and the temporary directory, shared by every suite of this file
 // ---------------------------------------------------------------------------------------------
 
-struct Prereqs {
-  std::string bin, db, dir, error;
-  bool failed = false;
-};
-
-Prereqs& prereqs() {
-  static Prereqs p = [] {
-    Prereqs r;
-    std::string e1, e2;
-    r.bin = quizflow_bin(e1);
-    r.db = database_url(e2);
-    r.error = e1.empty() ? e2 : e1;
-    for (const char* tool : {"/usr/bin/curl", "/usr/bin/jq", "/usr/bin/psql", "/usr/bin/promtool",
-                             "/usr/bin/prometheus"})
-      if (r.error.empty() && ::access(tool, X_OK) != 0)
-        r.error = std::string(tool) + " is missing: the operations tests need it";
-    if (r.error.empty()) {
-      try {
-        r.dir = make_temp_dir("quizflow-ops");
-      } catch (const std::exception& e) {
-        r.error = e.what();
-      }
-    }
+E2EPrereqs& prereqs() {
+  static E2EPrereqs p = [] {
+    E2EPrereqs r;
+    find_prereqs(r, "quizflow-ops",
+                 {"/usr/bin/curl", "/usr/bin/jq", "/usr/bin/psql", "/usr/bin/promtool",
+                  "/usr/bin/prometheus"});
     return r;
   }();
   return p;
 }
-
-class OpsEnvironment : public ::testing::Environment {
- public:
-  // With --gtest_repeat and --gtest_recreate_environments_when_repeating (or a negative repeat
-  // count), every repetition runs SetUp and TearDown: the directory the last TearDown removed is
-  // made again.
-  void SetUp() override {
-    Prereqs& p = prereqs();
-    if (p.dir.empty()) return;
-    std::error_code ec;
-    std::filesystem::create_directories(p.dir, ec);
-    if (ec && p.error.empty()) p.error = "cannot make " + p.dir + ": " + ec.message();
-  }
-  void TearDown() override {
-    const Prereqs& p = prereqs();
-    if (p.dir.empty()) return;
-    if (p.failed)
-      std::fprintf(stderr, "operations test files kept in %s\n", p.dir.c_str());
-    else
-      std::filesystem::remove_all(p.dir);
-  }
-};
 [[maybe_unused]] ::testing::Environment* const kOpsEnvironment =
-    ::testing::AddGlobalTestEnvironment(new OpsEnvironment);
+    ::testing::AddGlobalTestEnvironment(new PrereqsEnvironment(prereqs, "operations test"));
 
 // Base for every suite: fails (not skips) with a clear message when a prerequisite is missing.
 class OpsTest : public ::testing::Test {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <rapidjson/document.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -706,6 +708,62 @@ class ScratchDatabase {
 
  private:
   std::string admin_, dir_, name_, url_, error_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// What every test of a file needs before it starts, and the file's temporary directory
+// ---------------------------------------------------------------------------------------------
+
+// The quizflow binary, the admin database URL, the tools a file's tests run, and a temporary
+// directory (kept when a test failed). `error` says what is missing: tests fail on it, never skip.
+struct E2EPrereqs {
+  std::string bin, db, dir, error;
+  bool failed = false;
+};
+
+inline void find_prereqs(E2EPrereqs& r, const std::string& dir_prefix,
+                         std::initializer_list<const char*> tools) {
+  std::string e1, e2;
+  r.bin = quizflow_bin(e1);
+  r.db = database_url(e2);
+  r.error = e1.empty() ? e2 : e1;
+  for (const char* tool : tools)
+    if (r.error.empty() && ::access(tool, X_OK) != 0)
+      r.error = std::string(tool) + " is missing: these tests need it";
+  if (r.error.empty()) {
+    try {
+      r.dir = make_temp_dir(dir_prefix);
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+  }
+}
+
+// Makes the directory at the start of every repetition (--gtest_repeat with
+// --gtest_recreate_environments_when_repeating) and removes it at the end unless a test failed.
+class PrereqsEnvironment : public ::testing::Environment {
+ public:
+  PrereqsEnvironment(E2EPrereqs& (*prereqs)(), std::string what)
+      : prereqs_(prereqs), what_(std::move(what)) {}
+  void SetUp() override {
+    E2EPrereqs& p = prereqs_();
+    if (p.dir.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(p.dir, ec);
+    if (ec && p.error.empty()) p.error = "cannot make " + p.dir + ": " + ec.message();
+  }
+  void TearDown() override {
+    const E2EPrereqs& p = prereqs_();
+    if (p.dir.empty()) return;
+    if (p.failed)
+      std::fprintf(stderr, "%s files kept in %s\n", what_.c_str(), p.dir.c_str());
+    else
+      std::filesystem::remove_all(p.dir);
+  }
+
+ private:
+  E2EPrereqs& (*prereqs_)();
+  std::string what_;
 };
 
 }  // namespace qf_e2e

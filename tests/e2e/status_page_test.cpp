@@ -74,52 +74,24 @@ std::optional<double> shown_number(const rapidjson::Value& fields, const char* n
   return v;
 }
 
-struct Prereqs {
-  std::string bin, db, chromium, dir, error;
-  bool failed = false;
+struct Prereqs : E2EPrereqs {
+  std::string chromium;
 };
 
-Prereqs& prereqs() {
+Prereqs& page_prereqs() {
   static Prereqs p = [] {
     Prereqs r;
-    std::string e1, e2, e3;
-    r.bin = quizflow_bin(e1);
-    r.db = database_url(e2);
-    r.chromium = chromium_bin(e3);
-    r.error = !e1.empty() ? e1 : !e2.empty() ? e2 : e3;
-    if (r.error.empty() && ::access("/usr/bin/psql", X_OK) != 0)
-      r.error = "/usr/bin/psql is missing";
-    if (r.error.empty()) {
-      try {
-        r.dir = make_temp_dir("quizflow-status-page");
-      } catch (const std::exception& e) {
-        r.error = e.what();
-      }
-    }
+    std::string no_chromium;
+    r.chromium = chromium_bin(no_chromium);
+    find_prereqs(r, "quizflow-status-page", {"/usr/bin/psql"});
+    if (r.error.empty()) r.error = no_chromium;
     return r;
   }();
   return p;
 }
-
-class StatusPageEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    Prereqs& p = prereqs();
-    if (p.dir.empty()) return;
-    std::error_code ec;
-    std::filesystem::create_directories(p.dir, ec);
-  }
-  void TearDown() override {
-    const Prereqs& p = prereqs();
-    if (p.dir.empty()) return;
-    if (p.failed)
-      std::fprintf(stderr, "status page test files kept in %s\n", p.dir.c_str());
-    else
-      std::filesystem::remove_all(p.dir);
-  }
-};
+E2EPrereqs& prereqs() { return page_prereqs(); }
 [[maybe_unused]] ::testing::Environment* const kEnvironment =
-    ::testing::AddGlobalTestEnvironment(new StatusPageEnvironment);
+    ::testing::AddGlobalTestEnvironment(new PrereqsEnvironment(prereqs, "status page test"));
 
 class StatusPage : public ::testing::Test {
  protected:
@@ -127,7 +99,7 @@ class StatusPage : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) prereqs().failed = true;
   }
-  static const Prereqs& p() { return prereqs(); }
+  static const Prereqs& p() { return page_prereqs(); }
 
   // Reads the page until `done(snapshot)` holds (every 250 ms, up to `limit`); the last snapshot
   // read is left in `snap` either way.
