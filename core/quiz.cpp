@@ -292,11 +292,15 @@ bool CatalogSnapshot::is_finalized(int64_t quiz_id) const {
   return std::binary_search(finalized->begin(), finalized->end(), quiz_id);
 }
 
+QuizState visible_state(QuizState stored, const QuizDef& q, int64_t now) {
+  if (stored != QuizState::open) return stored;
+  return now >= q.closes_at_ms ? QuizState::closed : QuizState::open;
+}
+
 QuizState CatalogSnapshot::state_of(const QuizDef& q, int64_t now) const {
   if (is_finalized(q.quiz_id)) return QuizState::finalized;
   auto it = states.find(q.quiz_id);
-  if (it != states.end() && it->second != QuizState::open) return it->second;
-  return now >= q.closes_at_ms ? QuizState::closed : QuizState::open;
+  return visible_state(it != states.end() ? it->second : QuizState::open, q, now);
 }
 
 void Catalog::set_state(int64_t quiz_id, QuizState s) {

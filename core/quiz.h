@@ -56,6 +56,10 @@ QuizDecodeResult decode_quiz(std::string_view json);
 std::string encode_quiz(const QuizDef& q);
 
 enum class QuizState : uint8_t { open, closed, finalized };
+
+// The state a quiz shows: `stored` (finalized, closed by request, else open) with the clock:
+// an open quiz past its closes_at is closed.
+QuizState visible_state(QuizState stored, const QuizDef& q, int64_t now_ms);
 const char* to_string(QuizState s);
 // The state named `s` ("open", "closed", "finalized"); nullopt for any other text.
 std::optional<QuizState> quiz_state_of(std::string_view s);

@@ -138,22 +138,27 @@ size_t decode_request(Request& r, size_t max_batch) {
   return stages::ingest(r, stages::IngestLimits{max_batch});
 }
 
-Status Engine::learn_quiz(int64_t quiz_id) {
-  auto snap = catalog_.snapshot();
-  if (snap->find(quiz_id) || snap->is_finalized(quiz_id)) return Status();
+Result<std::optional<QuizRecord>> Engine::stored_quiz(int64_t quiz_id) const {
   {
     MutexLock lock(learn_mu_);
     auto it = unknown_until_ms_.find(quiz_id);
-    if (it != unknown_until_ms_.end() && it->second > now_ms()) return Status();
+    if (it != unknown_until_ms_.end() && it->second > now_ms()) return std::optional<QuizRecord>();
   }
   auto rec = store_->load_quiz(quiz_id);
-  if (!rec.ok()) return rec.status();
-  if (!*rec) {
+  if (rec.ok() && !*rec) {
     MutexLock lock(learn_mu_);
     if (unknown_until_ms_.size() > 100000) unknown_until_ms_.clear();
     unknown_until_ms_[quiz_id] = now_ms() + 1000;
-    return Status();
   }
+  return rec;
+}
+
+Status Engine::learn_quiz(int64_t quiz_id) {
+  auto snap = catalog_.snapshot();
+  if (snap->find(quiz_id) || snap->is_finalized(quiz_id)) return Status();
+  auto rec = stored_quiz(quiz_id);
+  if (!rec.ok()) return rec.status();
+  if (!*rec) return Status();
   const QuizRecord& r = **rec;
   if (r.state == QuizState::finalized) {
     catalog_.set_state(quiz_id, QuizState::finalized);
@@ -222,11 +227,23 @@ Result<std::optional<QuizView>> Engine::quiz(int64_t quiz_id) const {
   auto snap = catalog_.snapshot();
   if (const QuizDef* q = snap->find(quiz_id))
     return std::optional<QuizView>(QuizView{*q, snap->state_of(*q, now_ms())});
-  if (!snap->is_finalized(quiz_id)) return std::optional<QuizView>();
-  auto stored = store_->load_quiz(quiz_id);
+  auto stored = stored_quiz(quiz_id);
   if (!stored.ok()) return stored.status();
   if (!*stored) return std::optional<QuizView>();
-  return std::optional<QuizView>(QuizView{(*stored)->def, QuizState::finalized});
+  const QuizState state = snap->is_finalized(quiz_id)
+                              ? QuizState::finalized
+                              : visible_state((*stored)->state, (*stored)->def, now_ms());
+  return std::optional<QuizView>(QuizView{(*stored)->def, state});
+}
+
+// A quiz in neither this engine's catalog nor its finalized list: as PostgreSQL has it. Sets
+// `finalized` when it is; `live` when it is a live quiz this engine does not hold.
+Result<bool> Engine::known_elsewhere(int64_t quiz_id, bool& finalized) const {
+  auto rec = stored_quiz(quiz_id);
+  if (!rec.ok()) return rec.status();
+  if (!*rec) return false;
+  finalized = (*rec)->state == QuizState::finalized;
+  return true;
 }
 
 Result<std::optional<LeaderboardPage>> Engine::leaderboard(int64_t quiz_id, size_t offset,
@@ -235,14 +252,26 @@ Result<std::optional<LeaderboardPage>> Engine::leaderboard(int64_t quiz_id, size
   page.quiz_id = quiz_id;
   for (;;) {
     auto snap = catalog_.snapshot();
-    if (snap->is_finalized(quiz_id)) {
+    bool finalized = snap->is_finalized(quiz_id);
+    if (!finalized && !snap->find(quiz_id)) {
+      auto known = known_elsewhere(quiz_id, finalized);
+      if (!known.ok()) return known.status();
+      if (!*known) return std::optional<LeaderboardPage>();
+      if (!finalized) {  // live, held by another instance: its stored standings
+        auto rows = store_->load_standings(quiz_id);
+        if (!rows.ok()) return rows.status();
+        page.total = static_cast<int64_t>(rows->size());
+        page.entries = stages::rank_page(std::move(rows).value(), offset, limit);
+        return std::optional<LeaderboardPage>(std::move(page));
+      }
+    }
+    if (finalized) {
       auto fin = store_->final_standings(quiz_id, offset, limit);
       if (!fin.ok()) return fin.status();
       page.total = fin->total;
       page.entries = std::move(fin->entries);
       return std::optional<LeaderboardPage>(std::move(page));
     }
-    if (!snap->find(quiz_id)) return std::optional<LeaderboardPage>();
     if (Status s = ensure_loaded(quiz_id); !s.ok()) return s;
     standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
       if (!s) return 0;
@@ -259,12 +288,22 @@ Result<std::optional<std::optional<StandingEntry>>> Engine::player(int64_t quiz_
   using Out = std::optional<std::optional<StandingEntry>>;
   for (;;) {
     auto snap = catalog_.snapshot();
-    if (snap->is_finalized(quiz_id)) {
+    bool finalized = snap->is_finalized(quiz_id);
+    if (!finalized && !snap->find(quiz_id)) {
+      auto known = known_elsewhere(quiz_id, finalized);
+      if (!known.ok()) return known.status();
+      if (!*known) return Out();
+      if (!finalized) {  // live, held by another instance: its stored standings
+        auto rows = store_->load_standings(quiz_id);
+        if (!rows.ok()) return rows.status();
+        return Out(stages::rank_of(*rows, user_id));
+      }
+    }
+    if (finalized) {
       auto fin = store_->final_standing(quiz_id, user_id);
       if (!fin.ok()) return fin.status();
       return Out(*fin);
     }
-    if (!snap->find(quiz_id)) return Out();
     if (Status s = ensure_loaded(quiz_id); !s.ok()) return s;
     auto entry = standings_->read(quiz_id, [&](const stages::QuizStandings* s) {
       return s ? s->find(user_id) : std::optional<StandingEntry>{};
@@ -285,7 +324,13 @@ Result<std::optional<std::vector<RewardRow>>> Engine::rewards(int64_t quiz_id) c
   using Out = std::optional<std::vector<RewardRow>>;
   auto snap = catalog_.snapshot();
   if (snap->find(quiz_id)) return Out(std::vector<RewardRow>{});  // not finalized yet
-  if (!snap->is_finalized(quiz_id)) return Out();
+  bool finalized = snap->is_finalized(quiz_id);
+  if (!finalized) {
+    auto known = known_elsewhere(quiz_id, finalized);
+    if (!known.ok()) return known.status();
+    if (!*known) return Out();
+    if (!finalized) return Out(std::vector<RewardRow>{});
+  }
   auto r = store_->rewards(quiz_id);
   if (!r.ok()) return r.status();
   return Out(std::move(r).value());

@@ -121,8 +121,10 @@ class Engine {
   // database round trip. `finalized`: it was finalized already; `unknown`: no such quiz.
   Result<CloseResult> close_quiz(int64_t quiz_id);
 
-  // The read calls: nullopt when there is no such quiz. A live quiz is served from memory (its
-  // standings are loaded on first use); a finalized one from PostgreSQL (one query, blocking).
+  // The read calls: nullopt when there is no such quiz. A live quiz in this engine's catalog is
+  // served from memory (its standings are loaded on first use); a finalized one, and a live one
+  // this engine does not hold (created through another instance, or scored by the instance
+  // that consumes its partition), from PostgreSQL (blocking queries, nothing kept in memory).
   // Not ok: storage failed.
   Result<std::optional<QuizView>> quiz(int64_t quiz_id) const;
   Result<std::optional<LeaderboardPage>> leaderboard(int64_t quiz_id, size_t offset,
@@ -166,6 +168,11 @@ class Engine {
   Config config_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<NotificationSink> sink_;
+  // The stored quiz (one query, blocking); a miss is remembered for a second.
+  Result<std::optional<QuizRecord>> stored_quiz(int64_t quiz_id) const;
+  // Whether PostgreSQL has a quiz this engine neither holds nor knows finalized; `finalized`
+  // says whether it is.
+  Result<bool> known_elsewhere(int64_t quiz_id, bool& finalized) const;
   // Loads a live quiz's standings into memory unless they are (one query, blocking).
   Status ensure_loaded(int64_t quiz_id) const;
   bool left_memory_meanwhile(int64_t quiz_id) const;
@@ -173,8 +180,8 @@ class Engine {
 
   Catalog catalog_;
   ConsumerHooks consumer_;
-  Mutex learn_mu_;
-  std::unordered_map<int64_t, int64_t> unknown_until_ms_ QF_GUARDED_BY(learn_mu_);
+  mutable Mutex learn_mu_;
+  mutable std::unordered_map<int64_t, int64_t> unknown_until_ms_ QF_GUARDED_BY(learn_mu_);
   std::unique_ptr<stages::StandingsBook> standings_;
   PipelineMetrics metrics_;
   std::unique_ptr<CommitPool> commits_;

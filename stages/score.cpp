@@ -185,6 +185,33 @@ std::optional<StandingEntry> QuizStandings::find(int64_t user_id) const {
   return StandingEntry{static_cast<int64_t>(rank), user_id, s};
 }
 
+namespace {
+RankKey key_of(const StandingRow& r) { return RankKey{r.score, r.correct, r.time_ms, r.user_id}; }
+}  // namespace
+
+std::vector<StandingEntry> rank_page(std::vector<StandingRow> rows, size_t offset, size_t limit) {
+  std::vector<StandingEntry> out;
+  if (offset >= rows.size()) return out;
+  const size_t end = offset + std::min(limit, rows.size() - offset);
+  std::partial_sort(
+      rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(end), rows.end(),
+      [](const StandingRow& a, const StandingRow& b) { return key_of(a) < key_of(b); });
+  for (size_t i = offset; i < end; ++i)
+    out.push_back(StandingEntry{static_cast<int64_t>(i + 1), rows[i].user_id,
+                                Standing{rows[i].score, rows[i].correct, rows[i].time_ms}});
+  return out;
+}
+
+std::optional<StandingEntry> rank_of(const std::vector<StandingRow>& rows, int64_t user_id) {
+  const auto it = std::find_if(rows.begin(), rows.end(),
+                               [&](const StandingRow& r) { return r.user_id == user_id; });
+  if (it == rows.end()) return std::nullopt;
+  const RankKey key = key_of(*it);
+  const auto ahead = std::count_if(rows.begin(), rows.end(),
+                                   [&](const StandingRow& r) { return key_of(r) < key; });
+  return StandingEntry{ahead + 1, user_id, Standing{it->score, it->correct, it->time_ms}};
+}
+
 std::shared_ptr<StandingsBook::Slot> StandingsBook::find(int64_t quiz_id) const {
   ReaderLock lock(mu_);
   auto it = slots_.find(quiz_id);

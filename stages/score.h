@@ -45,6 +45,12 @@ struct Proposal {
   int64_t version = 0;  // the version of the standings it was computed from (StandingsBook)
 };
 
+// The standings order applied to stored rows, for a quiz whose standings are not held in memory
+// (another instance owns it): one page of it (`total` is rows.size()), and one player's entry.
+// Equal to QuizStandings::page and ::find over the same standings.
+std::vector<StandingEntry> rank_page(std::vector<StandingRow> rows, size_t offset, size_t limit);
+std::optional<StandingEntry> rank_of(const std::vector<StandingRow>& rows, int64_t user_id);
+
 // One quiz's standings. Not thread-safe (StandingsBook guards it).
 class QuizStandings {
  public:

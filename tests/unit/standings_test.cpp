@@ -170,6 +170,33 @@ TEST(Standings, PageAndFind) {
   EXPECT_EQ(empty.players(), 0u);
 }
 
+// Stored rows (a quiz held by another instance) ranked by rank_page / rank_of: the same pages
+// and entries as the in-memory standings, whatever order the rows come in.
+TEST(Standings, StoredRowsRankAsTheInMemoryStandings) {
+  const QuizStandings s = tie_table();
+  const std::vector<Row> full = all_rows(s);
+  std::vector<StandingRow> stored;
+  for (const Row& r : full)
+    stored.push_back(StandingRow{kQuiz, r.user, r.score, r.correct, r.time_ms, true});
+  std::mt19937 rng(5);
+  for (int round = 0; round < 20; ++round) {
+    std::shuffle(stored.begin(), stored.end(), rng);
+    for (const auto& [offset, limit] : std::vector<std::pair<size_t, size_t>>{
+             {0, 100}, {0, 1}, {2, 3}, {7, 10}, {5, 100}, {8, 10}, {1000, 10}, {3, 0}})
+      EXPECT_EQ(rows(rank_page(stored, offset, limit)), rows(s.page(offset, limit)))
+          << "offset " << offset << " limit " << limit;
+    for (const Row& r : full) {
+      const auto got = rank_of(stored, r.user), want = s.find(r.user);
+      ASSERT_TRUE(got.has_value()) << r.user;
+      EXPECT_EQ(got->rank, want->rank) << r.user;
+      EXPECT_EQ(got->standing, want->standing) << r.user;
+    }
+    EXPECT_FALSE(rank_of(stored, 6).has_value());
+  }
+  EXPECT_TRUE(rank_page({}, 0, 10).empty());
+  EXPECT_FALSE(rank_of({}, 1).has_value());
+}
+
 TEST(Standings, RankKeyOrder) {
   auto less = [](RankKey a, RankKey b) { return a < b; };
   // score desc
