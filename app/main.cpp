@@ -402,11 +402,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "quizflow: --jobs applies to replays of the log, not of a file\n");
     return 2;
   }
-  if (jobs == 0) jobs = 2;
-  if (static_cast<int64_t>(jobs) > int64_t{c.db_pool_size} + c.db_max_overflow) {
+  // A replay of the log rebuilds `jobs` quizzes at once (2 by default), one of a file one: a
+  // connection each, and one reading.
+  if (jobs == 0) jobs = from.empty() ? 2 : 1;
+  const bool replaying = cmd == "replay" || cmd == "import";
+  if (replaying && static_cast<int64_t>(jobs) + 1 > int64_t{c.db_pool_size} + c.db_max_overflow) {
     std::fprintf(stderr,
-                 "quizflow: --jobs %zu needs a connection each: more than DB_POOL_SIZE + "
-                 "DB_MAX_OVERFLOW (%d)\n",
+                 "quizflow: --jobs %zu needs a connection each and one more: more than "
+                 "DB_POOL_SIZE + DB_MAX_OVERFLOW (%d)\n",
                  jobs, c.db_pool_size + c.db_max_overflow);
     return 2;
   }

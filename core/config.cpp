@@ -161,7 +161,7 @@ Config load_config(const std::string& path) {
       else if (m->value.IsInt64())
         v = std::to_string(m->value.GetInt64());
       else
-        throw ConfigError(name, "must be a string, number or boolean");
+        throw ConfigError(name, "must be a string, an integer or a boolean");
       found->set_str(c, v);
     }
   }

@@ -205,6 +205,9 @@ StatsReport collect_stats(const Engine& engine) {
   b.gauge("engine.degraded", "quizflow_degraded",
           "1 when in-memory state may differ from PostgreSQL's (restart to reload).",
           m.degraded.load() ? 1 : 0, JsonType::boolean);
+  b.gauge("engine.healthy", "quizflow_healthy",
+          "1 when GET /health answers 200 (every check ok; 0 also while draining).",
+          engine.health().healthy ? 1 : 0, JsonType::boolean);
   if (engine.consumer().stats) {  // spec §6: only when consuming Kafka
     const ConsumerStats cs = engine.consumer().stats();
     for (const auto& [partition, lag] : cs.lag)

@@ -786,6 +786,23 @@ TEST_F(ConfigErrors, BadValuesExitThreeNamingTheKey) {
   }
 }
 
+// The smallest pool the configuration allows is accepted by every command but a replay, which
+// needs a connection per quiz rebuilt at once (2 by default) and one more: it says so.
+TEST_F(ConfigErrors, TheSmallestPoolIsAcceptedAndReplaysSayWhatTheyNeed) {
+  const auto env =
+      isolated_env(db(), {{"DB_POOL_SIZE", "1"}, {"DB_MAX_OVERFLOW", "0"}, {"DB_WRITERS", "1"}});
+  const CommandResult cc = run_command({bin(), "check-config"}, env, dir(), 10s);
+  EXPECT_EQ(cc.exit_code, 0) << cc.show();
+  const CommandResult dry = run_command({bin(), "replay", "--dry-run"}, env, dir(), 10s);
+  EXPECT_EQ(dry.exit_code, 2) << dry.show();
+  EXPECT_NE(dry.all().find("--jobs 2 needs a connection each and one more"), std::string::npos)
+      << dry.show();
+  const auto two = isolated_env(db(), {{"DB_POOL_SIZE", "2"}, {"DB_MAX_OVERFLOW", "0"}});
+  const CommandResult one =
+      run_command({bin(), "replay", "--dry-run", "--jobs", "1"}, two, dir(), 120s);
+  EXPECT_TRUE(one.exit_code == 0 || one.exit_code == 10) << one.show();
+}
+
 TEST_F(ConfigErrors, UnknownKeyInTheFileIsNamed) {
   const std::string file = dir() + "/unknown-key.json";
   write_file(file, R"({"batch_max_size": 10, "batch_max_sise": 20})");
