@@ -31,7 +31,10 @@ using namespace quizflow::loadtest;
 constexpr int kThreads = 16;
 constexpr auto kClientTimeout = 15s;
 constexpr auto kLoadBeforeSignal = 2s;
-constexpr int kDrainTimeoutMs = 10000;
+// The default. One run of the whole suite saw a batch transaction stay in flight for over 10 s
+// under this load (cause not found; not reproduced in 5 runs of this test alone): the drain
+// waits for it by design, so the limit leaves room for such a stall instead of failing on it.
+constexpr int kDrainTimeoutMs = 20000;
 constexpr auto kExitMargin = 5s;
 // A connection error is acceptable when it ended no earlier than this before the listener was
 // seen closed (the probe connects every millisecond; scheduling on a busy 2-core machine).
