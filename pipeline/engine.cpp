@@ -236,14 +236,13 @@ Result<std::optional<QuizView>> Engine::quiz(int64_t quiz_id) const {
   return std::optional<QuizView>(QuizView{(*stored)->def, state});
 }
 
-// A quiz in neither this engine's catalog nor its finalized list: as PostgreSQL has it. Sets
-// `finalized` when it is; `live` when it is a live quiz this engine does not hold.
-Result<bool> Engine::known_elsewhere(int64_t quiz_id, bool& finalized) const {
+Result<Engine::Holder> Engine::holder_of(int64_t quiz_id, const CatalogSnapshot& snap) const {
+  if (snap.is_finalized(quiz_id)) return Holder::stored_final;
+  if (snap.find(quiz_id)) return Holder::memory;
   auto rec = stored_quiz(quiz_id);
   if (!rec.ok()) return rec.status();
-  if (!*rec) return false;
-  finalized = (*rec)->state == QuizState::finalized;
-  return true;
+  if (!*rec) return Holder::none;
+  return (*rec)->state == QuizState::finalized ? Holder::stored_final : Holder::stored_live;
 }
 
 Result<std::optional<LeaderboardPage>> Engine::leaderboard(int64_t quiz_id, size_t offset,
@@ -251,21 +250,17 @@ Result<std::optional<LeaderboardPage>> Engine::leaderboard(int64_t quiz_id, size
   LeaderboardPage page;
   page.quiz_id = quiz_id;
   for (;;) {
-    auto snap = catalog_.snapshot();
-    bool finalized = snap->is_finalized(quiz_id);
-    if (!finalized && !snap->find(quiz_id)) {
-      auto known = known_elsewhere(quiz_id, finalized);
-      if (!known.ok()) return known.status();
-      if (!*known) return std::optional<LeaderboardPage>();
-      if (!finalized) {  // live, held by another instance: its stored standings
-        auto rows = store_->load_standings(quiz_id);
-        if (!rows.ok()) return rows.status();
-        page.total = static_cast<int64_t>(rows->size());
-        page.entries = stages::rank_page(std::move(rows).value(), offset, limit);
-        return std::optional<LeaderboardPage>(std::move(page));
-      }
+    auto where = holder_of(quiz_id, *catalog_.snapshot());
+    if (!where.ok()) return where.status();
+    if (*where == Holder::none) return std::optional<LeaderboardPage>();
+    if (*where == Holder::stored_live) {
+      auto rows = store_->load_standings(quiz_id);
+      if (!rows.ok()) return rows.status();
+      page.total = static_cast<int64_t>(rows->size());
+      page.entries = stages::rank_page(std::move(rows).value(), offset, limit);
+      return std::optional<LeaderboardPage>(std::move(page));
     }
-    if (finalized) {
+    if (*where == Holder::stored_final) {
       auto fin = store_->final_standings(quiz_id, offset, limit);
       if (!fin.ok()) return fin.status();
       page.total = fin->total;
@@ -287,19 +282,15 @@ Result<std::optional<std::optional<StandingEntry>>> Engine::player(int64_t quiz_
                                                                    int64_t user_id) const {
   using Out = std::optional<std::optional<StandingEntry>>;
   for (;;) {
-    auto snap = catalog_.snapshot();
-    bool finalized = snap->is_finalized(quiz_id);
-    if (!finalized && !snap->find(quiz_id)) {
-      auto known = known_elsewhere(quiz_id, finalized);
-      if (!known.ok()) return known.status();
-      if (!*known) return Out();
-      if (!finalized) {  // live, held by another instance: its stored standings
-        auto rows = store_->load_standings(quiz_id);
-        if (!rows.ok()) return rows.status();
-        return Out(stages::rank_of(*rows, user_id));
-      }
+    auto where = holder_of(quiz_id, *catalog_.snapshot());
+    if (!where.ok()) return where.status();
+    if (*where == Holder::none) return Out();
+    if (*where == Holder::stored_live) {
+      auto rows = store_->load_standings(quiz_id);
+      if (!rows.ok()) return rows.status();
+      return Out(stages::rank_of(*rows, user_id));
     }
-    if (finalized) {
+    if (*where == Holder::stored_final) {
       auto fin = store_->final_standing(quiz_id, user_id);
       if (!fin.ok()) return fin.status();
       return Out(*fin);
@@ -322,15 +313,10 @@ bool Engine::left_memory_meanwhile(int64_t quiz_id) const {
 
 Result<std::optional<std::vector<RewardRow>>> Engine::rewards(int64_t quiz_id) const {
   using Out = std::optional<std::vector<RewardRow>>;
-  auto snap = catalog_.snapshot();
-  if (snap->find(quiz_id)) return Out(std::vector<RewardRow>{});  // not finalized yet
-  bool finalized = snap->is_finalized(quiz_id);
-  if (!finalized) {
-    auto known = known_elsewhere(quiz_id, finalized);
-    if (!known.ok()) return known.status();
-    if (!*known) return Out();
-    if (!finalized) return Out(std::vector<RewardRow>{});
-  }
+  auto where = holder_of(quiz_id, *catalog_.snapshot());
+  if (!where.ok()) return where.status();
+  if (*where == Holder::none) return Out();
+  if (*where != Holder::stored_final) return Out(std::vector<RewardRow>{});  // not finalized yet
   auto r = store_->rewards(quiz_id);
   if (!r.ok()) return r.status();
   return Out(std::move(r).value());

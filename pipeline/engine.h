@@ -170,9 +170,11 @@ class Engine {
   std::unique_ptr<NotificationSink> sink_;
   // The stored quiz (one query, blocking); a miss is remembered for a second.
   Result<std::optional<QuizRecord>> stored_quiz(int64_t quiz_id) const;
-  // Whether PostgreSQL has a quiz this engine neither holds nor knows finalized; `finalized`
-  // says whether it is.
-  Result<bool> known_elsewhere(int64_t quiz_id, bool& finalized) const;
+  // Where a read of a quiz is answered from: this engine's memory (a live quiz of its catalog),
+  // PostgreSQL's final standings (finalized), PostgreSQL's standings (a live quiz another
+  // instance holds), or nowhere (no such quiz). Asks PostgreSQL only for a quiz not in `snap`.
+  enum class Holder { none, memory, stored_final, stored_live };
+  Result<Holder> holder_of(int64_t quiz_id, const CatalogSnapshot& snap) const;
   // Loads a live quiz's standings into memory unless they are (one query, blocking).
   Status ensure_loaded(int64_t quiz_id) const;
   bool left_memory_meanwhile(int64_t quiz_id) const;
